@@ -1,0 +1,1 @@
+"""The mesh protocol: wire, membership, election, anti-entropy sync, discovery."""

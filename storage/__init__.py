@@ -1,0 +1,1 @@
+"""SQLite-backed CRDT stores, hybrid logical clock, merge rules and bucket digests."""

@@ -1,0 +1,1 @@
+"""Operator commands: benchmarks, mesh simulation report, drift reports."""
