@@ -1,0 +1,247 @@
+"""`ringrift-node`: the command line.
+
+    ringrift-node init  --data-dir D [--json]
+    ringrift-node start --data-dir D [--host H] [--port P] [--config F]
+    ringrift-node join  HOST:PORT --token T --data-dir D [--port P] [--voter]
+    ringrift-node status [--peer HOST:PORT] [--json]
+    ringrift-node leave --data-dir D
+
+Exit status: 0 success, 1 runtime failure, 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from node.config import Config, ConfigError, check_data_dir_writable, load_config, parse_address
+from node.datadir import (
+    DataDirError,
+    NodeFiles,
+    init_data_dir,
+    is_initialised,
+    join_token,
+    open_data_dir,
+)
+
+log = logging.getLogger("ringrift.cli")
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class CliError(RuntimeError):
+    """A failure the operator must see as one line; `code` is the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ringrift-node", description="Peer-to-peer agent of a RingRift AI-training cluster."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", type=Path, help="data directory (default: node.data_dir)")
+        p.add_argument("--config", type=Path, help="TOML file overriding the embedded defaults")
+        p.add_argument("--host", help="listen address (default: node.host)")
+        p.add_argument("--port", type=int, help="listen port (default: node.port)")
+
+    p_init = sub.add_parser("init", help="create a data dir, a node identity and a new cluster")
+    common(p_init)
+    p_init.add_argument("--json", action="store_true", help="print node_id, cluster_id, token as JSON")
+
+    p_start = sub.add_parser("start", help="run the node (initialising the data dir if missing)")
+    common(p_start)
+
+    p_join = sub.add_parser("join", help="join the cluster of a peer and run the node")
+    common(p_join)
+    p_join.add_argument("peer", help="HOST:PORT of any node of the cluster")
+    p_join.add_argument("--token", required=True, help="join token printed by `init`")
+    p_join.add_argument("--voter", action="store_true", help="ask to become a leader voter")
+
+    p_status = sub.add_parser("status", help="show a node's status")
+    p_status.add_argument("--peer", help="HOST:PORT (default: this machine's configured port)")
+    p_status.add_argument("--config", type=Path, help="TOML file overriding the embedded defaults")
+    p_status.add_argument("--json", action="store_true", help="print the raw JSON")
+
+    p_leave = sub.add_parser("leave", help="stop the local node gracefully (hands off leadership)")
+    p_leave.add_argument("--data-dir", type=Path, help="data directory of the running node")
+    p_leave.add_argument("--config", type=Path, help="TOML file overriding the embedded defaults")
+    p_leave.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for exit")
+    return parser
+
+
+def load(args: argparse.Namespace) -> Config:
+    node: dict[str, Any] = {}
+    for flag, key in (("data_dir", "data_dir"), ("host", "host"), ("port", "port")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            node[key] = str(value) if flag == "data_dir" else value
+    return load_config(args.config, overrides={"node": node} if node else None)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    config = load(args)
+    check_data_dir_writable(config.node.data_dir)
+    files = init_data_dir(config.node.data_dir, voter=True)
+    from node.agent import advertise_address
+
+    token = join_token(files, advertise_address(config, config.node.port))
+    if args.json:
+        print(json.dumps({
+            "node_id": files.node_id, "cluster_id": files.cluster.cluster_id, "token": token,
+        }))
+    else:
+        print(f"initialised node {files.node_id} of new cluster {files.cluster.cluster_id}")
+        print(f"data dir: {files.path}")
+        print("join other machines with: ringrift-node join <this-host:port> --token <token>")
+        print(token)
+    return 0
+
+
+def open_or_init(config: Config) -> NodeFiles:
+    check_data_dir_writable(config.node.data_dir)
+    if not is_initialised(config.node.data_dir):
+        files = init_data_dir(config.node.data_dir, voter=True)
+        log.info("initialised new node %s in %s", files.node_id, files.path)
+        return files
+    return open_data_dir(config.node.data_dir)
+
+
+def run_agent(config: Config, files: NodeFiles) -> int:
+    from node.agent import Agent
+
+    agent = Agent(config, files)
+    asyncio.run(agent.run())
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    config = load(args)
+    _setup_logging(config)
+    return run_agent(config, open_or_init(config))
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    config = load(args)
+    _setup_logging(config)
+    parse_address(args.peer, key="peer")
+    from node.join import join_cluster
+
+    files = join_cluster(config, args.peer, args.token, voter=args.voter)
+    return run_agent(config, files)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    if args.peer:
+        host, port = parse_address(args.peer, key="--peer")
+    else:
+        config = load_config(args.config)
+        host, port = "127.0.0.1", config.node.port
+    url = f"http://{host}:{port}/api/v1/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            status = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise CliError(f"cannot read {url}: {getattr(exc, 'reason', exc)}") from exc
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        print(format_status(status))
+    return 0
+
+
+def format_status(status: dict[str, Any]) -> str:
+    lines = [
+        f"node     {status.get('node_id')}  ({status.get('state')}, up {status.get('uptime_s')} s)",
+        f"cluster  {status.get('cluster_id')}  version {status.get('version')}",
+    ]
+    if "leader" in status:
+        lines.append(
+            f"leader   {status.get('leader') or '(none)'}  term {status.get('term')}  "
+            f"voters {', '.join(status.get('voters') or []) or '(none)'}"
+        )
+    for name, summary in (status.get("stores") or {}).items():
+        lines.append(f"{name:<8} {summary.get('count'):>9} rows  root {summary.get('root')}")
+    members = status.get("members")
+    if members:
+        lines.append(f"members  {len(members)}")
+        for member in members:
+            lines.append(
+                f"  {member.get('node_id')}  {member.get('state'):<7} "
+                f"{member.get('address')}  inc {member.get('incarnation')}  "
+                f"heard {member.get('last_heard_s')} s ago"
+            )
+    return "\n".join(lines)
+
+
+def cmd_leave(args: argparse.Namespace) -> int:
+    """SIGTERM the local agent: its shutdown hands off leadership and announces leave."""
+    overrides = {"node": {"data_dir": str(args.data_dir)}} if args.data_dir else None
+    config = load_config(args.config, overrides=overrides)
+    pid_file = config.node.data_dir / "node.pid"
+    try:
+        pid = int(pid_file.read_text(encoding="ascii").strip())
+    except (OSError, ValueError) as exc:
+        raise CliError(f"no running node found in {config.node.data_dir} ({pid_file}: {exc})") from exc
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        raise CliError(f"node process {pid} from {pid_file} is not running") from None
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print(f"node {pid} left")
+            return 0
+        time.sleep(0.1)
+    raise CliError(f"node {pid} still running after {args.timeout} s")
+
+
+COMMANDS = {
+    "init": cmd_init, "start": cmd_start, "join": cmd_join, "status": cmd_status, "leave": cmd_leave,
+}
+
+
+def _setup_logging(config: Config) -> None:
+    logging.basicConfig(
+        level=config.node.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"ringrift-node: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DataDirError as exc:
+        print(f"ringrift-node: data dir error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CliError as exc:
+        print(f"ringrift-node: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

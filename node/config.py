@@ -1,0 +1,264 @@
+"""The node's configuration: one typed object, loaded from three layers.
+
+The defaults, each with the reason for it, live in the embedded `config/node.toml`; this module only
+says what type every key has and checks the values. Layers, later wins: embedded defaults, the
+user's `--config` file, `RINGRIFT_<SECTION>_<KEY>` environment variables. Any bad value stops
+start-up with a `ConfigError` naming the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "RINGRIFT_"
+PROFILES = ("lan", "wan")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unusable; the message is one line for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSection:
+    host: str
+    port: int
+    data_dir: Path
+    advertise_address: str
+    log_level: str
+
+
+@dataclass(frozen=True, slots=True)
+class MeshSection:
+    profile: str
+    seeds: tuple[str, ...]
+    zeroconf: bool
+    sync_interval_s: float
+    clock_window_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ElectionSection:
+    voters: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSection:
+    max_clock_offset_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    node: NodeSection
+    mesh: MeshSection
+    election: ElectionSection
+    storage: StorageSection
+
+
+_SECTIONS: dict[str, type] = {
+    "node": NodeSection,
+    "mesh": MeshSection,
+    "election": ElectionSection,
+    "storage": StorageSection,
+}
+
+
+def default_toml() -> str:
+    return resources.files("config").joinpath("node.toml").read_text(encoding="utf-8")
+
+
+def load_config(
+    user_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Merge defaults, the user file, the environment and CLI `overrides`, then validate.
+
+    `overrides` (from command-line flags like --port) win over everything else.
+    """
+    merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in tomllib.loads(default_toml()).items()}
+    if user_file is not None:
+        _merge_layer(merged, _read_user_file(user_file), source=str(user_file))
+    _merge_layer(merged, _env_layer(merged, os.environ if env is None else env), source="environment")
+    if overrides:
+        _merge_layer(merged, overrides, source="command line")
+    return _build(merged)
+
+
+def _read_user_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it ({exc.strerror})") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML ({exc})") from exc
+
+
+def _merge_layer(
+    merged: dict[str, dict[str, Any]], layer: Mapping[str, Any], source: str
+) -> None:
+    for section, values in layer.items():
+        if section not in merged:
+            raise ConfigError(
+                f"{source}: unknown section [{section}]; expected one of {sorted(merged)}"
+            )
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: {section} = {values!r}: expected a table of keys")
+        for key, value in values.items():
+            if key not in merged[section]:
+                raise ConfigError(
+                    f"{source}: unknown key {section}.{key}; "
+                    f"expected one of {sorted(merged[section])}"
+                )
+            merged[section][key] = value
+
+
+def _env_layer(defaults: Mapping[str, Mapping[str, Any]], env: Mapping[str, str]) -> dict:
+    """Turn RINGRIFT_SECTION_KEY=text into typed values, judged by the default's type."""
+    layer: dict[str, dict[str, Any]] = {}
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        section = next((s for s in defaults if rest.startswith(s + "_")), None)
+        if section is None:
+            raise ConfigError(
+                f"environment: {name}: unknown section; expected RINGRIFT_<SECTION>_<KEY> "
+                f"with SECTION one of {sorted(s.upper() for s in defaults)}"
+            )
+        key = rest[len(section) + 1:]
+        if key not in defaults[section]:
+            raise ConfigError(
+                f"environment: {name}: unknown key {section}.{key}; "
+                f"expected one of {sorted(defaults[section])}"
+            )
+        layer.setdefault(section, {})[key] = _parse_env_value(
+            name, text, defaults[section][key]
+        )
+    return layer
+
+
+def _parse_env_value(name: str, text: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"environment: {name} = {text!r}: expected true or false")
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"environment: {name} = {text!r}: expected an integer") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"environment: {name} = {text!r}: expected a number") from None
+    if isinstance(default, list):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text
+
+
+def _build(merged: Mapping[str, Mapping[str, Any]]) -> Config:
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        values = merged[name]
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {key: _typed(f"{name}.{key}", values[key], fields[key].type) for key in fields}
+        sections[name] = cls(**kwargs)
+    config = Config(**sections)
+    _validate(config)
+    return config
+
+
+def _typed(key: str, value: Any, annotation: str) -> Any:
+    """Check `value` against the field annotation (a string: `from __future__ import annotations`)."""
+    if annotation == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} = {value!r}: expected true or false")
+        return value
+    if annotation == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} = {value!r}: expected an integer")
+        return value
+    if annotation == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} = {value!r}: expected a number")
+        return float(value)
+    if annotation == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} = {value!r}: expected a string")
+        return value
+    if annotation == "Path":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key} = {value!r}: expected a directory path")
+        return Path(value).expanduser()
+    if annotation == "tuple[str, ...]":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} = {value!r}: expected a list of strings")
+        return tuple(value)
+    raise AssertionError(f"no checker for annotation {annotation!r} of {key}")
+
+
+def _validate(config: Config) -> None:
+    node, mesh = config.node, config.mesh
+    if not 1 <= node.port <= 65535:
+        raise ConfigError(f"node.port = {node.port}: expected an integer in 1..65535")
+    if node.log_level not in LOG_LEVELS:
+        raise ConfigError(f"node.log_level = {node.log_level!r}: expected one of {LOG_LEVELS}")
+    if node.advertise_address:
+        parse_address(node.advertise_address, key="node.advertise_address")
+    if mesh.profile not in PROFILES:
+        raise ConfigError(f"mesh.profile = {mesh.profile!r}: expected one of {PROFILES}")
+    for seed in mesh.seeds:
+        parse_address(seed, key="mesh.seeds")
+    if not 0.1 <= mesh.sync_interval_s <= 3600:
+        raise ConfigError(
+            f"mesh.sync_interval_s = {mesh.sync_interval_s}: expected seconds in 0.1..3600"
+        )
+    if not 1 <= mesh.clock_window_s <= 3600:
+        raise ConfigError(
+            f"mesh.clock_window_s = {mesh.clock_window_s}: expected seconds in 1..3600"
+        )
+    if not 0 < config.storage.max_clock_offset_ms <= 86_400_000:
+        raise ConfigError(
+            f"storage.max_clock_offset_ms = {config.storage.max_clock_offset_ms}: "
+            "expected milliseconds in 1..86400000"
+        )
+    if len(config.election.voters) > 7:
+        raise ConfigError(
+            f"election.voters = {list(config.election.voters)}: expected at most 7 node ids"
+        )
+
+
+def parse_address(text: str, key: str = "address") -> tuple[str, int]:
+    """Split "host:port" (IPv6 as "[::1]:7420"), or raise a ConfigError naming `key`."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(f"{key} = {text!r}: expected host:port with a port in 1..65535")
+    return host, int(port_text)
+
+
+def check_data_dir_writable(path: Path) -> None:
+    """Create `path` if needed and prove we can write there, or raise ConfigError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        probe = path / ".write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"node.data_dir = {str(path)!r}: expected a writable directory ({exc.strerror})"
+        ) from exc
