@@ -125,7 +125,7 @@ def test_unknown_kind_is_its_own_error() -> None:
         ({"by_name": {"games": {"count": "x", "root": "r"}}}, "by_name['games'].count", "int"),
         ({"by_name": {5: {"count": 1, "root": "r"}}}, "by_name[key '5']", "str"),
         ({"state": "sleeping"}, "state", "one of 'idle', 'training'"),
-        ({"row": {(1, 2): 3}}, "row", "msgpack value"),
+        ({"row": [{1, 2}]}, "row", "msgpack value"),
         ({"row": {1.5: 3}}, "row", "map key of type str or int"),
         ({"nested": [1, "r"]}, "nested", "map of Inner fields"),
         ({"extra": 1}, "extra", "one of the fields"),
