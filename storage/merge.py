@@ -1,0 +1,188 @@
+"""The merge rules, in one place: versions, strategies, conflict resolution and statistics.
+
+A row is a (key, version, wire dict). Versions are `bytes` that compare lexicographically in
+the order the rules need:
+
+- match rows: 8-byte big-endian hlc + node id bytes (`match_version`),
+- aliases: 8-byte big-endian term + 8-byte hlc (`alias_version`),
+- immutable rows (games, model metadata, promotion events): their content hash.
+
+`plan_merge` applies a batch to a view of the held versions and says what to write; the
+in-memory and the SQLite stores both call it, so they cannot disagree on an outcome.
+
+Counting: every incoming row lands in exactly one of `added` (key was new), `resolved` (it
+replaced the held row), `skipped` (it did not) and `invalid` (failed validation). `conflicts`
+counts, in addition, rows whose version equals the held one while the content differs: the
+case the rules make impossible, resolved by content hash when seen.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import msgpack
+
+
+class Strategy(enum.Enum):
+    """What to do when an incoming row meets a held row with the same key."""
+
+    SKIP = "skip"  # keep what is held
+    LAST_WRITE_WINS = "last_write_wins"  # keep the higher version (the mesh uses this)
+    FIRST_WRITE_WINS = "first_write_wins"  # keep the lower version
+    RAISE = "raise"  # refuse the batch when held and incoming differ
+
+
+class InvalidRow(ValueError):
+    """A row failed validation; the message names the field, the value and what was expected."""
+
+
+class MergeConflictError(Exception):
+    """Strategy.RAISE met an incoming row that differs from the held one."""
+
+    def __init__(self, key: str, held: bytes, incoming: bytes) -> None:
+        super().__init__(
+            f"row {key!r}: held version {held.hex()} differs from incoming {incoming.hex()}"
+        )
+        self.key = key
+        self.held = held
+        self.incoming = incoming
+
+
+@dataclass(frozen=True, slots=True)
+class MergeStats:
+    added: int = 0
+    skipped: int = 0
+    conflicts: int = 0
+    resolved: int = 0
+    invalid: int = 0
+
+    def __add__(self, other: MergeStats) -> MergeStats:
+        return MergeStats(
+            self.added + other.added,
+            self.skipped + other.skipped,
+            self.conflicts + other.conflicts,
+            self.resolved + other.resolved,
+            self.invalid + other.invalid,
+        )
+
+    @property
+    def changed(self) -> int:
+        """Rows that changed the store (new or replacing)."""
+        return self.added + self.resolved
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A validated row: its store key, its version and its wire dict."""
+
+    key: str
+    version: bytes
+    data: dict
+
+
+def match_version(hlc: int, node_id: str) -> bytes:
+    return hlc.to_bytes(8, "big") + node_id.encode()
+
+
+def alias_version(term: int, hlc: int) -> bytes:
+    return term.to_bytes(8, "big") + hlc.to_bytes(8, "big")
+
+
+def canonical_bytes(values: list | tuple) -> bytes:
+    """The canonical encoding content hashes are taken over (msgpack of a positional list)."""
+    return msgpack.packb(list(values), use_bin_type=True)
+
+
+def content_hash(data: Mapping) -> bytes:
+    """A hash of a wire dict's content, independent of key order (the tie-breaker)."""
+    return hashlib.sha256(canonical_bytes(sorted(data.items()))).digest()
+
+
+def validate_batch(
+    rows: Iterable[object], validate: Callable[[object], Row]
+) -> tuple[list[Row], int, list[str]]:
+    """Validate each row; returns (valid rows, invalid count, the first few error messages)."""
+    valid: list[Row] = []
+    invalid = 0
+    errors: list[str] = []
+    for obj in rows:
+        try:
+            valid.append(validate(obj))
+        except InvalidRow as exc:
+            invalid += 1
+            if len(errors) < 5:
+                errors.append(str(exc))
+    return valid, invalid, errors
+
+
+@dataclass(slots=True)
+class MergePlan:
+    """What a batch does to a store: rows to write and the versions they replace."""
+
+    writes: dict[str, Row] = field(default_factory=dict)
+    replaced: dict[str, bytes] = field(default_factory=dict)  # key -> version held before
+    stats: MergeStats = MergeStats()
+
+
+def _tie_winner(held: dict, incoming: dict) -> bool:
+    """Equal versions, different content: the higher content hash wins, on every node alike."""
+    return content_hash(incoming) > content_hash(held)
+
+
+def plan_merge(
+    strategy: Strategy,
+    batch: list[Row],
+    held_versions: Mapping[str, bytes],
+    held_row: Callable[[str], dict],
+    invalid: int = 0,
+) -> MergePlan:
+    """Apply `batch` in order to the held versions; nothing is written here.
+
+    `held_versions` needs only the keys of the batch; `held_row(key)` is asked for a held
+    row's wire dict only when its version ties with an incoming one. Raises
+    MergeConflictError under Strategy.RAISE before anything is written.
+    """
+    plan = MergePlan()
+    added = skipped = conflicts = resolved = 0
+    writes = plan.writes
+    for row in batch:
+        key = row.key
+        pending = writes.get(key)
+        if pending is not None:
+            held_version: bytes | None = pending.version
+        else:
+            held_version = held_versions.get(key)
+        if held_version is None:
+            writes[key] = row
+            added += 1
+            continue
+        new_version = row.version
+        if new_version == held_version:
+            held_data = pending.data if pending is not None else held_row(key)
+            if held_data == row.data:
+                skipped += 1
+                continue
+            if strategy is Strategy.RAISE:
+                raise MergeConflictError(key, held_version, new_version)
+            conflicts += 1
+            take = strategy is not Strategy.SKIP and _tie_winner(held_data, row.data)
+        elif strategy is Strategy.LAST_WRITE_WINS:
+            take = new_version > held_version
+        elif strategy is Strategy.FIRST_WRITE_WINS:
+            take = new_version < held_version
+        elif strategy is Strategy.SKIP:
+            take = False
+        else:
+            raise MergeConflictError(key, held_version, new_version)
+        if not take:
+            skipped += 1
+            continue
+        if pending is None:
+            plan.replaced[key] = held_version
+        resolved += 1
+        writes[key] = row
+    plan.stats = MergeStats(added, skipped, conflicts, resolved, invalid)
+    return plan

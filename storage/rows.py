@@ -1,0 +1,373 @@
+"""Row kinds: the wire form of every stored row, its validation, key and version.
+
+Rows cross the network as plain msgpack-able dicts. Every field of every incoming row is
+checked here (type, size, range, enum) before any store looks at it; a bad row raises
+InvalidRow naming the field, the value and what was expected. The builders (`new_game`,
+`new_match`, ...) make the same dicts for local writes, so local and remote rows take one path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+
+import msgpack
+
+from storage.hlc import MAX_HLC
+from storage.merge import InvalidRow, Row, alias_version, canonical_bytes, match_version
+
+BOARD_TYPES = frozenset({"square8", "square19", "hex8", "hexagonal"})
+MIN_PLAYERS, MAX_PLAYERS = 2, 4
+MAX_ID_CHARS = 128  # model ids, match ids, node ids
+MAX_REASON_CHARS = 1024
+MAX_MOVES = 20_000  # far above any real game; bounds what a peer can make us store
+MAX_MOVES_BYTES = 1 << 20
+MAX_TERM = (1 << 63) - 1
+MAX_BLOB_SIZE = 1 << 40
+MAX_GAMES_PLAYED = 1 << 31
+
+ALIASES = frozenset({"production", "staging", "candidate", "previous"})
+DECISIONS = frozenset({"swap_production", "retain_production", "insufficient_data", "rollback"})
+
+# Model-registry keys are namespaced so one store (and one digest set) holds all three kinds.
+MODEL_PREFIX, ALIAS_PREFIX, PROMOTION_PREFIX = "m:", "a:", "p:"
+
+_SHA_HEX = re.compile(r"[0-9a-f]{64}")
+_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+
+# --- field checks -------------------------------------------------------------------------
+
+
+def _fields(obj: object, kind: str, expected: frozenset[str]) -> dict:
+    if type(obj) is not dict:
+        raise InvalidRow(f"{kind} row {type(obj).__name__} is not a map")
+    if obj.keys() != expected:
+        missing = sorted(expected - obj.keys())
+        extra = sorted(map(repr, obj.keys() - expected))
+        raise InvalidRow(f"{kind} row fields: missing {missing}, unexpected {extra}")
+    return obj
+
+
+def _int(obj: dict, name: str, lo: int, hi: int) -> int:
+    value = obj[name]
+    if type(value) is not int or not lo <= value <= hi:
+        raise InvalidRow(f"{name} {value!r} is not an int in {lo}..{hi}")
+    return value
+
+
+def _ident(obj: dict, name: str) -> str:
+    value = obj[name]
+    if type(value) is not str or not _ID.fullmatch(value):
+        raise InvalidRow(f"{name} {value!r} is not an id (1..{MAX_ID_CHARS} of [A-Za-z0-9._:@/+=-])")
+    return value
+
+
+def _sha(obj: dict, name: str, optional: bool = False) -> str | None:
+    value = obj[name]
+    if value is None and optional:
+        return None
+    if type(value) is not str or not _SHA_HEX.fullmatch(value):
+        raise InvalidRow(f"{name} {value!r} is not a lowercase hex sha256")
+    return value
+
+
+def _choice(obj: dict, name: str, allowed: frozenset[str]) -> str:
+    value = obj[name]
+    if type(value) is not str or value not in allowed:
+        raise InvalidRow(f"{name} {value!r} is not one of {sorted(allowed)}")
+    return value
+
+
+def _config(obj: dict) -> None:
+    _choice(obj, "board_type", BOARD_TYPES)
+    _int(obj, "num_players", MIN_PLAYERS, MAX_PLAYERS)
+
+
+def _real(value: object, name: str, lo: float, hi: float) -> float:
+    if type(value) not in (float, int) or not math.isfinite(value) or not lo <= value <= hi:
+        raise InvalidRow(f"{name} {value!r} is not a finite number in {lo}..{hi}")
+    return value
+
+
+def _scores(obj: dict, name: str, count: int) -> list[float]:
+    value = obj[name]
+    if type(value) is not list or len(value) != count:
+        raise InvalidRow(f"{name} {value!r} is not a list of {count} numbers")
+    for x in value:
+        if type(x) is not float:
+            raise InvalidRow(f"{name} {value!r}: {x!r} is not a float")
+        _real(x, name, 0.0, 1.0)
+    return value
+
+
+def row_hlc(data: dict) -> int:
+    """The hybrid-clock stamp a validated row carries (every kind has one)."""
+    return data["hlc"] if "hlc" in data else data["created_hlc"]
+
+
+def _hash_hex(values: list) -> str:
+    return hashlib.sha256(canonical_bytes(values)).hexdigest()
+
+
+# --- games --------------------------------------------------------------------------------
+
+GAME_FIELDS = frozenset(
+    {"game_id", "board_type", "num_players", "model_id", "winner", "outcome", "moves",
+     "created_hlc", "origin_node"}
+)
+
+
+def pack_moves(moves: object) -> bytes:
+    """The stored form of a game's moves; raises InvalidRow for anything not a bounded list."""
+    if type(moves) is not list or len(moves) > MAX_MOVES:
+        raise InvalidRow(f"moves is not a list of at most {MAX_MOVES} items")
+    try:
+        packed = msgpack.packb(moves, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidRow(f"moves are not msgpack-encodable: {exc}") from None
+    if len(packed) > MAX_MOVES_BYTES:
+        raise InvalidRow(f"moves encode to {len(packed)} bytes, expected <= {MAX_MOVES_BYTES}")
+    return packed
+
+
+def unpack_moves(packed: bytes) -> list:
+    return msgpack.unpackb(packed, raw=False, strict_map_key=False)
+
+
+def _game_id(
+    board_type: str, num_players: int, model_id: str, winner: int | None,
+    outcome: list[float], packed_moves: bytes, created_hlc: int, origin_node: str,
+) -> str:
+    return _hash_hex(
+        [board_type, num_players, model_id, winner, outcome, packed_moves, created_hlc, origin_node]
+    )
+
+
+def game_id_for(
+    board_type: str, num_players: int, model_id: str, winner: int | None,
+    outcome: list[float], moves: list, created_hlc: int, origin_node: str,
+) -> str:
+    """The content hash (sha256 hex of the canonical encoding) that names a game."""
+    outcome = [float(x) for x in outcome]
+    return _game_id(
+        board_type, num_players, model_id, winner, outcome, pack_moves(moves), created_hlc,
+        origin_node,
+    )
+
+
+def new_game(
+    board_type: str, num_players: int, model_id: str, winner: int | None,
+    outcome: list[float], moves: list, created_hlc: int, origin_node: str,
+) -> dict:
+    """A game's wire dict, with its game_id computed from the content."""
+    outcome = [float(x) for x in outcome]
+    return {
+        "game_id": game_id_for(board_type, num_players, model_id, winner, outcome, moves,
+                               created_hlc, origin_node),
+        "board_type": board_type, "num_players": num_players, "model_id": model_id,
+        "winner": winner, "outcome": outcome, "moves": list(moves),
+        "created_hlc": created_hlc, "origin_node": origin_node,
+    }
+
+
+def validate_game_with_moves(obj: object) -> tuple[Row, bytes]:
+    """A validated game row and its packed moves (the stores keep the packed form)."""
+    row = _fields(obj, "game", GAME_FIELDS)
+    game_id = _sha(row, "game_id")
+    _config(row)
+    n = row["num_players"]
+    _ident(row, "model_id")
+    winner = row["winner"]
+    if winner is not None and (type(winner) is not int or not 0 <= winner < n):
+        raise InvalidRow(f"winner {winner!r} is not None or a seat in 0..{n - 1}")
+    _scores(row, "outcome", n)
+    packed = pack_moves(row["moves"])
+    _int(row, "created_hlc", 0, MAX_HLC)
+    _ident(row, "origin_node")
+    expected = _game_id(
+        row["board_type"], n, row["model_id"], winner, row["outcome"], packed,
+        row["created_hlc"], row["origin_node"],
+    )
+    if expected != game_id:
+        raise InvalidRow(f"game_id {game_id} does not match its content (expected {expected})")
+    return Row(game_id, bytes.fromhex(game_id), row), packed
+
+
+def validate_game(obj: object) -> Row:
+    return validate_game_with_moves(obj)[0]
+
+
+# --- Elo match rows -----------------------------------------------------------------------
+
+MATCH_FIELDS = frozenset(
+    {"match_id", "participants", "board_type", "num_players", "result", "hlc", "origin_node"}
+)
+
+
+def new_match(
+    match_id: str, participants: list[str], board_type: str, num_players: int,
+    result: list[float], hlc: int, origin_node: str,
+) -> dict:
+    """A match row's wire dict: `result[i]` is participant i's score in [0, 1]."""
+    return {
+        "match_id": match_id, "participants": list(participants), "board_type": board_type,
+        "num_players": num_players, "result": [float(x) for x in result], "hlc": hlc,
+        "origin_node": origin_node,
+    }
+
+
+def validate_match(obj: object) -> Row:
+    row = _fields(obj, "match", MATCH_FIELDS)
+    match_id = _ident(row, "match_id")
+    participants = row["participants"]
+    if (
+        type(participants) is not list
+        or not MIN_PLAYERS <= len(participants) <= MAX_PLAYERS
+        or not all(type(p) is str and _ID.fullmatch(p) for p in participants)
+    ):
+        raise InvalidRow(
+            f"participants {participants!r} is not a list of {MIN_PLAYERS}..{MAX_PLAYERS} ids"
+        )
+    _config(row)
+    _scores(row, "result", len(participants))
+    hlc = _int(row, "hlc", 0, MAX_HLC)
+    origin = _ident(row, "origin_node")
+    return Row(match_id, match_version(hlc, origin), row)
+
+
+# --- model registry: metadata, aliases, promotion events ----------------------------------
+
+MODEL_FIELDS = frozenset(
+    {"kind", "sha256", "board_type", "num_players", "created_hlc", "origin_node", "size", "parent"}
+)
+ALIAS_FIELDS = frozenset(
+    {"kind", "name", "board_type", "num_players", "sha256", "term", "hlc", "origin_node"}
+)
+PROMOTION_FIELDS = frozenset(
+    {"kind", "event_id", "board_type", "num_players", "candidate", "incumbent", "decision",
+     "reorder_applied", "games_played", "win_rate", "elo_delta", "term", "hlc", "origin_node",
+     "reason"}
+)
+_MODEL_ORDER = sorted(MODEL_FIELDS)
+_PROMOTION_CONTENT = sorted(PROMOTION_FIELDS - {"event_id"})
+
+
+def model_key(sha: str) -> str:
+    return MODEL_PREFIX + sha
+
+
+def alias_key(board_type: str, num_players: int, name: str) -> str:
+    """Aliases are per config: production for square8 2p is not production for hex8 3p."""
+    return f"{ALIAS_PREFIX}{board_type}:{num_players}:{name}"
+
+
+def promotion_key(event_id: str) -> str:
+    return PROMOTION_PREFIX + event_id
+
+
+def new_model(
+    sha256: str, board_type: str, num_players: int, created_hlc: int, origin_node: str,
+    size: int, parent: str | None = None,
+) -> dict:
+    return {
+        "kind": "model", "sha256": sha256, "board_type": board_type,
+        "num_players": num_players, "created_hlc": created_hlc, "origin_node": origin_node,
+        "size": size, "parent": parent,
+    }
+
+
+def new_alias(
+    name: str, board_type: str, num_players: int, sha256: str, term: int, hlc: int,
+    origin_node: str,
+) -> dict:
+    return {
+        "kind": "alias", "name": name, "board_type": board_type, "num_players": num_players,
+        "sha256": sha256, "term": term, "hlc": hlc, "origin_node": origin_node,
+    }
+
+
+def new_promotion(
+    board_type: str, num_players: int, candidate: str, incumbent: str | None, decision: str,
+    reorder_applied: bool, games_played: int, win_rate: float | None, elo_delta: float | None,
+    term: int, hlc: int, origin_node: str, reason: str = "",
+) -> dict:
+    """A promotion event; its event_id is the hash of its content (events are append-only)."""
+    row = {
+        "kind": "promotion", "board_type": board_type, "num_players": num_players,
+        "candidate": candidate, "incumbent": incumbent, "decision": decision,
+        "reorder_applied": reorder_applied, "games_played": games_played,
+        "win_rate": None if win_rate is None else float(win_rate),
+        "elo_delta": None if elo_delta is None else float(elo_delta),
+        "term": term, "hlc": hlc, "origin_node": origin_node, "reason": reason,
+    }
+    row["event_id"] = _hash_hex([row[f] for f in _PROMOTION_CONTENT])
+    return row
+
+
+def _validate_model(row: dict) -> Row:
+    _fields(row, "model", MODEL_FIELDS)
+    sha = _sha(row, "sha256")
+    _config(row)
+    _int(row, "created_hlc", 0, MAX_HLC)
+    _ident(row, "origin_node")
+    _int(row, "size", 0, MAX_BLOB_SIZE)
+    _sha(row, "parent", optional=True)
+    version = hashlib.sha256(canonical_bytes([row[f] for f in _MODEL_ORDER])).digest()
+    return Row(model_key(sha), version, row)
+
+
+def _validate_alias(row: dict) -> Row:
+    _fields(row, "alias", ALIAS_FIELDS)
+    name = _choice(row, "name", ALIASES)
+    _config(row)
+    _sha(row, "sha256")
+    term = _int(row, "term", 0, MAX_TERM)
+    hlc = _int(row, "hlc", 0, MAX_HLC)
+    _ident(row, "origin_node")
+    return Row(alias_key(row["board_type"], row["num_players"], name), alias_version(term, hlc), row)
+
+
+def _validate_promotion(row: dict) -> Row:
+    _fields(row, "promotion", PROMOTION_FIELDS)
+    event_id = _sha(row, "event_id")
+    _config(row)
+    _sha(row, "candidate")
+    _sha(row, "incumbent", optional=True)
+    _choice(row, "decision", DECISIONS)
+    if type(row["reorder_applied"]) is not bool:
+        raise InvalidRow(f"reorder_applied {row['reorder_applied']!r} is not a bool")
+    _int(row, "games_played", 0, MAX_GAMES_PLAYED)
+    if row["win_rate"] is not None:
+        _real(row["win_rate"], "win_rate", 0.0, 1.0)
+    if row["elo_delta"] is not None:
+        _real(row["elo_delta"], "elo_delta", -1e6, 1e6)
+    for name in ("win_rate", "elo_delta"):
+        if row[name] is not None and type(row[name]) is not float:
+            raise InvalidRow(f"{name} {row[name]!r} is not a float or None")
+    _int(row, "term", 0, MAX_TERM)
+    _int(row, "hlc", 0, MAX_HLC)
+    _ident(row, "origin_node")
+    reason = row["reason"]
+    if type(reason) is not str or len(reason) > MAX_REASON_CHARS:
+        raise InvalidRow(f"reason is not a string of at most {MAX_REASON_CHARS} characters")
+    expected = _hash_hex([row[f] for f in _PROMOTION_CONTENT])
+    if expected != event_id:
+        raise InvalidRow(f"event_id {event_id} does not match its content (expected {expected})")
+    return Row(promotion_key(event_id), bytes.fromhex(event_id), row)
+
+
+_REGISTRY_KINDS = {"model": _validate_model, "alias": _validate_alias,
+                   "promotion": _validate_promotion}
+
+
+def validate_registry(obj: object) -> Row:
+    """A model-registry row: its `kind` field says model, alias or promotion."""
+    if type(obj) is not dict:
+        raise InvalidRow(f"registry row {type(obj).__name__} is not a map")
+    kind = obj.get("kind")
+    validate = _REGISTRY_KINDS.get(kind) if type(kind) is str else None
+    if validate is None:
+        raise InvalidRow(f"registry row kind {kind!r} is not one of {sorted(_REGISTRY_KINDS)}")
+    return validate(obj)
