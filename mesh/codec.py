@@ -74,15 +74,15 @@ _CLASS_BY_KIND: dict[str, type] = {}
 _KIND_BY_CLASS: dict[type, str] = {}
 _COMPILED: dict[type, _Conv] = {}
 
-_MAX_KIND_LEN = 64
+MAX_KIND_LEN = 64
 
 T = TypeVar("T")
 
 
 def message(kind: str) -> Callable[[type[T]], type[T]]:
     """Register a frozen, slotted dataclass as the message class for `kind`."""
-    if not isinstance(kind, str) or not kind or len(kind) > _MAX_KIND_LEN:
-        raise ValueError(f"message kind must be a non-empty str of at most {_MAX_KIND_LEN} "
+    if not isinstance(kind, str) or not kind or len(kind) > MAX_KIND_LEN:
+        raise ValueError(f"message kind must be a non-empty str of at most {MAX_KIND_LEN} "
                          f"characters, got {kind!r}")
 
     def register(cls: type[T]) -> type[T]:
@@ -119,7 +119,7 @@ def class_for(kind: str) -> type:
     try:
         return _CLASS_BY_KIND[kind]
     except (KeyError, TypeError):
-        raise UnknownKindError(f"unknown message kind {_show(kind)}") from None
+        raise UnknownKindError(f"unknown message kind {describe_value(kind)}") from None
 
 
 def is_registered(kind: str) -> bool:
@@ -169,7 +169,7 @@ class _Bad(Exception):
 
     def describe(self) -> str:
         where = "".join(reversed(self.path)).lstrip(".") or "<body>"
-        return f"field {where}: expected {self.expected}, got {_show(self.value)}"
+        return f"field {where}: expected {self.expected}, got {describe_value(self.value)}"
 
 
 _SHORT = reprlib.Repr()
@@ -178,7 +178,7 @@ _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = 4
 _SHORT.maxstring = _SHORT.maxother = 40
 
 
-def _show(value: object) -> str:
+def describe_value(value: object) -> str:
     """Type and a short repr: error messages must stay one line even for a hostile value."""
     return f"{type(value).__name__} {_SHORT.repr(value)}"
 

@@ -1,0 +1,237 @@
+"""The envelope every mesh message travels in, and the admission checks on the way in.
+
+Bytes on the wire: `msgpack({v, cluster, from, ts, nonce, kind, body}) || tag`, where `tag` is
+HMAC-SHA256 over a purpose byte and the exact envelope bytes, keyed from the cluster secret
+(`Keyring`). A reply is additionally bound to the nonce of the request it answers, so a recorded
+reply cannot be passed off as the answer to another request.
+
+`Wire.open` checks, cheapest and least trusting first: size, msgpack shape, version, cluster,
+tag, clock window, nonce replay, kind, then every body field through the codec. Each failure
+raises `Refusal` with one of `REASONS`, which the transport turns into a 4xx and a counter.
+Sans-IO: the caller passes the time in; nothing here reads a clock or touches a socket.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgpack
+
+from mesh import codec
+from mesh.keyring import PURPOSE_ENVELOPE, TAG_BYTES, Keyring
+
+VERSION = 1
+NONCE_BYTES = 16
+MAX_CLUSTER_ID_CHARS = 64
+MAX_SENDER_CHARS = 64
+# Peers' clocks agree to NTP precision; 30 s tolerates a badly synced host while keeping the
+# replay cache (which must remember nonces for the whole window) small.
+DEFAULT_WINDOW_MS = 30_000
+# Nonces remembered at once. At the default window a nonce lives at most 60 s, so this covers
+# over 1000 admitted messages a second; past it the oldest are evicted and the window shrinks.
+DEFAULT_REPLAY_CAPACITY = 65_536
+
+_ENVELOPE_KEYS = frozenset({"v", "cluster", "from", "ts", "nonce", "kind", "body"})
+# Tag input prefixes: a request and a reply can never be confused for one another.
+_AS_REQUEST = b"\x01"
+_AS_REPLY = b"\x02"
+
+REASONS = frozenset({
+    "bad_cluster", "bad_tag", "stale", "replay", "bad_version", "unknown_kind", "too_large",
+    "malformed", "bad_field",
+})
+
+
+class Refusal(Exception):
+    """An incoming message refused; `reason` is one of REASONS, `detail` one line for a human."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"refusal reason {reason!r}: expected one of {sorted(REASONS)}")
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An admitted message with the envelope facts a caller may need (the nonce binds a reply)."""
+
+    sender: str
+    kind: str
+    msg: object
+    ts_ms: int
+    nonce: bytes
+
+
+class ReplayCache:
+    """Nonces seen within the clock window, bounded in memory.
+
+    A nonce must be remembered only while its timestamp is inside the window. When the cache is
+    full, the entry expiring first is evicted and its timestamp becomes a floor: anything not
+    newer is refused as stale, so eviction narrows the window instead of opening a replay hole.
+    """
+
+    __slots__ = ("_capacity", "_expiry", "_floor_ts", "_seen", "_window_ms")
+
+    def __init__(self, window_ms: int, capacity: int = DEFAULT_REPLAY_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError(f"replay cache capacity must be positive, got {capacity}")
+        self._window_ms = window_ms
+        self._capacity = capacity
+        self._seen: set[bytes] = set()
+        self._expiry: list[tuple[int, bytes]] = []  # heap of (ts + window, nonce)
+        self._floor_ts = -1
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    @property
+    def floor_ts(self) -> int:
+        """Messages with a timestamp at or below this are refused as stale (evicted horizon)."""
+        return self._floor_ts
+
+    def check_and_add(self, nonce: bytes, ts_ms: int, now_ms: int) -> str | None:
+        """Record `nonce`; returns a refusal reason ("replay" or "stale") or None if fresh."""
+        self._expire(now_ms)
+        if ts_ms <= self._floor_ts:
+            return "stale"
+        if nonce in self._seen:
+            return "replay"
+        if len(self._seen) >= self._capacity:
+            evicted_expiry, evicted = heapq.heappop(self._expiry)
+            self._seen.discard(evicted)
+            self._floor_ts = max(self._floor_ts, evicted_expiry - self._window_ms)
+            if ts_ms <= self._floor_ts:
+                return "stale"
+        self._seen.add(nonce)
+        heapq.heappush(self._expiry, (ts_ms + self._window_ms, nonce))
+        return None
+
+    def _expire(self, now_ms: int) -> None:
+        while self._expiry and self._expiry[0][0] < now_ms:
+            _, nonce = heapq.heappop(self._expiry)
+            self._seen.discard(nonce)
+
+
+class Wire:
+    """Seals outgoing messages and admits incoming ones for one node of one cluster."""
+
+    def __init__(self, cluster_id: str, node_id: str, keyring: Keyring, *,
+                 window_ms: int = DEFAULT_WINDOW_MS,
+                 replay_capacity: int = DEFAULT_REPLAY_CAPACITY,
+                 nonce_source: Callable[[int], bytes] = os.urandom) -> None:
+        if type(cluster_id) is not str or not 0 < len(cluster_id) <= MAX_CLUSTER_ID_CHARS:
+            raise ValueError(f"cluster id {cluster_id!r}: expected 1..{MAX_CLUSTER_ID_CHARS} chars")
+        if type(node_id) is not str or not 0 < len(node_id) <= MAX_SENDER_CHARS:
+            raise ValueError(f"node id {node_id!r}: expected 1..{MAX_SENDER_CHARS} chars")
+        if window_ms <= 0:
+            raise ValueError(f"clock window {window_ms} ms: expected a positive number")
+        self.cluster_id = cluster_id
+        self.node_id = node_id
+        self.keyring = keyring
+        self.window_ms = window_ms
+        self.replays = ReplayCache(window_ms, replay_capacity)
+        self._nonce_source = nonce_source
+
+    def seal(self, msg: object, now_ms: int, *, reply_to: bytes | None = None) -> bytes:
+        """The bytes to send for `msg`; `reply_to` is the nonce of the request being answered."""
+        nonce = self._nonce_source(NONCE_BYTES)
+        envelope = msgpack.packb({
+            "v": VERSION, "cluster": self.cluster_id, "from": self.node_id, "ts": int(now_ms),
+            "nonce": nonce, "kind": codec.kind_of(msg), "body": codec.to_body(msg),
+        }, use_bin_type=True)
+        return envelope + self.keyring.tag(PURPOSE_ENVELOPE, _tag_input(envelope, reply_to))
+
+    def open(self, data: bytes, now_ms: int, *, max_bytes: int | None = None,
+             accept: Callable[[str], bool] | None = None,
+             reply_to: bytes | None = None) -> Opened:
+        """Admit one message or raise Refusal.
+
+        `max_bytes` is the endpoint's size limit, `accept` says which kinds the endpoint takes,
+        and `reply_to` (client side) is the nonce of our request this must answer.
+        """
+        if max_bytes is not None and len(data) > max_bytes:
+            raise Refusal("too_large", f"{len(data)} bytes; this endpoint takes at most {max_bytes}")
+        if len(data) <= TAG_BYTES:
+            raise Refusal("malformed", f"{len(data)} bytes is too short for an envelope and tag")
+        envelope, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
+        fields = _unpack(envelope)
+        version = fields["v"]
+        if version != VERSION:
+            raise Refusal("bad_version", f"envelope version {codec.describe_value(version)}; "
+                                         f"this node speaks {VERSION}")
+        _check_header_types(fields)
+        if fields["cluster"] != self.cluster_id:
+            raise Refusal("bad_cluster", f"cluster {codec.describe_value(fields['cluster'])}; "
+                                         f"this node belongs to {self.cluster_id!r}")
+        if not self.keyring.verify(PURPOSE_ENVELOPE, _tag_input(envelope, reply_to), tag):
+            what = "reply to our request" if reply_to is not None else "message"
+            raise Refusal("bad_tag", f"{what} from {codec.describe_value(fields['from'])} has a tag no "
+                                     "installed cluster key produced")
+        ts = fields["ts"]
+        if abs(now_ms - ts) > self.window_ms:
+            raise Refusal("stale", f"timestamp {ts} is {ts - now_ms:+d} ms from this node's "
+                                   f"clock; the window is {self.window_ms} ms")
+        verdict = self.replays.check_and_add(fields["nonce"], ts, now_ms)
+        if verdict == "stale":
+            raise Refusal("stale", f"timestamp {ts} is at or below the replay horizon "
+                                   f"{self.replays.floor_ts} (replay cache full)")
+        if verdict == "replay":
+            raise Refusal("replay", f"nonce {fields['nonce'].hex()} was already seen")
+        kind = fields["kind"]
+        if not codec.is_registered(kind):
+            raise Refusal("unknown_kind", f"kind {codec.describe_value(kind)} is not known to this node")
+        if accept is not None and not accept(kind):
+            raise Refusal("unknown_kind", f"kind {kind!r} is not accepted on this endpoint")
+        try:
+            msg = codec.from_body(kind, fields["body"])
+        except codec.DecodeError as err:
+            raise Refusal("bad_field", str(err)) from None
+        return Opened(sender=fields["from"], kind=kind, msg=msg, ts_ms=ts, nonce=fields["nonce"])
+
+    def open_envelope(self, data: bytes, now_ms: int) -> tuple[str, object]:
+        """`(sender, msg)` of an admitted message, with no endpoint limits; raises Refusal."""
+        opened = self.open(data, now_ms)
+        return opened.sender, opened.msg
+
+
+def _tag_input(envelope: bytes, reply_to: bytes | None) -> bytes:
+    if reply_to is None:
+        return _AS_REQUEST + envelope
+    return _AS_REPLY + reply_to + envelope
+
+
+def _unpack(envelope: bytes) -> dict:
+    try:
+        # strict_map_key off: codec bodies may use int map keys; the codec checks every key.
+        fields = msgpack.unpackb(envelope, raw=False, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.UnpackException) as err:  # TypeError: unhashable key
+        raise Refusal("malformed", f"envelope is not one msgpack value ({type(err).__name__})") \
+            from None
+    if type(fields) is not dict or fields.keys() != _ENVELOPE_KEYS:
+        got = sorted(map(str, fields)) if type(fields) is dict else type(fields).__name__
+        raise Refusal("malformed", f"envelope must be a map with keys {sorted(_ENVELOPE_KEYS)}, "
+                                   f"got {codec.describe_value(got)}")
+    return fields
+
+
+def _check_header_types(fields: dict) -> None:
+    checks = (
+        ("cluster", str, MAX_CLUSTER_ID_CHARS), ("from", str, MAX_SENDER_CHARS),
+        ("kind", str, codec.MAX_KIND_LEN), ("nonce", bytes, NONCE_BYTES),
+    )
+    for name, expected, limit in checks:
+        value = fields[name]
+        if type(value) is not expected or not 0 < len(value) <= limit:
+            raise Refusal("malformed", f"envelope field {name!r}: expected {expected.__name__} of "
+                                       f"1..{limit}, got {codec.describe_value(value)}")
+    if len(fields["nonce"]) != NONCE_BYTES:
+        raise Refusal("malformed", f"envelope nonce must be {NONCE_BYTES} bytes")
+    if type(fields["ts"]) is not int:
+        raise Refusal("malformed", f"envelope field 'ts': expected int milliseconds, "
+                                   f"got {codec.describe_value(fields['ts'])}")
+

@@ -1,0 +1,250 @@
+"""The envelope admits only well-formed, fresh, authentic messages of this cluster."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mesh import codec
+from mesh.keyring import PURPOSE_BLOB, PURPOSE_ENVELOPE, TAG_BYTES, Keyring, KeyringError
+from mesh.wire import NONCE_BYTES, REASONS, VERSION, Refusal, ReplayCache, Wire
+
+SECRET = b"s" * 32
+OTHER_SECRET = b"o" * 32
+NOW = 1_800_000_000_000
+SENDER = "a" * 32
+RECEIVER = "b" * 32
+
+
+@codec.message("test.wire.ping")
+@dataclass(frozen=True, slots=True)
+class Ping:
+    seq: int
+    note: str = field(default="", metadata={"max_len": 8})
+
+
+def _pair(cluster: str = "c1", secret: bytes = SECRET) -> tuple[Wire, Wire]:
+    return (Wire(cluster, SENDER, Keyring([secret])), Wire(cluster, RECEIVER, Keyring([secret])))
+
+
+def _reseal(fields: dict, secret: bytes = SECRET, prefix: bytes = b"\x01") -> bytes:
+    """A sender holding `secret` that writes an arbitrary envelope (to reach deeper checks)."""
+    envelope = msgpack.packb(fields, use_bin_type=True)
+    return envelope + Keyring([secret]).tag(PURPOSE_ENVELOPE, prefix + envelope)
+
+
+def _fields(**changes: object) -> dict:
+    base = {"v": VERSION, "cluster": "c1", "from": SENDER, "ts": NOW, "nonce": b"n" * 16,
+            "kind": "test.wire.ping", "body": {"seq": 1, "note": ""}}
+    base.update(changes)
+    return base
+
+
+def _refusal(wire: Wire, data: bytes, now: int = NOW, **kw: object) -> Refusal:
+    with pytest.raises(Refusal) as err:
+        wire.open(data, now, **kw)  # type: ignore[arg-type]
+    assert err.value.reason in REASONS
+    return err.value
+
+
+def test_sealed_message_opens_to_sender_and_message() -> None:
+    sender, receiver = _pair()
+    assert receiver.open_envelope(sender.seal(Ping(7, "hi"), NOW), NOW + 5) == (SENDER, Ping(7, "hi"))
+
+
+def test_wrong_cluster_is_refused_as_bad_cluster() -> None:
+    sender, _ = _pair(cluster="other")
+    _, receiver = _pair()
+    assert _refusal(receiver, sender.seal(Ping(1), NOW)).reason == "bad_cluster"
+
+
+def test_a_flipped_bit_or_another_secret_is_refused_as_bad_tag() -> None:
+    sender, receiver = _pair()
+    data = bytearray(sender.seal(Ping(1), NOW))
+    data[-1] ^= 1
+    assert _refusal(receiver, bytes(data)).reason == "bad_tag"
+    forger, _ = _pair(secret=OTHER_SECRET)
+    assert _refusal(receiver, forger.seal(Ping(1), NOW)).reason == "bad_tag"
+
+
+def test_a_body_edited_after_sealing_is_refused_as_bad_tag() -> None:
+    sender, receiver = _pair()
+    data = sender.seal(Ping(1), NOW)
+    fields = msgpack.unpackb(data[:-TAG_BYTES], raw=False)
+    fields["body"]["seq"] = 2
+    edited = msgpack.packb(fields, use_bin_type=True) + data[-TAG_BYTES:]
+    assert _refusal(receiver, edited).reason == "bad_tag"
+
+
+@pytest.mark.parametrize("offset_ms", [-30_001, 30_001, -10**9])
+def test_timestamp_outside_the_window_is_refused_as_stale(offset_ms: int) -> None:
+    sender, receiver = _pair()
+    refusal = _refusal(receiver, sender.seal(Ping(1), NOW + offset_ms))
+    assert refusal.reason == "stale"
+    assert "window is 30000 ms" in refusal.detail
+
+
+def test_the_same_bytes_twice_are_refused_as_replay() -> None:
+    sender, receiver = _pair()
+    data = sender.seal(Ping(1), NOW)
+    receiver.open(data, NOW)
+    assert _refusal(receiver, data, NOW + 1000).reason == "replay"
+
+
+def test_unknown_version_is_refused_before_anything_else() -> None:
+    _, receiver = _pair()
+    refusal = _refusal(receiver, _reseal(_fields(v=2), secret=OTHER_SECRET))
+    assert refusal.reason == "bad_version"
+    assert "this node speaks 1" in refusal.detail
+
+
+def test_unknown_kind_is_refused() -> None:
+    _, receiver = _pair()
+    assert _refusal(receiver, _reseal(_fields(kind="no.such"))).reason == "unknown_kind"
+
+
+def test_a_kind_the_endpoint_does_not_accept_is_refused() -> None:
+    sender, receiver = _pair()
+    refusal = _refusal(receiver, sender.seal(Ping(1), NOW), accept=lambda k: k.startswith("sync."))
+    assert refusal.reason == "unknown_kind"
+    assert "not accepted on this endpoint" in refusal.detail
+
+
+def test_a_wrongly_typed_body_field_is_refused_as_bad_field_naming_it() -> None:
+    _, receiver = _pair()
+    refusal = _refusal(receiver, _reseal(_fields(body={"seq": "one"})))
+    assert refusal.reason == "bad_field"
+    assert "field seq: expected int" in refusal.detail
+
+
+def test_an_envelope_over_the_endpoint_limit_is_refused_as_too_large() -> None:
+    sender, receiver = _pair()
+    data = sender.seal(Ping(1), NOW)
+    assert _refusal(receiver, data, max_bytes=len(data) - 1).reason == "too_large"
+    receiver.open(data, NOW, max_bytes=len(data))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x00" * TAG_BYTES,
+        b"\xc1" + b"\x00" * TAG_BYTES,
+        msgpack.packb([1, 2, 3]) + b"\x00" * TAG_BYTES,
+        msgpack.packb({"v": 1}) + b"\x00" * TAG_BYTES,
+        msgpack.packb({**_fields(), "extra": 1}) + b"\x00" * TAG_BYTES,
+        msgpack.packb(_fields(nonce=b"short")) + b"\x00" * TAG_BYTES,
+        msgpack.packb(_fields(ts="now")) + b"\x00" * TAG_BYTES,
+        msgpack.packb(_fields(cluster=7)) + b"\x00" * TAG_BYTES,
+        msgpack.packb(_fields(), use_bin_type=True) + b"junk" + b"\x00" * TAG_BYTES,
+    ],
+)
+def test_malformed_envelopes_are_refused_as_malformed(data: bytes) -> None:
+    _, receiver = _pair()
+    assert _refusal(receiver, data).reason == "malformed"
+
+
+def test_a_reply_opens_only_against_the_request_it_answers() -> None:
+    client, server = _pair()
+    request = client.seal(Ping(1), NOW)
+    opened = server.open(request, NOW)
+    reply = server.seal(Ping(2), NOW, reply_to=opened.nonce)
+    assert _refusal(client, reply, reply_to=b"x" * NONCE_BYTES).reason == "bad_tag"
+    assert client.open(reply, NOW, reply_to=opened.nonce).msg == Ping(2)
+
+
+def test_a_reply_cannot_be_admitted_as_a_request() -> None:
+    client, server = _pair()
+    reply = server.seal(Ping(2), NOW, reply_to=b"r" * NONCE_BYTES)
+    assert _refusal(client, reply).reason == "bad_tag"
+
+
+def test_refusal_details_stay_one_short_line_for_hostile_values() -> None:
+    _, receiver = _pair()
+    refusal = _refusal(receiver, _reseal(_fields(cluster="x" * 60 + "\n" * 4)))
+    assert refusal.reason == "bad_cluster"
+    assert "\n" not in refusal.detail
+    assert len(refusal.detail) < 200
+
+
+def test_keyring_rotation_install_use_remove() -> None:
+    old, new = b"1" * 32, b"2" * 32
+    sender, receiver = Wire("c1", SENDER, Keyring([old])), Wire("c1", RECEIVER, Keyring([old]))
+    receiver.keyring.install(new)
+    sender.keyring.install(new)
+    sender.keyring.use(new)
+    assert receiver.open(sender.seal(Ping(1), NOW), NOW).msg == Ping(1)
+    receiver.keyring.use(new)
+    receiver.keyring.remove(old)
+    assert receiver.keyring.secrets == (new,)
+    old_only = Wire("c1", SENDER, Keyring([old]))
+    assert _refusal(receiver, old_only.seal(Ping(2), NOW)).reason == "bad_tag"
+
+
+def test_keyring_refuses_removing_the_primary_and_short_secrets() -> None:
+    ring = Keyring([SECRET])
+    with pytest.raises(KeyringError, match="primary"):
+        ring.remove(SECRET)
+    with pytest.raises(KeyringError, match="16..64 bytes, got bytes of length 3"):
+        ring.install(b"abc")
+    with pytest.raises(KeyringError, match="not installed"):
+        ring.use(OTHER_SECRET)
+    with pytest.raises(KeyringError, match="at least one"):
+        Keyring([])
+
+
+def test_keys_are_separate_per_purpose() -> None:
+    ring = Keyring([SECRET])
+    tag = ring.tag(PURPOSE_ENVELOPE, b"data")
+    assert ring.verify(PURPOSE_ENVELOPE, b"data", tag)
+    assert not ring.verify(PURPOSE_BLOB, b"data", tag)
+
+
+def test_replay_cache_forgets_nonces_once_their_window_has_passed() -> None:
+    cache = ReplayCache(window_ms=100, capacity=10)
+    assert cache.check_and_add(b"a", ts_ms=1000, now_ms=1000) is None
+    assert cache.check_and_add(b"a", ts_ms=1000, now_ms=1050) == "replay"
+    assert cache.check_and_add(b"b", ts_ms=1200, now_ms=1200) is None
+    assert len(cache) == 1
+
+
+def test_full_replay_cache_evicts_oldest_and_refuses_what_it_forgot_as_stale() -> None:
+    cache = ReplayCache(window_ms=1000, capacity=3)
+    for i, ts in enumerate([10, 20, 30]):
+        assert cache.check_and_add(bytes([i]), ts, now_ms=40) is None
+    assert cache.check_and_add(b"new", 40, now_ms=40) is None
+    assert len(cache) == 3
+    # the nonce sent at ts=10 was evicted; replaying it is still refused, as stale
+    assert cache.check_and_add(bytes([0]), 10, now_ms=41) == "stale"
+    assert cache.check_and_add(bytes([1]), 20, now_ms=41) == "replay"
+
+
+@settings(deadline=None, max_examples=200)
+@given(data=st.binary(max_size=300))
+def test_random_bytes_are_refused_never_crash(data: bytes) -> None:
+    _, receiver = _pair()
+    with pytest.raises(Refusal):
+        receiver.open(data, NOW)
+
+
+@settings(deadline=None, max_examples=100)
+@given(position=st.integers(0, 10_000), bit=st.integers(0, 7))
+def test_any_single_bit_flip_of_a_sealed_message_is_refused(position: int, bit: int) -> None:
+    sender, receiver = _pair()
+    data = bytearray(sender.seal(Ping(3, "abc"), NOW))
+    data[position % len(data)] ^= 1 << bit
+    with pytest.raises(Refusal):
+        receiver.open(bytes(data), NOW)
+
+
+def test_nonces_come_from_the_nonce_source() -> None:
+    counter = itertools.count()
+    wire = Wire("c1", SENDER, Keyring([SECRET]),
+                nonce_source=lambda n: next(counter).to_bytes(n, "big"))
+    _, receiver = _pair()
+    assert receiver.open(wire.seal(Ping(1), NOW), NOW).nonce == (0).to_bytes(16, "big")
