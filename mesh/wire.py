@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import msgpack
 
 from mesh import codec
-from mesh.keyring import PURPOSE_ENVELOPE, TAG_BYTES, Keyring
+from mesh.keyring import PURPOSE_BLOB, PURPOSE_ENVELOPE, TAG_BYTES, Keyring
 
 VERSION = 1
 NONCE_BYTES = 16
@@ -33,6 +34,17 @@ DEFAULT_WINDOW_MS = 30_000
 # Nonces remembered at once. At the default window a nonce lives at most 60 s, so this covers
 # over 1000 admitted messages a second; past it the oldest are evicted and the window shrinks.
 DEFAULT_REPLAY_CAPACITY = 65_536
+
+# A blob GET has no body to wrap, so its envelope facts travel as headers instead.
+HEADER_VERSION = "X-Mesh-V"
+HEADER_CLUSTER = "X-Mesh-Cluster"
+HEADER_FROM = "X-Mesh-From"
+HEADER_TS = "X-Mesh-Ts"
+HEADER_NONCE = "X-Mesh-Nonce"
+HEADER_TAG = "X-Mesh-Tag"
+_BLOB_HEADERS = (HEADER_VERSION, HEADER_CLUSTER, HEADER_FROM, HEADER_TS, HEADER_NONCE, HEADER_TAG)
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_HEX = re.compile(r"[0-9a-f]+")
 
 _ENVELOPE_KEYS = frozenset({"v", "cluster", "from", "ts", "nonce", "kind", "body"})
 # Tag input prefixes: a request and a reply can never be confused for one another.
@@ -139,12 +151,18 @@ class Wire:
 
     def seal(self, msg: object, now_ms: int, *, reply_to: bytes | None = None) -> bytes:
         """The bytes to send for `msg`; `reply_to` is the nonce of the request being answered."""
+        return self.seal_with_nonce(msg, now_ms, reply_to=reply_to)[0]
+
+    def seal_with_nonce(self, msg: object, now_ms: int, *,
+                        reply_to: bytes | None = None) -> tuple[bytes, bytes]:
+        """`seal`, also returning the nonce, which a request's reply must be bound to."""
         nonce = self._nonce_source(NONCE_BYTES)
         envelope = msgpack.packb({
             "v": VERSION, "cluster": self.cluster_id, "from": self.node_id, "ts": int(now_ms),
             "nonce": nonce, "kind": codec.kind_of(msg), "body": codec.to_body(msg),
         }, use_bin_type=True)
-        return envelope + self.keyring.tag(PURPOSE_ENVELOPE, _tag_input(envelope, reply_to))
+        tag = self.keyring.tag(PURPOSE_ENVELOPE, _tag_input(envelope, reply_to))
+        return envelope + tag, nonce
 
     def open(self, data: bytes, now_ms: int, *, max_bytes: int | None = None,
              accept: Callable[[str], bool] | None = None,
@@ -173,15 +191,7 @@ class Wire:
             raise Refusal("bad_tag", f"{what} from {codec.describe_value(fields['from'])} has a tag no "
                                      "installed cluster key produced")
         ts = fields["ts"]
-        if abs(now_ms - ts) > self.window_ms:
-            raise Refusal("stale", f"timestamp {ts} is {ts - now_ms:+d} ms from this node's "
-                                   f"clock; the window is {self.window_ms} ms")
-        verdict = self.replays.check_and_add(fields["nonce"], ts, now_ms)
-        if verdict == "stale":
-            raise Refusal("stale", f"timestamp {ts} is at or below the replay horizon "
-                                   f"{self.replays.floor_ts} (replay cache full)")
-        if verdict == "replay":
-            raise Refusal("replay", f"nonce {fields['nonce'].hex()} was already seen")
+        self._check_fresh(ts, fields["nonce"], now_ms)
         kind = fields["kind"]
         if not codec.is_registered(kind):
             raise Refusal("unknown_kind", f"kind {codec.describe_value(kind)} is not known to this node")
@@ -199,10 +209,67 @@ class Wire:
         return opened.sender, opened.msg
 
 
+    def blob_request_headers(self, sha256: str, now_ms: int) -> dict[str, str]:
+        """HTTP headers that authenticate a GET of blob `sha256` (a GET carries no envelope)."""
+        nonce = self._nonce_source(NONCE_BYTES)
+        ts = int(now_ms)
+        tag = self.keyring.tag(PURPOSE_BLOB, _blob_tag_input(
+            self.cluster_id, self.node_id, ts, nonce, sha256))
+        return {
+            HEADER_VERSION: str(VERSION), HEADER_CLUSTER: self.cluster_id,
+            HEADER_FROM: self.node_id, HEADER_TS: str(ts), HEADER_NONCE: nonce.hex(),
+            HEADER_TAG: tag.hex(),
+        }
+
+    def check_blob_request(self, sha256: str, headers: Mapping[str, str], now_ms: int) -> str:
+        """The sender of an authentic, fresh blob request; raises Refusal otherwise."""
+        values = {name: headers.get(name) for name in _BLOB_HEADERS}
+        missing = [name for name, value in values.items() if value is None]
+        if missing:
+            raise Refusal("malformed", f"blob request lacks the headers {missing}")
+        if values[HEADER_VERSION] != str(VERSION):
+            raise Refusal("bad_version", f"blob request version "
+                                         f"{codec.describe_value(values[HEADER_VERSION])}; "
+                                         f"this node speaks {VERSION}")
+        cluster, sender = values[HEADER_CLUSTER], values[HEADER_FROM]
+        ts_text, nonce_hex, tag_hex = values[HEADER_TS], values[HEADER_NONCE], values[HEADER_TAG]
+        if not (0 < len(cluster) <= MAX_CLUSTER_ID_CHARS and 0 < len(sender) <= MAX_SENDER_CHARS
+                and _DIGITS.fullmatch(ts_text) and _HEX.fullmatch(nonce_hex)
+                and len(nonce_hex) == 2 * NONCE_BYTES and _HEX.fullmatch(tag_hex)
+                and len(tag_hex) == 2 * TAG_BYTES):
+            raise Refusal("malformed", "blob request headers: expected cluster and sender ids, "
+                                       "ts as decimal ms, nonce and tag as lowercase hex")
+        if cluster != self.cluster_id:
+            raise Refusal("bad_cluster", f"cluster {codec.describe_value(cluster)}; "
+                                         f"this node belongs to {self.cluster_id!r}")
+        ts, nonce = int(ts_text), bytes.fromhex(nonce_hex)
+        if not self.keyring.verify(PURPOSE_BLOB, _blob_tag_input(cluster, sender, ts, nonce,
+                                                                 sha256), bytes.fromhex(tag_hex)):
+            raise Refusal("bad_tag", f"blob request from {codec.describe_value(sender)} has a tag "
+                                     "no installed cluster key produced")
+        self._check_fresh(ts, nonce, now_ms)
+        return sender
+
+    def _check_fresh(self, ts: int, nonce: bytes, now_ms: int) -> None:
+        if abs(now_ms - ts) > self.window_ms:
+            raise Refusal("stale", f"timestamp {ts} is {ts - now_ms:+d} ms from this node's "
+                                   f"clock; the window is {self.window_ms} ms")
+        verdict = self.replays.check_and_add(nonce, ts, now_ms)
+        if verdict == "stale":
+            raise Refusal("stale", f"timestamp {ts} is at or below the replay horizon "
+                                   f"{self.replays.floor_ts} (replay cache full)")
+        if verdict == "replay":
+            raise Refusal("replay", f"nonce {nonce.hex()} was already seen")
+
 def _tag_input(envelope: bytes, reply_to: bytes | None) -> bytes:
     if reply_to is None:
         return _AS_REQUEST + envelope
     return _AS_REPLY + reply_to + envelope
+
+
+def _blob_tag_input(cluster: str, sender: str, ts: int, nonce: bytes, sha256: str) -> bytes:
+    # msgpack of the parsed values: unambiguous, and rebuilt identically by the verifier.
+    return msgpack.packb(["blob", VERSION, cluster, sender, ts, nonce, sha256], use_bin_type=True)
 
 
 def _unpack(envelope: bytes) -> dict:

@@ -248,3 +248,47 @@ def test_nonces_come_from_the_nonce_source() -> None:
                 nonce_source=lambda n: next(counter).to_bytes(n, "big"))
     _, receiver = _pair()
     assert receiver.open(wire.seal(Ping(1), NOW), NOW).nonce == (0).to_bytes(16, "big")
+
+
+SHA = "ab" * 32
+
+
+def test_blob_request_headers_authenticate_the_sender_for_that_blob_only() -> None:
+    sender, receiver = _pair()
+    headers = sender.blob_request_headers(SHA, NOW)
+    assert receiver.check_blob_request(SHA, headers, NOW) == SENDER
+    other = sender.blob_request_headers(SHA, NOW)
+    with pytest.raises(Refusal) as err:
+        receiver.check_blob_request("cd" * 32, other, NOW)
+    assert err.value.reason == "bad_tag"
+
+
+def test_a_replayed_or_stale_blob_request_is_refused() -> None:
+    sender, receiver = _pair()
+    headers = sender.blob_request_headers(SHA, NOW)
+    receiver.check_blob_request(SHA, headers, NOW)
+    with pytest.raises(Refusal, match="replay"):
+        receiver.check_blob_request(SHA, headers, NOW)
+    with pytest.raises(Refusal, match="stale"):
+        receiver.check_blob_request(SHA, sender.blob_request_headers(SHA, NOW - 60_000), NOW)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"X-Mesh-Tag": None}, "malformed"),
+        ({"X-Mesh-Ts": "-5"}, "malformed"),
+        ({"X-Mesh-Nonce": "zz" * 16}, "malformed"),
+        ({"X-Mesh-V": "9"}, "bad_version"),
+        ({"X-Mesh-Cluster": "elsewhere"}, "bad_cluster"),
+        ({"X-Mesh-From": "c" * 32}, "bad_tag"),
+    ],
+)
+def test_bad_blob_request_headers_are_refused(change: dict, reason: str) -> None:
+    sender, receiver = _pair()
+    headers = sender.blob_request_headers(SHA, NOW)
+    headers.update(change)
+    headers = {k: v for k, v in headers.items() if v is not None}
+    with pytest.raises(Refusal) as err:
+        receiver.check_blob_request(SHA, headers, NOW)
+    assert err.value.reason == reason
