@@ -1,0 +1,177 @@
+"""Placement, non-capture movement and overtaking capture: generation and application.
+
+Hot path of every playout. Loops walk the precomputed rays of ``BoardConfig`` and stop
+at the first collapsed space or stack, exactly as the path rules (RR-CANON-R091, R101)
+stop a moving stack.
+"""
+
+from __future__ import annotations
+
+from .moves import MOVE_STACK, PLACE_RING, Move
+from .state import GameState, cap_height
+
+
+def can_move_from(
+    stacks: list, collapsed: list[int], rays: tuple[tuple[int, ...], ...], h: int, ch: int
+) -> bool:
+    """Whether a stack of height ``h`` and cap ``ch`` at the rays' origin has any move or
+    capture (the origin's own content is ignored, so this also tests hypothetical stacks
+    for the no-dead-placement rule, RR-CANON-R081/R082)."""
+    for ray in rays:
+        n = len(ray)
+        i = 0
+        while i < n:
+            c = ray[i]
+            if collapsed[c]:
+                break
+            t = stacks[c]
+            if t:
+                if cap_height(t) <= ch:
+                    k = i + 1
+                    while k < n:
+                        landing = ray[k]
+                        if collapsed[landing] or stacks[landing]:
+                            break
+                        if k + 1 >= h:
+                            return True
+                        k += 1
+                break
+            if i + 1 >= h:
+                return True
+            i += 1
+    return False
+
+
+def stack_moves(
+    state: GameState, cell: int, player: int, out: list[Move], capture_type: str,
+    captures_only: bool = False,
+) -> None:
+    """Append the moves (``move_stack``) and capture segments (``capture_type``) of the
+    stack at ``cell``. Landing beyond markers is free: every legal distance is listed."""
+    stacks = state.stacks
+    collapsed = state.collapsed
+    s = stacks[cell]
+    h = len(s)
+    ch = cap_height(s)
+    for ray in state.board.rays[cell]:
+        n = len(ray)
+        i = 0
+        while i < n:
+            c = ray[i]
+            if collapsed[c]:
+                break
+            t = stacks[c]
+            if t:
+                if cap_height(t) <= ch:
+                    k = i + 1
+                    while k < n:
+                        landing = ray[k]
+                        if collapsed[landing] or stacks[landing]:
+                            break
+                        if k + 1 >= h:
+                            out.append(Move(capture_type, player, cell, landing, c))
+                        k += 1
+                break
+            if not captures_only and i + 1 >= h:
+                out.append(Move(MOVE_STACK, player, cell, c))
+            i += 1
+
+
+def stack_can_move(state: GameState, cell: int) -> bool:
+    s = state.stacks[cell]
+    return can_move_from(state.stacks, state.collapsed, state.board.rays[cell], len(s),
+                         cap_height(s))
+
+
+def has_capture_from(state: GameState, cell: int) -> bool:
+    out: list[Move] = []
+    stack_moves(state, cell, 0, out, "", captures_only=True)
+    return bool(out)
+
+
+def placement_moves(state: GameState, player: int, out: list[Move]) -> None:
+    """Append every legal ``place_ring``: 1-3 rings on an empty cell, or one ring on any
+    stack, each only if the resulting stack could then move (no dead placement)."""
+    most = min(3, state.in_hand[player])
+    if most <= 0:
+        return
+    stacks = state.stacks
+    markers = state.markers
+    collapsed = state.collapsed
+    rays = state.board.rays
+    for cell in range(state.board.num_cells):
+        if collapsed[cell]:
+            continue
+        s = stacks[cell]
+        if s:
+            ch = cap_height(s) + 1 if s[-1] == player else 1
+            if can_move_from(stacks, collapsed, rays[cell], len(s) + 1, ch):
+                out.append(Move(PLACE_RING, player, -1, cell, -1, 1))
+        elif not markers[cell]:
+            for k in range(1, most + 1):
+                if can_move_from(stacks, collapsed, rays[cell], k, k):
+                    out.append(Move(PLACE_RING, player, -1, cell, -1, k))
+
+
+def has_legal_placement(state: GameState, player: int) -> bool:
+    if state.in_hand[player] <= 0:
+        return False
+    stacks = state.stacks
+    markers = state.markers
+    collapsed = state.collapsed
+    rays = state.board.rays
+    for cell in range(state.board.num_cells):
+        if collapsed[cell]:
+            continue
+        s = stacks[cell]
+        if s:
+            ch = cap_height(s) + 1 if s[-1] == player else 1
+            if can_move_from(stacks, collapsed, rays[cell], len(s) + 1, ch):
+                return True
+        elif not markers[cell] and can_move_from(stacks, collapsed, rays[cell], 1, 1):
+            return True
+    return False
+
+
+def has_stack_move(state: GameState, player: int) -> bool:
+    """Whether any stack the player controls has a move or capture."""
+    stacks = state.stacks
+    collapsed = state.collapsed
+    rays = state.board.rays
+    for cell, s in enumerate(stacks):
+        if s and s[-1] == player and can_move_from(
+            stacks, collapsed, rays[cell], len(s), cap_height(s)
+        ):
+            return True
+    return False
+
+
+def move_stack(state: GameState, player: int, src: int, dst: int, target: int) -> None:
+    """Move (``target`` < 0) or capture along the ray ``src -> dst`` (RR-CANON-R092, R102):
+    departure marker, flip opponent markers and collapse own ones on the way, take the
+    target's top ring to the bottom, and pay one ring for landing on a marker."""
+    stacks = state.stacks
+    markers = state.markers
+    s = stacks[src]
+    stacks[src] = None
+    markers[src] = player
+    for c in state.board.path(src, dst):
+        m = markers[c]
+        if m:
+            if m == player:
+                markers[c] = 0
+                state.collapsed[c] = player
+                state.territory[player] += 1
+            else:
+                markers[c] = player
+    if target >= 0:
+        t = stacks[target]
+        stacks[target] = t[:-1] or None
+        s = (t[-1],) + s
+    if markers[dst]:
+        markers[dst] = 0
+        top = s[-1]
+        s = s[:-1]
+        state.eliminated[player] += 1
+        state.board_rings[top] -= 1
+    stacks[dst] = s or None

@@ -1,0 +1,114 @@
+"""Game end: victory conditions (RR-CANON-R170-R173) and final rankings (R175-R178)."""
+
+from __future__ import annotations
+
+from .movement import has_legal_placement
+from .state import COMPLETED, GAME_OVER, GameState
+
+RING_ELIMINATION = "ring_elimination"
+TERRITORY = "territory"
+LAST_PLAYER_STANDING = "last_player_standing"
+STALEMATE = "stalemate"
+RESIGNATION = "resignation"
+
+
+def _score(state: GameState, p: int) -> tuple[int, int, int, float]:
+    """The ranking cascade of R177: territory, eliminated rings, own markers on the
+    board, and the turn of permanent elimination (never = infinitely late)."""
+    turn = state.elim_turn[p]
+    return (
+        state.territory[p],
+        state.eliminated[p],
+        state.markers.count(p),
+        float("inf") if turn == 0 else float(turn),
+    )
+
+
+def _rank(state: GameState, winner: int) -> tuple[int, ...]:
+    """Winner first, the others by the cascade with shared (1224) ranks; players who
+    resigned or timed out come last, the earliest to leave last of all."""
+    ranks = [0] * (state.num_players + 1)
+    ranks[winner] = 1
+    rest = [p for p in range(1, state.num_players + 1) if p != winner]
+    scores = {p: (not (state.out >> p) & 1, _score(state, p)) for p in rest}
+    rest.sort(key=lambda p: scores[p], reverse=True)
+    for i, p in enumerate(rest):
+        if i and scores[p] == scores[rest[i - 1]]:
+            ranks[p] = ranks[rest[i - 1]]
+        else:
+            ranks[p] = i + 2
+    return tuple(ranks[1:])
+
+
+def finish(state: GameState, winner: int, reason: str) -> None:
+    state.status = COMPLETED
+    state.phase = GAME_OVER
+    state.winner = winner
+    state.victory_reason = reason
+    state.ranks = _rank(state, winner)
+
+
+def record_permanent_eliminations(state: GameState) -> list[int]:
+    """Stamp the turn of newly permanently eliminated players; return who is still in
+    the turn rotation (not permanently eliminated, not resigned)."""
+    alive = []
+    for p in range(1, state.num_players + 1):
+        if state.in_hand[p] == 0 and state.board_rings[p] == 0:
+            if state.elim_turn[p] == 0:
+                state.elim_turn[p] = state.turn
+        elif not (state.out >> p) & 1:
+            alive.append(p)
+    return alive
+
+
+def check_victory(state: GameState) -> None:
+    """Checked after every move: credits only ever go to the mover, so checking early
+    never changes who wins, and a game ends as soon as its winner is certain."""
+    n = state.num_players
+    threshold = state.victory_threshold
+    for p in range(1, n + 1):
+        if state.eliminated[p] >= threshold:
+            finish(state, p, RING_ELIMINATION)
+            return
+    total = sum(state.territory)
+    minimum = state.territory_minimum
+    for p in range(1, n + 1):
+        t = state.territory[p]
+        if t >= minimum and 2 * t > total:
+            finish(state, p, TERRITORY)
+            return
+    alive = record_permanent_eliminations(state)
+    if n >= 2 and len(alive) == 1:
+        # Everyone else is out of the rotation for good, so the survivor is the only
+        # seat that can ever act again: last player standing without waiting 3 rounds.
+        finish(state, alive[0], RESIGNATION if state.out else LAST_PLAYER_STANDING)
+    elif not alive:
+        resolve_stalemate(state)
+
+
+def is_global_stalemate(state: GameState) -> bool:
+    """No stacks anywhere (else someone could move or must force-eliminate) and nobody
+    can place a ring (RR-CANON-R173)."""
+    if any(state.stacks):
+        return False
+    return not any(
+        has_legal_placement(state, p)
+        for p in range(1, state.num_players + 1)
+        if not (state.out >> p) & 1
+    )
+
+
+def resolve_stalemate(state: GameState) -> None:
+    """Rings in hand become eliminated rings of their owner; the cascade picks the
+    winner, the last player to have acted breaking a complete tie."""
+    for p in range(1, state.num_players + 1):
+        state.eliminated[p] += state.in_hand[p]
+        state.in_hand[p] = 0
+    record_permanent_eliminations(state)
+    players = [p for p in range(1, state.num_players + 1) if not (state.out >> p) & 1]
+    if not players:
+        players = list(range(1, state.num_players + 1))
+    best = max(_score(state, p) for p in players)
+    tied = [p for p in players if _score(state, p) == best]
+    winner = max(tied, key=lambda p: state.acted_at[p])
+    finish(state, winner, STALEMATE)
