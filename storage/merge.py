@@ -76,11 +76,16 @@ class MergeStats:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """A validated row: its store key, its version and its wire dict."""
+    """A validated row: its store key, its version and its wire dict.
+
+    `payload` is the stored encoding of a kind's bulky content when validation had to compute
+    it anyway (a game's packed moves), so the SQLite store does not encode it a second time.
+    """
 
     key: str
     version: bytes
     data: dict
+    payload: bytes = b""
 
 
 def match_version(hlc: int, node_id: str) -> bytes:

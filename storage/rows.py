@@ -172,8 +172,8 @@ def new_game(
     }
 
 
-def validate_game_with_moves(obj: object) -> tuple[Row, bytes]:
-    """A validated game row and its packed moves (the stores keep the packed form)."""
+def validate_game(obj: object) -> Row:
+    """A validated game row; its payload is the packed moves (the form SQLite stores)."""
     row = _fields(obj, "game", GAME_FIELDS)
     game_id = _sha(row, "game_id")
     _config(row)
@@ -192,11 +192,7 @@ def validate_game_with_moves(obj: object) -> tuple[Row, bytes]:
     )
     if expected != game_id:
         raise InvalidRow(f"game_id {game_id} does not match its content (expected {expected})")
-    return Row(game_id, bytes.fromhex(game_id), row), packed
-
-
-def validate_game(obj: object) -> Row:
-    return validate_game_with_moves(obj)[0]
+    return Row(game_id, bytes.fromhex(game_id), row, packed)
 
 
 # --- Elo match rows -----------------------------------------------------------------------

@@ -1,0 +1,95 @@
+"""The database schema and its migrations.
+
+The schema version lives in SQLite's `user_version` header field. `MIGRATIONS[v]` takes a
+database from version v to v + 1; each step runs in its own transaction together with the
+version bump, so a crash mid-migration leaves the previous version intact. Version 0 is a
+database without any of our tables or with only some of them (a fresh file, or one written
+before the schema was versioned): step 0 creates whatever is missing.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+SCHEMA_VERSION = 1
+
+
+class SchemaTooNewError(Exception):
+    """The database was written by a newer release than this one."""
+
+    def __init__(self, found: int, supported: int) -> None:
+        super().__init__(
+            f"database schema version {found} is newer than the newest this release supports "
+            f"({supported}); upgrade ringrift-node"
+        )
+        self.found = found
+        self.supported = supported
+
+
+# Columns every synced table starts with: the sync key, its bucket, its version and the
+# 64-bit row hash (stored so digests are rebuilt at open without rehashing every row).
+_SYNCED = "key TEXT NOT NULL UNIQUE, bucket INTEGER NOT NULL, version BLOB NOT NULL, " \
+          "h INTEGER NOT NULL"
+
+_V1 = [
+    f"""CREATE TABLE IF NOT EXISTS games ({_SYNCED},
+        board_type TEXT NOT NULL, num_players INTEGER NOT NULL, model_id TEXT NOT NULL,
+        winner INTEGER, outcome BLOB NOT NULL, moves BLOB NOT NULL,
+        created_hlc INTEGER NOT NULL, origin_node TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS games_bucket ON games (bucket)",
+    "CREATE INDEX IF NOT EXISTS games_config ON games (board_type, num_players, created_hlc)",
+    f"""CREATE TABLE IF NOT EXISTS matches ({_SYNCED},
+        participants BLOB NOT NULL, board_type TEXT NOT NULL, num_players INTEGER NOT NULL,
+        result BLOB NOT NULL, hlc INTEGER NOT NULL, origin_node TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS matches_bucket ON matches (bucket)",
+    f"""CREATE TABLE IF NOT EXISTS models ({_SYNCED},
+        sha256 TEXT NOT NULL, board_type TEXT NOT NULL, num_players INTEGER NOT NULL,
+        created_hlc INTEGER NOT NULL, origin_node TEXT NOT NULL, size INTEGER NOT NULL,
+        parent TEXT)""",
+    "CREATE INDEX IF NOT EXISTS models_bucket ON models (bucket)",
+    f"""CREATE TABLE IF NOT EXISTS aliases ({_SYNCED},
+        name TEXT NOT NULL, board_type TEXT NOT NULL, num_players INTEGER NOT NULL,
+        sha256 TEXT NOT NULL, term INTEGER NOT NULL, hlc INTEGER NOT NULL,
+        origin_node TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS aliases_bucket ON aliases (bucket)",
+    f"""CREATE TABLE IF NOT EXISTS promotion_events ({_SYNCED},
+        event_id TEXT NOT NULL, board_type TEXT NOT NULL, num_players INTEGER NOT NULL,
+        candidate TEXT NOT NULL, incumbent TEXT, decision TEXT NOT NULL,
+        reorder_applied INTEGER NOT NULL, games_played INTEGER NOT NULL, win_rate REAL,
+        elo_delta REAL, term INTEGER NOT NULL, hlc INTEGER NOT NULL,
+        origin_node TEXT NOT NULL, reason TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS promotion_events_bucket ON promotion_events (bucket)",
+    "CREATE TABLE IF NOT EXISTS node_state (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+]
+
+MIGRATIONS: list[list[str]] = [_V1]
+
+
+async def schema_version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate(conn: aiosqlite.Connection, migrations: list[list[str]] = MIGRATIONS) -> int:
+    """Bring the database to `len(migrations)`; returns the version it was found at.
+
+    The connection must be in autocommit mode (isolation_level=None): each step is one
+    explicit transaction.
+    """
+    supported = len(migrations)
+    found = await schema_version(conn)
+    if found > supported:
+        raise SchemaTooNewError(found, supported)
+    for version in range(found, supported):
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migrations[version]:
+                await conn.execute(statement)
+            # PRAGMA user_version is written in the same transaction as the step itself.
+            await conn.execute(f"PRAGMA user_version = {version + 1}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+    return found

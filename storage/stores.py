@@ -1,0 +1,59 @@
+"""`open_stores`: everything a node keeps on disk, opened together from its data dir.
+
+Layout: `D/node.db` (one SQLite database, WAL) and `D/blobs/` (model blobs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.database import DB_FILE, Database
+from storage.games import GameStore
+from storage.hlc import HybridClock
+from storage.matches import MatchStore
+from storage.models import ModelStore
+from storage.state import StateStore
+from storage.synced import SyncedStore
+
+BLOB_DIR = "blobs"
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    db: Database
+    games: GameStore
+    matches: MatchStore
+    models: ModelStore
+    state: StateStore
+
+    def by_name(self) -> dict[str, SyncedStore]:
+        """The synced stores by the names manifests use (storage.sync_limits.STORE_NAMES)."""
+        return {"games": self.games, "matches": self.matches, "models": self.models}
+
+    async def close(self) -> None:
+        await self.db.close()
+
+
+async def open_stores(data_dir: Path, clock: HybridClock, node_id: str) -> Stores:
+    """Open (creating or migrating) the database and blob dir under `data_dir`.
+
+    `node_id` stamps this node's own writes (the second half of a match row's version).
+    Raises SchemaTooNewError if a newer release wrote the database.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = await Database.open(data_dir / DB_FILE)
+    try:
+        stores = Stores(
+            db,
+            GameStore(db, clock, node_id),
+            MatchStore(db, clock, node_id),
+            ModelStore(db, clock, node_id, data_dir / BLOB_DIR),
+            StateStore(db),
+        )
+        for store in stores.by_name().values():
+            await store.load()
+    except BaseException:
+        await db.close()
+        raise
+    return stores

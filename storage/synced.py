@@ -1,0 +1,181 @@
+"""The SQLite side of a synced store: digests, the sync calls and the bulk merge path.
+
+A store spans one or more tables (the model registry spans three, told apart by key prefix)
+and keeps one set of bucket digests over all of them, in memory: rebuilt from the stored row
+hashes at open, updated only after a merge's transaction has committed, so the digests never
+describe rows that a rollback took away.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from storage.database import Database
+from storage.digests import Digests, hash_rows
+from storage.hlc import HybridClock
+from storage.merge import (
+    InvalidRow,
+    MergeStats,
+    Row,
+    Strategy,
+    plan_merge,
+    validate_batch,
+)
+from storage.rows import row_hlc
+from storage.sync_limits import check_bucket_list, check_key_list
+from storage.tables import Table
+
+_KEYS_IN = "key IN (SELECT value FROM json_each(?))"
+
+
+class SyncedStore:
+    """Base of the games, matches and model-registry stores."""
+
+    def __init__(
+        self, db: Database, tables: Sequence[Table], validate: Callable[[object], Row],
+        clock: HybridClock,
+    ) -> None:
+        self._db = db
+        self._tables = tuple(tables)
+        self._validate = validate
+        self._clock = clock
+        self._digests = Digests()
+        self._count = 0
+        # The first few validation errors of the last merge, for logs and tests.
+        self.last_errors: list[str] = []
+
+    async def load(self) -> None:
+        """Rebuild digests and count from the stored (bucket, h) of every row."""
+        buckets: list[np.ndarray] = []
+        hashes: list[np.ndarray] = []
+        for table in self._tables:
+            records = await self._db.fetchall(f"SELECT bucket, h FROM {table.name}")
+            if records:
+                pairs = np.array(records, dtype=np.int64)
+                buckets.append(pairs[:, 0])
+                hashes.append(pairs[:, 1].view(np.uint64))
+        if buckets:
+            self._digests = Digests.from_hashes(np.concatenate(buckets), np.concatenate(hashes))
+        self._count = sum(len(b) for b in buckets)
+
+    def _table_of(self, key: str) -> Table | None:
+        for table in self._tables:
+            if key.startswith(table.prefix):
+                return table
+        return None
+
+    def _by_table(self, keys: Sequence[str]) -> dict[Table, list[str]]:
+        groups: dict[Table, list[str]] = {}
+        for key in keys:
+            table = self._table_of(key)
+            if table is not None:
+                groups.setdefault(table, []).append(key)
+        return groups
+
+    # --- the sync calls the mesh uses ---------------------------------------------------
+
+    async def summary(self) -> tuple[int, str]:
+        """(row count, root hash hex): what a manifest carries."""
+        return self._count, self._digests.root_hex()
+
+    async def bucket_digests(self) -> list[int]:
+        return self._digests.as_list()
+
+    async def bucket_entries(self, buckets: Sequence[int]) -> list[tuple[str, bytes]]:
+        """(key, version) of every row in the given buckets."""
+        check_bucket_list(buckets)
+        wanted = json.dumps(sorted(set(buckets)))
+        entries: list[tuple[str, bytes]] = []
+        for table in self._tables:
+            entries += await self._db.fetchall(
+                f"SELECT key, version FROM {table.name} "
+                "WHERE bucket IN (SELECT value FROM json_each(?))",
+                (wanted,),
+            )
+        return entries
+
+    async def rows(self, keys: Sequence[str]) -> list[dict]:
+        """Wire dicts of the held rows among `keys` (unknown keys are left out)."""
+        check_key_list(keys)
+        out: list[dict] = []
+        for table, group in self._by_table(keys).items():
+            records = await self._db.fetchall(
+                f"{table.select_sql} WHERE {_KEYS_IN}", (json.dumps(group),)
+            )
+            out += [table.to_wire(r) for r in records]
+        return out
+
+    async def get(self, key: str) -> dict | None:
+        found = await self.rows([key])
+        return found[0] if found else None
+
+    async def merge(
+        self, rows: Sequence[object], strategy: Strategy = Strategy.LAST_WRITE_WINS
+    ) -> MergeStats:
+        """Validate and merge a batch in one transaction; invalid rows are counted, skipped."""
+        valid, invalid, self.last_errors = validate_batch(rows, self._validate)
+        if not valid:
+            return MergeStats(invalid=invalid)
+        groups = self._by_table([r.key for r in valid])
+        async with self._db.transaction() as conn:
+            held: dict[str, bytes] = {}
+            for table, keys in groups.items():
+                async with conn.execute(
+                    f"SELECT key, version FROM {table.name} WHERE {_KEYS_IN}", (json.dumps(keys),)
+                ) as cur:
+                    held.update(await cur.fetchall())
+            held_rows = await self._tied_rows(conn, valid, held)
+            plan = plan_merge(strategy, valid, held, held_rows.__getitem__, invalid)
+            if not plan.writes:
+                return plan.stats
+            writes = list(plan.writes.values())
+            new_buckets, new_hashes = hash_rows([w.key for w in writes], [w.version for w in writes])
+            signed = new_hashes.view(np.int64).tolist()
+            per_table: dict[Table, list[tuple]] = {}
+            for row, bucket, h in zip(writes, new_buckets.tolist(), signed, strict=True):
+                table = self._table_of(row.key)
+                assert table is not None  # validated keys always carry a known prefix
+                per_table.setdefault(table, []).append(table.params(row, bucket, h))
+            for table, params in per_table.items():
+                await conn.executemany(table.insert_sql, params)
+        old_keys = list(plan.replaced)
+        self._digests.toggle(*hash_rows(old_keys, [plan.replaced[k] for k in old_keys]))
+        self._digests.toggle(new_buckets, new_hashes)
+        self._count += plan.stats.added
+        self._clock.update(max(row_hlc(w.data) for w in writes))
+        self._merged(writes)
+        return plan.stats
+
+    def _merged(self, writes: list[Row]) -> None:
+        """Called with the rows a committed merge wrote; subclasses learn from them."""
+
+    async def _tied_rows(self, conn, valid: list[Row], held: dict[str, bytes]) -> dict[str, dict]:
+        """Held wire dicts of rows whose incoming version equals the held one (tie-breaks)."""
+        tied: dict[str, dict] = {}
+        fetch: dict[Table, list[str]] = {}
+        for row in valid:
+            if held.get(row.key) != row.version:
+                continue
+            table = self._table_of(row.key)
+            assert table is not None
+            if table.content_addressed:
+                tied[row.key] = row.data  # same content hash: same content
+            else:
+                fetch.setdefault(table, []).append(row.key)
+        for table, keys in fetch.items():
+            async with conn.execute(
+                f"{table.select_sql} WHERE {_KEYS_IN}", (json.dumps(keys),)
+            ) as cur:
+                for record in await cur.fetchall():
+                    tied[record[0]] = table.to_wire(record)
+        return tied
+
+    async def put(self, row: dict) -> MergeStats:
+        """Merge one locally made row; raises InvalidRow if it is bad."""
+        stats = await self.merge([row])
+        if stats.invalid:
+            raise InvalidRow(self.last_errors[0])
+        return stats
