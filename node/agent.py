@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
 from node import __version__
+from node.address import advertise_address
 from node.config import Config
 from node.datadir import NodeFiles
 from node.http import add_read_only_routes
@@ -34,26 +34,6 @@ STORE_NAMES = ("games", "matches", "models")
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def advertise_address(config: Config, bound_port: int) -> str:
-    """The host:port peers should use to reach this node."""
-    if config.node.advertise_address:
-        return config.node.advertise_address
-    host = config.node.host
-    if host in ("0.0.0.0", "::", ""):
-        host = _primary_ip()
-    return f"{host}:{bound_port}"
-
-
-def _primary_ip() -> str:
-    """The address of the interface that routes outward; no packet is sent (UDP connect only)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("10.255.255.255", 1))
-            return str(probe.getsockname()[0])
-        except OSError:
-            return "127.0.0.1"
 
 
 class Agent:

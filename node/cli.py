@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from node.address import advertise_address
 from node.config import Config, ConfigError, check_data_dir_writable, load_config, parse_address
 from node.datadir import (
     DataDirError,
@@ -98,8 +99,6 @@ def cmd_init(args: argparse.Namespace) -> int:
     config = load(args)
     check_data_dir_writable(config.node.data_dir)
     files = init_data_dir(config.node.data_dir, voter=True)
-    from node.agent import advertise_address
-
     token = join_token(files, advertise_address(config, config.node.port))
     if args.json:
         print(json.dumps({
