@@ -24,8 +24,8 @@ from node.address import advertise_address
 from node.config import Config
 from node.datadir import NodeFiles
 from node.http import add_read_only_routes
-from storage import open_stores
 from storage.hlc import HybridClock
+from storage.stores import open_stores
 
 log = logging.getLogger("ringrift.agent")
 
@@ -81,7 +81,7 @@ class Agent:
 
     async def run(self) -> None:
         self._install_signal_handlers()
-        self.stores = await open_stores(self.files.path, self.clock)
+        self.stores = await open_stores(self.files.path, self.clock, self.node_id)
         runner: web.AppRunner | None = None
         pid_file = self.files.path / "node.pid"
         try:

@@ -202,12 +202,15 @@ def cmd_leave(args: argparse.Namespace) -> int:
     except ProcessLookupError:
         raise CliError(f"node process {pid} from {pid_file} is not running") from None
     deadline = time.monotonic() + args.timeout
+    # The agent removes its pid file as the last step of an orderly shutdown.
     while time.monotonic() < deadline:
+        if not pid_file.exists():
+            print(f"node {pid} left")
+            return 0
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            print(f"node {pid} left")
-            return 0
+            raise CliError(f"node {pid} exited without an orderly shutdown") from None
         time.sleep(0.1)
     raise CliError(f"node {pid} still running after {args.timeout} s")
 

@@ -84,7 +84,8 @@ class NodeProcess:
         raise AssertionError(f"node not healthy after {timeout} s:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-5000:]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
