@@ -1,0 +1,156 @@
+"""Malformed rows from peers are counted as invalid and skipped, never crash a merge."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from storage.hlc import HybridClock
+from storage.memory import MemoryStores
+from storage.merge import InvalidRow
+from storage.rows import (
+    new_alias,
+    new_game,
+    new_match,
+    new_model,
+    new_promotion,
+    validate_game,
+    validate_match,
+    validate_registry,
+)
+from storage.stores import open_stores
+
+SHA = "a" * 64
+GAME = new_game("square8", 2, "m1", 0, [1.0, 0.0], [[1, 2]], 5, "n1")
+MATCH = new_match("x1", ["a", "b"], "square8", 2, [1.0, 0.0], 5, "n1")
+MODEL = new_model(SHA, "square8", 2, 5, "n1", 10, None)
+ALIAS = new_alias("production", "square8", 2, SHA, 1, 5, "n1")
+EVENT = new_promotion("square8", 2, SHA, None, "rollback", True, 60, 0.4, -35.0, 1, 5, "n1")
+
+
+def changed(row: dict, **fields: object) -> dict:
+    return {**row, **fields}
+
+
+BAD_GAMES = [
+    "not a map", None, [GAME], {},
+    changed(GAME, game_id="0" * 64),  # id does not match the content
+    changed(GAME, extra=1),
+    changed(GAME, board_type="chess"),
+    changed(GAME, board_type=["square8"]),  # unhashable where a name belongs
+    changed(GAME, num_players=5),
+    changed(GAME, num_players=True),
+    changed(GAME, winner=2),
+    changed(GAME, outcome=[1.0]),
+    changed(GAME, outcome=[math.nan, 0.0]),
+    changed(GAME, moves="e2e4"),
+    changed(GAME, moves=[[0] * 10] * 30_000),  # too many moves
+    changed(GAME, moves=[b"x" * (2 << 20)]),  # too many bytes
+    changed(GAME, moves=[2**70]),  # not msgpack-encodable
+    changed(GAME, created_hlc=-1),
+    changed(GAME, created_hlc=2**64),
+    changed(GAME, origin_node="has space"),
+    changed(GAME, model_id="x" * 129),
+]
+BAD_MATCHES = [
+    changed(MATCH, participants=["a"]),
+    changed(MATCH, participants=["a", 3]),
+    changed(MATCH, result=[1.0, 0.0, 0.0]),
+    changed(MATCH, result=[2.0, 0.0]),
+    changed(MATCH, result=[1, 0]),  # ints where floats belong
+    changed(MATCH, hlc="5"),
+    changed(MATCH, match_id=""),
+    {k: v for k, v in MATCH.items() if k != "hlc"},
+]
+BAD_REGISTRY = [
+    changed(MODEL, kind="blob"),
+    changed(MODEL, kind=None),
+    changed(MODEL, sha256="A" * 64),
+    changed(MODEL, size=-1),
+    changed(MODEL, parent="short"),
+    changed(ALIAS, name="best"),
+    changed(ALIAS, term=-1),
+    changed(ALIAS, term=2**63),
+    changed(EVENT, decision="promote"),
+    changed(EVENT, reorder_applied=1),
+    changed(EVENT, win_rate=1.5),
+    changed(EVENT, elo_delta=3),
+    changed(EVENT, reason="x" * 2000),
+    changed(EVENT, games_played=10),  # event_id no longer matches the content
+]
+
+
+@pytest.mark.parametrize(
+    "validate,good,bad",
+    [(validate_game, GAME, BAD_GAMES), (validate_match, MATCH, BAD_MATCHES),
+     (validate_registry, MODEL, BAD_REGISTRY)],
+    ids=["games", "matches", "models"],
+)
+def test_each_bad_row_raises_invalid_row_naming_the_problem(validate, good, bad) -> None:
+    validate(good)
+    for row in bad:
+        with pytest.raises(InvalidRow) as info:
+            validate(row)
+        assert str(info.value)
+
+
+def test_good_rows_of_every_registry_kind_validate() -> None:
+    for row in (MODEL, ALIAS, EVENT):
+        assert validate_registry(row).data is row
+
+
+@pytest.mark.parametrize(
+    "name,good,bad",
+    [("games", GAME, BAD_GAMES), ("matches", MATCH, BAD_MATCHES),
+     ("models", MODEL, BAD_REGISTRY)],
+)
+async def test_bad_rows_are_counted_and_skipped_by_both_store_kinds(
+    tmp_path: Path, name: str, good: dict, bad: list
+) -> None:
+    memory = MemoryStores().by_name()[name]
+    stats = memory.merge([*bad, good])
+    assert (stats.invalid, stats.added) == (len(bad), 1)
+    assert memory.last_errors
+    stores = await open_stores(tmp_path, HybridClock(lambda: 1, 0), "n")
+    try:
+        stats = await stores.by_name()[name].merge([*bad, good])
+        assert (stats.invalid, stats.added) == (len(bad), 1)
+        assert await stores.by_name()[name].summary() == memory.summary()
+    finally:
+        await stores.close()
+
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5)
+    | st.binary(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                               max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(deadline=None, max_examples=150)
+@given(st.sampled_from([GAME, MATCH, MODEL, ALIAS, EVENT]), st.data())
+def test_arbitrary_field_values_never_crash_validation(row: dict, data) -> None:
+    field = data.draw(st.sampled_from(sorted(row)))
+    mutated = changed(row, **{field: data.draw(json_like)})
+    store = MemoryStores()
+    for s in store.by_name().values():
+        stats = s.merge([mutated])
+        assert stats.invalid + stats.added + stats.skipped == 1
+
+
+def test_sync_call_arguments_are_checked() -> None:
+    store = MemoryStores().games
+    with pytest.raises(ValueError, match="bucket 256"):
+        store.bucket_entries([256])
+    with pytest.raises(ValueError, match="bucket"):
+        store.bucket_entries(["1"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="at most 10000"):
+        store.rows(["k"] * 10_001)
+    with pytest.raises(ValueError, match="key 5"):
+        store.rows([5])  # type: ignore[list-item]

@@ -1,0 +1,153 @@
+"""SQLite stores: same merge results and digests as the in-memory stores, laws, reopen."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from storage.digests import Digests, hash_rows
+from storage.hlc import HybridClock
+from storage.memory import MemoryStores
+from storage.merge import MergeConflictError, Strategy
+from storage.rows import new_match
+from storage.stores import open_stores
+from tests.storage.storage_strategies import ROWS_BY_STORE
+
+NAMES = ["games", "matches", "models"]
+
+
+def make_clock() -> HybridClock:
+    return HybridClock(lambda: 1_000, max_offset_ms=60_000)
+
+
+async def sqlite_state(store) -> tuple:
+    entries = await store.bucket_entries(list(range(256)))
+    keys = sorted(k for k, _ in entries)
+    rows = sorted(await store.rows(keys), key=lambda r: repr(sorted(r.items())))
+    return await store.summary(), rows
+
+
+def memory_state(store) -> tuple:
+    rows = sorted(store.rows(sorted(store.keys())), key=lambda r: repr(sorted(r.items())))
+    return store.summary(), rows
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sqlite_store_agrees_with_memory_store_in_any_order_and_after_reopen(name: str) -> None:
+    @settings(deadline=None, max_examples=25)
+    @given(st.lists(st.lists(ROWS_BY_STORE[name], max_size=8), min_size=1, max_size=3),
+           st.integers(0, 2**32))
+    def check(batches: list[list[dict]], seed: int) -> None:
+        memory = MemoryStores().by_name()[name]
+        expected_stats = [memory.merge(b) for b in batches]
+        rows = [r for b in batches for r in b]
+        rnd = random.Random(seed)
+        shuffled = rows + rnd.sample(rows, k=len(rows) // 2)
+        rnd.shuffle(shuffled)
+
+        async def run() -> None:
+            with tempfile.TemporaryDirectory() as tmp:
+                a = await open_stores(Path(tmp) / "a", make_clock(), "node-a")
+                b = await open_stores(Path(tmp) / "b", make_clock(), "node-b")
+                try:
+                    stats = [await a.by_name()[name].merge(batch) for batch in batches]
+                    assert stats == expected_stats
+                    await b.by_name()[name].merge(shuffled)
+                    want = memory_state(memory)
+                    assert await sqlite_state(a.by_name()[name]) == want
+                    assert await sqlite_state(b.by_name()[name]) == want
+                    again = await a.by_name()[name].merge(rows)
+                    assert again.added == again.resolved == 0
+                finally:
+                    await a.close()
+                    await b.close()
+                reopened = await open_stores(Path(tmp) / "a", make_clock(), "node-a")
+                try:
+                    store = reopened.by_name()[name]
+                    assert await sqlite_state(store) == want
+                    entries = await store.bucket_entries(list(range(256)))
+                    scratch = Digests.from_hashes(
+                        *hash_rows([k for k, _ in entries], [v for _, v in entries])
+                    )
+                    assert await store.bucket_digests() == scratch.as_list()
+                finally:
+                    await reopened.close()
+
+        asyncio.run(run())
+
+    check()
+
+
+@pytest.fixture
+async def stores(tmp_path: Path):
+    opened = await open_stores(tmp_path, make_clock(), "node-a")
+    yield opened
+    await opened.close()
+
+
+async def test_raise_strategy_rolls_back_the_whole_batch(stores) -> None:
+    first = new_match("m1", ["a", "b"], "square8", 2, [1, 0], 5, "n1")
+    other = new_match("m1", ["a", "b"], "square8", 2, [0, 1], 6, "n1")
+    fresh = new_match("m2", ["a", "b"], "square8", 2, [0, 1], 6, "n1")
+    await stores.matches.merge([first])
+    before = await stores.matches.summary()
+    with pytest.raises(MergeConflictError):
+        await stores.matches.merge([fresh, other], Strategy.RAISE)
+    assert await stores.matches.summary() == before
+    assert await stores.matches.rows(["m2"]) == []
+
+
+async def test_merging_remote_rows_advances_the_local_clock(stores, tmp_path: Path) -> None:
+    clock = HybridClock(lambda: 1_000, max_offset_ms=60_000)
+    other = await open_stores(tmp_path / "other", clock, "node-b")
+    try:
+        remote_hlc = (1_500 << 16) | 7
+        await other.matches.merge([new_match("m", ["a", "b"], "square8", 2, [1, 0], remote_hlc, "x")])
+        row = await other.matches.record_match("m", ["a", "b"], "square8", 2, [0, 1])
+        assert row["hlc"] > remote_hlc  # our rewrite wins LWW although our wall clock is behind
+        assert (await other.matches.get("m"))["result"] == [0.0, 1.0]
+    finally:
+        await other.close()
+
+
+async def test_local_writes_round_trip_through_the_wire_form(stores) -> None:
+    gid = await stores.games.add_game("hex8", 3, "model-1", None, [0.5, 0.5, 0.0],
+                                      [[i, {"to": i + 1}] for i in range(60)])
+    [game] = await stores.games.rows([gid])
+    assert game["moves"][59] == [59, {"to": 60}]
+    assert (await stores.games.merge([game])).skipped == 1
+    assert await stores.games.count_games("hex8", 3) == 1
+    assert await stores.games.count_games("square8", 2) == 0
+    assert [g["game_id"] for g in await stores.games.games_for("hex8", 3)] == [gid]
+    ids = await stores.games.add_games(
+        [{"board_type": "square8", "num_players": 2, "model_id": "m", "winner": 1,
+          "outcome": [0, 1], "moves": []}] * 3
+    )
+    assert len(set(ids)) == 3  # each stamped with its own hlc
+    assert (await stores.games.summary())[0] == 4
+    await stores.matches.record_match("x", ["a", "b"], "square8", 2, [1, 0])
+    assert [m["match_id"] for m in await stores.matches.all_matches("square8", 2)] == ["x"]
+
+
+async def test_node_state_is_kept_across_reopen(tmp_path: Path) -> None:
+    first = await open_stores(tmp_path, make_clock(), "n")
+    await first.state.set_state("current_term", 7)
+    await first.state.set_state("voted_for", "node-b")
+    await first.state.set_state("peers", ["10.0.0.1:7420"])
+    await first.close()
+    again = await open_stores(tmp_path, make_clock(), "n")
+    try:
+        assert await again.state.get_state("current_term") == 7
+        assert await again.state.get_state("voted_for") == "node-b"
+        assert await again.state.get_state("peers") == ["10.0.0.1:7420"]
+        assert await again.state.get_state("missing", "dflt") == "dflt"
+        with pytest.raises(ValueError, match="msgpack"):
+            await again.state.set_state("bad", object())
+    finally:
+        await again.close()
