@@ -31,6 +31,9 @@ MAX_MANIFEST_BYTES = 1024
 MAX_STORES = 8
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_ADDRESS = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})")
+# A DNS name is at most 253 characters; brackets, colon and port fit in the rest.
+MAX_ADDRESS_CHARS = 261
 _MAX_U64 = (1 << 64) - 1
 
 
@@ -51,7 +54,7 @@ class StoreSummary:
 class Manifest:
     node_id: str = field(metadata={"max_len": 32})
     public_key: bytes = field(metadata={"max_len": 32})
-    address: str = field(metadata={"max_len": 261})  # "[IPv6 or DNS name]:port"
+    address: str = field(metadata={"max_len": MAX_ADDRESS_CHARS})  # see is_address
     version: str = field(metadata={"max_len": 32})
     incarnation: int = field(metadata={"min": 0, "max": _MAX_U64})
     seq: int = field(metadata={"min": 0, "max": _MAX_U64})
@@ -130,10 +133,22 @@ def open_manifest(signed: SignedManifest) -> Manifest:
     return manifest
 
 
+def is_address(text: object) -> bool:
+    """Whether `text` is a peer address: `host:port` or `[IPv6]:port`, port in 1..65535.
+
+    Addresses come from peers and end up in URLs, so nothing but a host name or IP literal and
+    a port may pass: no path, credentials, scheme or whitespace.
+    """
+    if type(text) is not str or len(text) > MAX_ADDRESS_CHARS:
+        return False
+    match = _ADDRESS.fullmatch(text)
+    return match is not None and 0 < int(match.group(2)) < 65536
+
+
 def _check_address(address: str) -> None:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"address {address!r}: expected host:port with port in 1..65535")
+    if not is_address(address):
+        raise ValueError(f"address {address!r}: expected host:port (IPv6 as [addr]:port) "
+                         "with port in 1..65535")
 
 
 def _size(value: object) -> str:

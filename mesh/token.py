@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import msgpack
 
 from mesh.keyring import MAX_SECRET_BYTES, MIN_SECRET_BYTES
+from mesh.manifest import is_address
 
 PREFIX = "rrn1."
 MAX_TOKEN_CHARS = 1024
@@ -85,12 +86,7 @@ def _validated(cluster_id: object, secret: object, address: object) -> JoinToken
     if type(secret) is not bytes or not MIN_SECRET_BYTES <= len(secret) <= MAX_SECRET_BYTES:
         raise TokenError(f"cluster secret: expected {MIN_SECRET_BYTES}..{MAX_SECRET_BYTES} bytes, "
                          f"got {type(secret).__name__}")
-    if type(address) is not str or not _is_host_port(address):
+    if not is_address(address):
         raise TokenError(f"address {address!r}: expected host:port with port in 1..65535")
     return JoinToken(cluster_id, secret, address)
 
-
-def _is_host_port(address: str) -> bool:
-    host, sep, port = address.rpartition(":")
-    return (bool(sep) and bool(host) and len(address) <= 261 and port.isdigit()
-            and 0 < int(port) < 65536 and not any(c.isspace() for c in address))

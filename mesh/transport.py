@@ -19,7 +19,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import re
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +30,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from mesh import codec
+from mesh.manifest import is_address
 from mesh.wire import REASONS, Refusal, Wire
+from storage.blobs import MAX_BLOB_BYTES, TEMP_PREFIX, check_sha
 from storage.files import fsync_dir
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,6 @@ STATUS_BY_REASON: dict[str, int] = {
 }
 assert STATUS_BY_REASON.keys() == REASONS
 
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_ADDRESS = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
 _MAX_DETAIL_CHARS = 300
 
 GossipHandler = Callable[[str, object], Awaitable[None]]
@@ -70,8 +69,8 @@ class TransportConfig:
     # Sync batches are bounded by the sync messages: a rows reply stops adding rows at 4 MiB but
     # always serves one row, which may be a 1 MiB game; 8 MiB covers both directions.
     sync_max_bytes: int = 8 * 1024 * 1024
-    # Model blobs are tens to hundreds of MB; 4 GiB stops a hostile peer from filling the disk.
-    blob_max_bytes: int = 4 * 1024 * 1024 * 1024
+    # The blob store's own bound: a peer cannot hand us a blob the store would not keep.
+    blob_max_bytes: int = MAX_BLOB_BYTES
     # A peer on the LAN accepts a connection in milliseconds; 3 s tolerates a loaded host
     # without leaving a probe of a dead peer hanging past the SWIM probe interval's order.
     connect_timeout_s: float = 3.0
@@ -170,7 +169,7 @@ class MeshTransport:
     async def _handle_blob(self, request: web.Request) -> web.StreamResponse:
         sha = request.match_info["sha256"]
         try:
-            if not _SHA256_HEX.fullmatch(sha):
+            if not _is_sha256(sha):
                 raise Refusal("malformed", f"blob id {codec.describe_value(sha)}: expected a "
                                            "sha256 as 64 lowercase hex characters")
             self.wire.check_blob_request(sha, request.headers, self._clock_ms())
@@ -285,16 +284,15 @@ class MeshTransport:
         matches and whose size is within the limit is renamed into place, so a partial or wrong
         file is never taken as the blob. Raises PeerError.
         """
-        if not _SHA256_HEX.fullmatch(sha256):
-            raise ValueError(f"blob id {sha256!r}: expected 64 lowercase hex characters")
+        check_sha(sha256)
         dest_path = Path(dest_path)
         url = _url(address, BLOB_PATH.format(sha256=sha256))
         headers = self.wire.blob_request_headers(sha256, self._clock_ms())
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_s,
                                         sock_read=self.config.blob_read_timeout_s)
         limit = self.config.blob_max_bytes
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest_path.name}.", suffix=".part",
-                                        dir=dest_path.parent)
+        # The blob store's temp prefix: a fetch cut short by a crash is swept at next start.
+        fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".part", dir=dest_path.parent)
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -373,6 +371,14 @@ class MeshTransport:
 _POST_HEADERS = {"Content-Type": CONTENT_TYPE}
 
 
+def _is_sha256(text: str) -> bool:
+    try:
+        check_sha(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _prefixed(prefixes: tuple[str, ...]) -> Callable[[str], bool]:
     return lambda kind: kind.startswith(prefixes)
 
@@ -380,8 +386,7 @@ def _prefixed(prefixes: tuple[str, ...]) -> Callable[[str], bool]:
 def _url(address: str, path: str) -> str:
     # The address comes from peers' manifests: only host:port, so it cannot smuggle a path,
     # credentials or another scheme into the URL.
-    match = _ADDRESS.fullmatch(address) if type(address) is str else None
-    if match is None or not 0 < int(match.group(2)) < 65536:
+    if not is_address(address):
         raise PeerError(f"peer address {address!r}: expected host:port")
     return f"http://{address}{path}"
 

@@ -16,6 +16,7 @@ from mesh.manifest import (
     SignedManifest,
     StoreSummary,
     encode_manifest,
+    is_address,
     open_manifest,
     sign_manifest,
 )
@@ -140,3 +141,17 @@ def test_building_an_invalid_manifest_locally_raises() -> None:
     ident = Identity.generate()
     with pytest.raises(ValueError, match="address"):
         _manifest(ident, address="host:0")
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1:8770", "[::1]:8770", "node-3.lan:1", "n_1:65535"])
+def test_is_address_accepts_host_port_forms(address: str) -> None:
+    assert is_address(address)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["host", "host:0", "host:65536", ":80", "a b:80", "evil/x:80", "user@h:80", "h:80/path",
+     "fe80::1:80", "http://h:80", 80, "h" * 300 + ":80"],
+)
+def test_is_address_refuses_anything_that_could_bend_a_url(address: object) -> None:
+    assert not is_address(address)
