@@ -1,7 +1,8 @@
 """Content-addressed model blobs: `D/blobs/<sha256>`, written atomically, verified on read.
 
-A blob is written to a temp file in the same directory, fsynced, renamed into place and the
-directory fsynced, so after a crash a blob is either whole under its name or absent. Reads
+A blob is written with storage.files.atomic_write_bytes (temp file in the same directory,
+fsync, rename, directory fsync), so after a crash a blob is either whole under its name or
+absent. Temp files (every name starting with ".") are swept at open. Reads
 hash the bytes; a file whose hash is not its name (disk rot, a truncated copy from an older
 tool) is moved to `quarantine/` and reported, never served.
 """
@@ -15,8 +16,10 @@ import re
 import secrets
 from pathlib import Path
 
+from storage.files import atomic_write_bytes, fsync_dir
+
 _SHA_HEX = re.compile(r"[0-9a-f]{64}")
-TEMP_PREFIX = ".tmp-"
+TEMP_PREFIX = ".tmp-"  # for writers outside this module (the mesh's streaming fetch)
 MAX_BLOB_BYTES = 4 << 30  # a policy/value net is tens of MB; 4 GiB bounds a bad peer
 
 
@@ -41,14 +44,6 @@ def check_sha(sha: str) -> str:
     return sha
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class BlobStore:
     """The blob directory. Blocking file work runs in a thread so the event loop keeps going."""
 
@@ -57,8 +52,9 @@ class BlobStore:
         self.quarantine_dir = root / "quarantine"
         root.mkdir(parents=True, exist_ok=True)
         # Temp files left by a crash mid-write are garbage: their content never got a name.
-        for stale in root.glob(TEMP_PREFIX + "*"):
-            stale.unlink(missing_ok=True)
+        for stale in root.glob(".*"):
+            if stale.is_file():
+                stale.unlink(missing_ok=True)
 
     def path(self, sha: str) -> Path:
         return self.root / check_sha(sha)
@@ -84,17 +80,7 @@ class BlobStore:
         final = self.root / sha
         if final.is_file():
             return sha  # content-addressed: the same name holds the same bytes
-        temp = self.root / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
-        try:
-            with open(temp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, final)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.root)
+        atomic_write_bytes(final, data)
         return sha
 
     async def get(self, sha: str) -> bytes:
@@ -112,6 +98,6 @@ class BlobStore:
             self.quarantine_dir.mkdir(exist_ok=True)
             target = self.quarantine_dir / f"{sha}.{secrets.token_hex(4)}"
             os.replace(path, target)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             raise BlobCorruptError(sha, actual, target)
         return data

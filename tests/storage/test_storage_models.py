@@ -52,7 +52,8 @@ async def test_corrupt_blob_is_refused_and_quarantined(stores, tmp_path) -> None
 async def test_temp_files_left_by_a_crash_are_removed_at_open(tmp_path) -> None:
     blobs = tmp_path / "blobs"
     blobs.mkdir()
-    (blobs / ".tmp-deadbeef").write_bytes(b"half a model")
+    (blobs / ".tmp-deadbeef.part").write_bytes(b"half a fetched model")
+    (blobs / f".{'a' * 64}.x1y2.tmp").write_bytes(b"half a written model")
     opened = await open_stores(tmp_path, HybridClock(lambda: 1, 0), "n")
     try:
         assert list(blobs.iterdir()) == []
