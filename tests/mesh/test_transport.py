@@ -334,3 +334,42 @@ async def test_default_config_routes_swim_and_raft_to_gossip_and_sync_to_sync() 
 def test_config_refuses_non_positive_limits() -> None:
     with pytest.raises(ValueError, match="gossip_max_bytes = 0"):
         TransportConfig(gossip_max_bytes=0)
+
+
+async def test_default_config_carries_real_membership_gossip_and_sync_requests(
+        tmp_path: Path) -> None:
+    from mesh.membership_messages import Ping
+    from mesh.sync_messages import DigestsReply, DigestsRequest
+
+    heard: list[tuple[str, object]] = []
+
+    async def on_gossip(sender: str, msg: object) -> None:
+        heard.append((sender, msg))
+
+    async def on_sync(sender: str, msg: object) -> object:
+        assert isinstance(msg, DigestsRequest)
+        return DigestsReply(msg.store, list(range(256)))
+
+    runners = []
+    nodes = []
+    for node_id in (SERVER_ID, CLIENT_ID):
+        app = web.Application()
+        nodes.append(MeshTransport(app, Wire(CLUSTER, node_id, Keyring([SECRET])),
+                                   on_gossip=on_gossip, on_sync=on_sync,
+                                   blob_path=lambda sha: None, registry=CollectorRegistry()))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append((runner, site._server.sockets[0].getsockname()[1]))  # type: ignore[union-attr]
+    server_address = f"127.0.0.1:{runners[0][1]}"
+    try:
+        assert await nodes[1].send(server_address, Ping(seq=9))
+        reply = await nodes[1].request(server_address, DigestsRequest("games"))
+        assert reply == DigestsReply("games", list(range(256)))
+        assert not await nodes[1].send(server_address, DigestsRequest("games"))
+    finally:
+        for runner, _ in runners:
+            await runner.cleanup()
+    assert heard == [(CLIENT_ID, Ping(seq=9))]
+    assert nodes[0].refusals["unknown_kind"] == 1

@@ -28,6 +28,12 @@ class Ping:
     note: str = field(default="", metadata={"max_len": 8})
 
 
+@codec.message("test.wire.bench")
+@dataclass(frozen=True, slots=True)
+class Bench:
+    items: list[bytes]
+
+
 def _pair(cluster: str = "c1", secret: bytes = SECRET) -> tuple[Wire, Wire]:
     return (Wire(cluster, SENDER, Keyring([secret])), Wire(cluster, RECEIVER, Keyring([secret])))
 
@@ -292,3 +298,23 @@ def test_bad_blob_request_headers_are_refused(change: dict, reason: str) -> None
     with pytest.raises(Refusal) as err:
         receiver.check_blob_request(SHA, headers, NOW)
     assert err.value.reason == reason
+
+
+@pytest.mark.benchmark
+def test_benchmark_seal_and_open_rates() -> None:
+    """Prints messages per second for sealing and admitting a small and a 4 KB message."""
+    import time
+
+    for label, msg in [("small", Ping(1, "x")), ("4KB", Bench([b"x" * 100] * 40))]:
+        sender = Wire("c1", SENDER, Keyring([SECRET]))
+        receiver = Wire("c1", RECEIVER, Keyring([SECRET]), replay_capacity=100_000)
+        n = 5000
+        start = time.perf_counter()
+        sealed = [sender.seal(msg, NOW) for _ in range(n)]
+        sealed_s = time.perf_counter() - start
+        start = time.perf_counter()
+        for data in sealed:
+            receiver.open(data, NOW)
+        opened_s = time.perf_counter() - start
+        print(f"{label} ({len(sealed[0])} bytes): seal {n / sealed_s:,.0f}/s, "
+              f"open {n / opened_s:,.0f}/s")
