@@ -14,7 +14,8 @@ and `Plain` (any msgpack value, bounded in depth and size; storage rows travel a
 Per-field bounds come from `dataclasses.field(metadata=...)`:
 `max_len` (string characters, bytes, list/tuple items or dict entries of the field itself;
 for `Plain` its size budget), `item_max_len` (the same for the items of a container field),
-`min` / `max` (numbers, applied to items too) and `max_depth` (`Plain` only).
+`key_max_len` (the str keys of a dict field), `min` / `max` (numbers, applied to items too)
+and `max_depth` (`Plain` only).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def message(kind: str) -> Callable[[type[T]], type[T]]:
         if cls in _KIND_BY_CLASS:
             raise ValueError(f"{cls.__qualname__} is already registered as "
                              f"{_KIND_BY_CLASS[cls]!r}")
+        _precompile(cls)
         _CLASS_BY_KIND[kind] = cls
         _KIND_BY_CLASS[cls] = kind
         return cls
@@ -197,9 +199,20 @@ def _compiled(cls: type) -> _Conv:
     return conv
 
 
+def _precompile(cls: type) -> None:
+    """Compile at registration, so an unsupported annotation fails at import, not on the wire.
+
+    An annotation naming a class defined later in the module cannot be resolved yet; that
+    class is compiled on first use instead.
+    """
+    try:
+        typing.get_type_hints(cls, include_extras=True)
+    except NameError:
+        return
+    _compiled(cls)
+
+
 def _dataclass_conv(cls: type) -> _Conv:
-    # Resolved lazily (first use, not registration) so string annotations may name classes
-    # defined later in the same module.
     try:
         hints = typing.get_type_hints(cls, include_extras=True)
     except NameError as err:
@@ -288,7 +301,8 @@ def _conv_for(tp: object, meta: Mapping[str, object], where: str) -> _Conv:
         key_tp, value_tp = args
         if key_tp not in (str, int):
             raise TypeError(f"{where}: dict keys must be str or int, got {key_tp!r}")
-        key_conv = _conv_for(key_tp, {}, where)
+        key_meta = {"max_len": meta["key_max_len"]} if "key_max_len" in meta else {}
+        key_conv = _conv_for(key_tp, key_meta, where)
         return _dict_conv(key_conv, _conv_for(value_tp, item_meta, where),
                           _limit(meta, "max_len", MAX_ITEMS))
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):

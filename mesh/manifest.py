@@ -62,7 +62,7 @@ class Manifest:
     device_mem_mb: int = field(metadata={"min": 0, "max": 1 << 32})
     cores: int = field(metadata={"min": 0, "max": 1 << 16})
     state: State
-    stores: dict[str, StoreSummary] = field(metadata={"max_len": MAX_STORES, "item_max_len": 32})
+    stores: dict[str, StoreSummary] = field(metadata={"max_len": MAX_STORES, "key_max_len": 32})
     production_model: str | None = field(metadata={"max_len": 64})
     leader: str | None = field(metadata={"max_len": 32})
     term: int = field(metadata={"min": 0, "max": _MAX_U64})

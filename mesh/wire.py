@@ -179,7 +179,7 @@ class Wire:
         envelope, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
         fields = _unpack(envelope)
         version = fields["v"]
-        if version != VERSION:
+        if type(version) is not int or version != VERSION:
             raise Refusal("bad_version", f"envelope version {codec.describe_value(version)}; "
                                          f"this node speaks {VERSION}")
         _check_header_types(fields)

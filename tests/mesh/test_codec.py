@@ -259,3 +259,24 @@ def test_arbitrary_bodies_either_decode_or_raise_decode_error(body: dict) -> Non
         codec.from_body("test.codec.everything", body)
     except codec.DecodeError:
         pass
+
+
+def test_an_unsupported_annotation_fails_at_registration_not_on_the_wire() -> None:
+    with pytest.raises(TypeError, match="unsupported annotation"):
+        @codec.message("test.codec.unsupported")
+        @dataclass(frozen=True, slots=True)
+        class Unsupported:
+            when: set[int]
+    assert not codec.is_registered("test.codec.unsupported")
+
+
+@codec.message("test.codec.keyed")
+@dataclass(frozen=True, slots=True)
+class Keyed:
+    by_name: dict[str, int] = field(metadata={"key_max_len": 3})
+
+
+def test_key_max_len_bounds_dict_keys() -> None:
+    assert codec.from_body("test.codec.keyed", {"by_name": {"abc": 1}}).by_name == {"abc": 1}
+    with pytest.raises(codec.DecodeError, match=r"by_name\[key 'abcd'\]: expected str of at most 3"):
+        codec.from_body("test.codec.keyed", {"by_name": {"abcd": 1}})

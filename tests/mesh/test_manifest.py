@@ -155,3 +155,12 @@ def test_is_address_accepts_host_port_forms(address: str) -> None:
 )
 def test_is_address_refuses_anything_that_could_bend_a_url(address: object) -> None:
     assert not is_address(address)
+
+
+def test_store_names_are_bounded() -> None:
+    ident = Identity.generate()
+    raw = codec.to_body(_manifest(ident))
+    raw["stores"] = {"x" * 33: {"count": 1, "root": "r"}}
+    body = msgpack.packb(raw, use_bin_type=True)
+    with pytest.raises(ManifestError, match="str of at most 32"):
+        open_manifest(SignedManifest(body, ident.sign(body)))

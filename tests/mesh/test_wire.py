@@ -318,3 +318,8 @@ def test_benchmark_seal_and_open_rates() -> None:
         opened_s = time.perf_counter() - start
         print(f"{label} ({len(sealed[0])} bytes): seal {n / sealed_s:,.0f}/s, "
               f"open {n / opened_s:,.0f}/s")
+
+
+def test_a_boolean_version_is_not_taken_for_version_1() -> None:
+    _, receiver = _pair()
+    assert _refusal(receiver, _reseal(_fields(v=True))).reason == "bad_version"
