@@ -23,9 +23,9 @@ from mesh.identity import Identity, is_node_id, node_id_for, verify_signature
 State = Literal["idle", "selfplay", "training", "evaluating"]
 STATES: tuple[str, ...] = ("idle", "selfplay", "training", "evaluating")
 
-# A typical manifest (three stores, IPv4 address) encodes to about 470 bytes and about 550 signed;
-# one with an IPv6 address and four stores with 128-bit roots to about 730 signed (tested). The
-# hard cap leaves that room without letting gossip grow.
+# A typical manifest (three stores with 128-bit roots, IPv4 address) encodes to about 360 bytes,
+# about 440 signed; one with an IPv6 address and four stores to about 560 signed (tested). The
+# hard cap leaves room without letting gossip grow.
 MAX_MANIFEST_BYTES = 1024
 # Stores are few and named by the code (games, matches, models); a peer cannot invent many.
 MAX_STORES = 8
@@ -41,6 +41,7 @@ class ManifestError(ValueError):
     """A signed manifest that does not decode, does not verify, or claims a false node id."""
 
 
+@codec.positional
 @dataclass(frozen=True, slots=True)
 class StoreSummary:
     """Row count and root digest of one store: equal roots mean nothing to pull."""
@@ -50,8 +51,15 @@ class StoreSummary:
 
 
 @codec.message("manifest")
+@codec.positional
 @dataclass(frozen=True, slots=True)
 class Manifest:
+    """What one node says about itself, encoded positionally.
+
+    It rides on most gossip messages and field names were a third of its bytes, so it travels
+    as a list: field order is part of the protocol, and new fields go at the end with a default.
+    """
+
     node_id: str = field(metadata={"max_len": 32})
     public_key: bytes = field(metadata={"max_len": 32})
     address: str = field(metadata={"max_len": MAX_ADDRESS_CHARS})  # see is_address

@@ -280,3 +280,47 @@ def test_key_max_len_bounds_dict_keys() -> None:
     assert codec.from_body("test.codec.keyed", {"by_name": {"abc": 1}}).by_name == {"abc": 1}
     with pytest.raises(codec.DecodeError, match=r"by_name\[key 'abcd'\]: expected str of at most 3"):
         codec.from_body("test.codec.keyed", {"by_name": {"abcd": 1}})
+
+
+@codec.positional
+@dataclass(frozen=True, slots=True)
+class Point:
+    x: int
+    y: int
+
+
+@codec.message("test.codec.positional")
+@codec.positional
+@dataclass(frozen=True, slots=True)
+class Path_:
+    name: str
+    points: list[Point]
+    closed: bool = False
+
+
+def test_positional_classes_encode_as_lists_and_round_trip() -> None:
+    msg = Path_("p", [Point(1, 2), Point(3, 4)], closed=True)
+    body = codec.to_body(msg)
+    assert body == ["p", [[1, 2], [3, 4]], True]
+    assert codec.from_body("test.codec.positional", _through_msgpack(body)) == msg
+
+
+def test_positional_trailing_defaults_may_be_left_out_but_nothing_else() -> None:
+    assert codec.from_body("test.codec.positional", ["p", []]) == Path_("p", [])
+    with pytest.raises(codec.DecodeError, match="list of the 3 Path_ fields \\(at least the first 2"):
+        codec.from_body("test.codec.positional", ["p"])
+    with pytest.raises(codec.DecodeError, match="list of the 3 Path_ fields"):
+        codec.from_body("test.codec.positional", ["p", [], False, "extra"])
+    with pytest.raises(codec.DecodeError, match=r"field points\[0\]\.y: expected int"):
+        codec.from_body("test.codec.positional", ["p", [[1, "2"]]])
+    with pytest.raises(codec.DecodeError, match="list of the 2 Point fields"):
+        codec.from_body("test.codec.positional", ["p", [{"x": 1, "y": 2}]])
+
+
+def test_positional_must_be_applied_before_message() -> None:
+    with pytest.raises(TypeError, match="must come before"):
+        @codec.positional
+        @codec.message("test.codec.late-positional")
+        @dataclass(frozen=True, slots=True)
+        class Late:
+            x: int

@@ -27,11 +27,27 @@ def _manifest(ident: Identity, **changes: object) -> Manifest:
         node_id=ident.node_id, public_key=ident.public_key, address="10.0.0.7:8770",
         version="0.1.0", incarnation=3, seq=17, device="cuda", device_mem_mb=81_559, cores=16,
         state="selfplay",
-        stores={"games": StoreSummary(120_000, "f" * 16), "matches": StoreSummary(5_000, "e" * 16),
-                "models": StoreSummary(12, "d" * 16)},
+        stores={"games": StoreSummary(120_000, "f" * 32), "matches": StoreSummary(5_000, "e" * 32),
+                "models": StoreSummary(12, "d" * 32)},
         production_model="a" * 64, leader=ident.node_id, term=4, lease_until_ms=1_800_000_000_000,
     )
     return dataclasses.replace(base, **changes)
+
+
+def _raw_body(ident: Identity, **changes: object) -> bytes:
+    """A manifest body with some positional fields replaced by raw (possibly invalid) values."""
+    names = [f.name for f in dataclasses.fields(Manifest)]
+    values = dict(zip(names, codec.to_body(_manifest(ident)), strict=True))
+    values.update(changes)
+    return msgpack.packb(list(values.values()), use_bin_type=True)
+
+
+def test_manifest_travels_as_a_list_in_field_order() -> None:
+    ident = Identity.generate()
+    body = msgpack.unpackb(encode_manifest(_manifest(ident)), raw=False)
+    assert body[0] == ident.node_id
+    assert body[10] == {"games": [120_000, "f" * 32], "matches": [5_000, "e" * 32],
+                        "models": [12, "d" * 32]}
 
 
 def test_signed_manifest_opens_to_the_same_manifest() -> None:
@@ -61,7 +77,7 @@ def _signed_size(ident: Identity, manifest: Manifest) -> int:
 
 def test_a_typical_signed_manifest_is_well_under_1_kb() -> None:
     ident = Identity.generate()
-    assert _signed_size(ident, _manifest(ident)) < 600
+    assert _signed_size(ident, _manifest(ident)) < 500
 
 
 def test_a_large_signed_manifest_still_fits_under_1_kb() -> None:
@@ -70,7 +86,7 @@ def test_a_large_signed_manifest_still_fits_under_1_kb() -> None:
                       version="10.20.30-rc4+abcdef0", stores={
                           name: StoreSummary(10**12, "f" * 32)
                           for name in ("games", "matches", "models", "aliases")})
-    assert _signed_size(ident, large) < 800
+    assert _signed_size(ident, large) < 650
 
 
 def test_a_tampered_body_fails_verification() -> None:
@@ -99,7 +115,8 @@ def test_a_node_refuses_to_sign_a_manifest_that_is_not_its_own() -> None:
     ("body", "expected"),
     [
         (b"\xc1", "not msgpack"),
-        (msgpack.packb([1, 2]), "map of Manifest fields"),
+        (msgpack.packb([1, 2]), "list of the 15 Manifest fields"),
+        (msgpack.packb({"node_id": "x"}), "list of the 15 Manifest fields"),
         (b"x" * (MAX_MANIFEST_BYTES + 1), "at most 1024"),
     ],
 )
@@ -117,14 +134,13 @@ def test_garbage_bodies_raise_manifest_error(body: bytes, expected: str) -> None
         ({"production_model": "abc"}, "production_model 'abc'"),
         ({"address": "no-port"}, "address 'no-port'"),
         ({"seq": -1}, "field seq: expected int in"),
-        ({"stores": {"games": {"count": "many", "root": "x"}}}, r"stores\['games'\]\.count"),
+        ({"stores": {"games": ["many", "x"]}}, r"stores\['games'\]\.count"),
+        ({"stores": {"games": {"count": 1, "root": "x"}}}, "list of the 2 StoreSummary fields"),
     ],
 )
 def test_decoded_manifest_fields_are_validated(change: dict, expected: str) -> None:
     ident = Identity.generate()
-    raw = codec.to_body(_manifest(ident))
-    raw.update(change)
-    body = msgpack.packb(raw, use_bin_type=True)
+    body = _raw_body(ident, **change)
     with pytest.raises(ManifestError, match=expected):
         open_manifest(SignedManifest(body, ident.sign(body)))
 
@@ -159,8 +175,6 @@ def test_is_address_refuses_anything_that_could_bend_a_url(address: object) -> N
 
 def test_store_names_are_bounded() -> None:
     ident = Identity.generate()
-    raw = codec.to_body(_manifest(ident))
-    raw["stores"] = {"x" * 33: {"count": 1, "root": "r"}}
-    body = msgpack.packb(raw, use_bin_type=True)
+    body = _raw_body(ident, stores={"x" * 33: [1, "r"]})
     with pytest.raises(ManifestError, match="str of at most 32"):
         open_manifest(SignedManifest(body, ident.sign(body)))
