@@ -373,3 +373,35 @@ async def test_default_config_carries_real_membership_gossip_and_sync_requests(
             await runner.cleanup()
     assert heard == [(CLIENT_ID, Ping(seq=9))]
     assert nodes[0].refusals["unknown_kind"] == 1
+
+
+@pytest.mark.benchmark
+async def test_benchmark_gossip_and_sync_over_loopback(cluster) -> None:
+    """Prints gossip messages and sync round trips per second over real HTTP on loopback.
+
+    Client and server share one process and event loop, so each figure pays for both ends.
+    """
+    import asyncio
+    import time
+
+    server, client = await cluster(SERVER_ID), await cluster(CLIENT_ID)
+    for label, concurrency in [("sequential", 1), ("32 in flight", 32)]:
+        n = 1000
+        start = time.perf_counter()
+        for offset in range(0, n, concurrency):
+            sent = await asyncio.gather(*(client.transport.send(server.address, Note("x" * 64))
+                                          for _ in range(min(concurrency, n - offset))))
+            assert all(sent)
+        gossip_rate = n / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for offset in range(0, n, concurrency):
+            await asyncio.gather(*(client.transport.request(server.address, Ask(i))
+                                   for i in range(min(concurrency, n - offset))))
+        sync_rate = n / (time.perf_counter() - start)
+        print(f"{label}: gossip {gossip_rate:,.0f} msg/s, sync {sync_rate:,.0f} round trips/s")
+    data = b"m" * (32 << 20)
+    sha = _store_blob(server, data)
+    client.transport.config = TransportConfig(blob_max_bytes=64 << 20)
+    start = time.perf_counter()
+    await client.transport.fetch_blob(server.address, sha, client.blobs / sha)
+    print(f"blob 32 MiB: {32 / (time.perf_counter() - start):,.0f} MiB/s")
