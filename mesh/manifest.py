@@ -75,8 +75,16 @@ class Manifest:
     leader: str | None = field(metadata={"max_len": 32})
     term: int = field(metadata={"min": 0, "max": _MAX_U64})
     lease_until_ms: int = field(metadata={"min": 0, "max": _MAX_U64})
+    # The voter set its author holds, versioned (term, change) (mesh/voters.py): every node
+    # adopts the newest set it sees in any manifest.
+    voters: tuple[str, ...] = field(default=(), metadata={"max_len": 7, "item_max_len": 32})
+    voters_version: tuple[int, int] = field(default=(0, 0), metadata={"min": 0, "max": _MAX_U64})
+    # Set by a node started with `join --voter` until the leader has added it to the voters.
+    wants_voter: bool = False
 
     def __post_init__(self) -> None:
+        if not all(is_node_id(v) for v in self.voters):
+            raise ValueError(f"voters {self.voters!r}: expected node ids")
         if not is_node_id(self.node_id):
             raise ValueError(f"node_id {self.node_id!r}: expected 32 lowercase hex characters")
         if self.leader is not None and not is_node_id(self.leader):
