@@ -19,11 +19,13 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
+from mesh.runtime import MeshRuntime, RuntimeConfig, detect_device
 from node import __version__
 from node.address import advertise_address
 from node.config import Config
 from node.datadir import NodeFiles
 from node.http import add_read_only_routes
+from node.leader import LeaderDuties
 from storage.hlc import HybridClock
 from storage.stores import open_stores
 
@@ -46,6 +48,8 @@ class Agent:
         self._started_monotonic = time.monotonic()
         self.address = ""
         self.stores: Any = None
+        self.mesh: MeshRuntime | None = None
+        self.duties: LeaderDuties | None = None
         self._store_rows = Gauge(
             "ringrift_store_rows", "Rows held per store", ["store"], registry=self.registry
         )
@@ -69,7 +73,7 @@ class Agent:
             count, root = await getattr(self.stores, name).summary()
             stores[name] = {"count": count, "root": root}
             self._store_rows.labels(store=name).set(count)
-        return {
+        status: dict[str, Any] = {
             "node_id": self.node_id,
             "cluster_id": self.files.cluster.cluster_id,
             "version": __version__,
@@ -78,6 +82,11 @@ class Agent:
             "uptime_s": round(self.uptime_s(), 3),
             "stores": stores,
         }
+        if self.mesh is not None:
+            status.update(self.mesh.leader_view())
+            status["members"] = self.mesh.members_view()
+            status["leader_duties"] = self.duties is not None and self.duties.active
+        return status
 
     async def run(self) -> None:
         self._install_signal_handlers()
@@ -87,20 +96,29 @@ class Agent:
         try:
             app = web.Application(client_max_size=64 * 1024 * 1024)
             add_read_only_routes(app, self.status, self.registry)
+            self.address = advertise_address(self.config, self.config.node.port)
+            self.mesh = self._build_mesh(app)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, self.config.node.host, self.config.node.port)
             await site.start()
-            port = _bound_port(runner) or self.config.node.port
-            self.address = advertise_address(self.config, port)
             _write_pid(pid_file)
             log.info(
                 "node %s serving on %s:%d (advertised %s), data dir %s",
-                self.node_id, self.config.node.host, port, self.address, self.files.path,
+                self.node_id, self.config.node.host, self.config.node.port, self.address,
+                self.files.path,
             )
+            await self.mesh.start()
+            if self.files.founder:
+                await self.mesh.initialise_voters((self.node_id,))
+            self.duties = self._build_duties(self.mesh)
+            self.mesh.on_leadership_change(self.duties.update)
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._stop.wait())
-            log.info("stopping node %s", self.node_id)
+                await self.mesh.run(tasks)
+                await self._stop.wait()
+                log.info("stopping node %s", self.node_id)
+                await self.duties.stop()
+                await self.mesh.stop()
         finally:
             if runner is not None:
                 await runner.cleanup()
@@ -108,17 +126,47 @@ class Agent:
             pid_file.unlink(missing_ok=True)
             log.info("node %s stopped; stores closed", self.node_id)
 
+    def _build_mesh(self, app: web.Application) -> MeshRuntime:
+        cfg = self.config
+        seeds = tuple(dict.fromkeys((*cfg.mesh.seeds, *self.files.join_peers)))
+        return MeshRuntime(
+            identity=self.files.identity,
+            cluster_id=self.files.cluster.cluster_id,
+            secrets=self.files.cluster.secrets,
+            address=self.address,
+            version=__version__,
+            stores=self.stores,
+            app=app,
+            registry=self.registry,
+            config=RuntimeConfig(
+                profile=cfg.mesh.profile,
+                seeds=seeds,
+                sync_interval_s=cfg.mesh.sync_interval_s,
+                clock_window_s=cfg.mesh.clock_window_s,
+                voters=cfg.election.voters,
+                wants_voter=self.files.wants_voter,
+            ),
+            device=detect_device(),
+            wall_ms=wall_ms,
+        )
+
+    def _build_duties(self, mesh: MeshRuntime) -> LeaderDuties:
+        duties = LeaderDuties(mesh.is_leader, lambda: mesh.election.term if mesh.election else 0)
+        duties.add("admit_voters", self._admit_voters_duty)
+        return duties
+
+    async def _admit_voters_duty(self, term: int) -> None:
+        """Grow the voter set by nodes that joined with --voter, one at a time."""
+        assert self.mesh is not None
+        while True:
+            if await self.mesh.admit_voters(term):
+                log.info("admitted a voter in term %d: %s", term, ", ".join(self.mesh.voters()))
+            await asyncio.sleep(1.0)
+
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
-
-
-def _bound_port(runner: web.AppRunner) -> int | None:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return None
 
 
 def _write_pid(path: Path) -> None:

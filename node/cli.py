@@ -98,7 +98,7 @@ def load(args: argparse.Namespace) -> Config:
 def cmd_init(args: argparse.Namespace) -> int:
     config = load(args)
     check_data_dir_writable(config.node.data_dir)
-    files = init_data_dir(config.node.data_dir, voter=True)
+    files = init_data_dir(config.node.data_dir)
     token = join_token(files, advertise_address(config, config.node.port))
     if args.json:
         print(json.dumps({
@@ -115,7 +115,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def open_or_init(config: Config) -> NodeFiles:
     check_data_dir_writable(config.node.data_dir)
     if not is_initialised(config.node.data_dir):
-        files = init_data_dir(config.node.data_dir, voter=True)
+        files = init_data_dir(config.node.data_dir)
         log.info("initialised new node %s in %s", files.node_id, files.path)
         return files
     return open_data_dir(config.node.data_dir)
@@ -139,9 +139,12 @@ def cmd_join(args: argparse.Namespace) -> int:
     config = load(args)
     _setup_logging(config)
     parse_address(args.peer, key="peer")
-    from node.join import join_cluster
+    from node.join import JoinError, join_cluster
 
-    files = join_cluster(config, args.peer, args.token, voter=args.voter)
+    try:
+        files = join_cluster(config, args.peer, args.token, voter=args.voter)
+    except JoinError as exc:
+        raise CliError(str(exc), code=EXIT_USAGE) from None
     return run_agent(config, files)
 
 

@@ -1,7 +1,7 @@
 """The node's data directory: identity, cluster membership credentials, and its format version.
 
 Layout of a data dir D:
-    D/node.json       format version, node id, cluster id, whether this node is a voter
+    D/node.json       format version, node id, cluster id, founder / wants-voter flags, join peers
     D/identity.key    Ed25519 private key (mode 0600)
     D/cluster.key     cluster id and keyring secrets (mode 0600): whoever reads it can join
     D/node.db         the stores (storage/), with their own schema version
@@ -41,7 +41,11 @@ class NodeFiles:
     path: Path
     identity: Identity
     cluster: ClusterCredentials
-    voter: bool
+    # Founder: made by `init`, the first voter of a new cluster. wants_voter: `join --voter`.
+    founder: bool
+    wants_voter: bool
+    # Peers named by `join`: contacted at every start, so a restart needs no token.
+    join_peers: tuple[str, ...] = ()
 
     @property
     def node_id(self) -> str:
@@ -52,8 +56,15 @@ def is_initialised(path: Path) -> bool:
     return (path / "node.json").exists()
 
 
-def init_data_dir(path: Path, *, voter: bool = True, cluster: ClusterCredentials | None = None) -> NodeFiles:
-    """Create identity and credentials in `path`; a new cluster unless `cluster` is given.
+def init_data_dir(
+    path: Path,
+    *,
+    cluster: ClusterCredentials | None = None,
+    wants_voter: bool = False,
+    join_peers: tuple[str, ...] = (),
+) -> NodeFiles:
+    """Create identity and credentials in `path`: a new cluster (this node its founder) unless
+    `cluster` is given, as by `join`.
 
     Refuses a dir that already holds a node: overwriting a key or a secret would lose the node's
     identity or lock it out of its cluster.
@@ -63,6 +74,7 @@ def init_data_dir(path: Path, *, voter: bool = True, cluster: ClusterCredentials
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     (path / "blobs").mkdir(exist_ok=True)
     identity = Identity.generate()
+    founder = cluster is None
     if cluster is None:
         cluster = ClusterCredentials(secrets.token_hex(16), (secrets.token_bytes(SECRET_BYTES),))
     identity.save(path / "identity.key")
@@ -72,9 +84,11 @@ def init_data_dir(path: Path, *, voter: bool = True, cluster: ClusterCredentials
         "format": FORMAT_VERSION,
         "node_id": identity.node_id,
         "cluster_id": cluster.cluster_id,
-        "voter": voter,
+        "founder": founder,
+        "wants_voter": wants_voter or founder,
+        "join_peers": list(join_peers),
     }, mode=0o644)
-    return NodeFiles(path, identity, cluster, voter)
+    return NodeFiles(path, identity, cluster, founder, wants_voter or founder, join_peers)
 
 
 def open_data_dir(path: Path) -> NodeFiles:
@@ -98,7 +112,12 @@ def open_data_dir(path: Path) -> NodeFiles:
             f"identity.key ({identity.node_id})"
         )
     cluster = read_cluster(path)
-    return NodeFiles(path, identity, cluster, bool(meta.get("voter", False)))
+    peers = meta.get("join_peers", [])
+    if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+        raise DataDirError(f"{path / 'node.json'}: join_peers = {peers!r}: expected a list of "
+                           "host:port strings")
+    return NodeFiles(path, identity, cluster, bool(meta.get("founder", False)),
+                     bool(meta.get("wants_voter", False)), tuple(peers))
 
 
 def read_cluster(path: Path) -> ClusterCredentials:
