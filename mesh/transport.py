@@ -211,15 +211,19 @@ class MeshTransport:
 
     # --- client side -----------------------------------------------------------------------
 
-    async def send(self, address: str, msg: object) -> bool:
-        """Deliver a one-way message; False (and counted) when it did not arrive."""
+    async def send(self, address: str, msg: object, to: str | None = None) -> bool:
+        """Deliver a one-way message; False (and counted) when it did not arrive.
+
+        `to` is the destination's node id (`Send.to`): the message is then sealed so that only
+        that node admits it. Leave it None only for a seed known by address alone.
+        """
         try:
             url = _url(address, GOSSIP_PATH)
         except PeerError as err:
             self._count_failure("bad_address")
             log.warning("not sending %s: %s", codec.kind_of(msg), err)
             return False
-        data = self.wire.seal(msg, self._clock_ms())
+        data = self.wire.seal(msg, self._clock_ms(), to=to)
         if self._closed:
             self._count_failure("closed")
             return False
@@ -241,10 +245,13 @@ class MeshTransport:
             log.debug("gossip to %s failed: %s", address, err)
         return False
 
-    async def request(self, address: str, msg: object) -> object:
-        """Send a sync request and return the peer's verified reply; raises PeerError."""
+    async def request(self, address: str, msg: object, to: str | None = None) -> object:
+        """Send a sync request and return the peer's verified reply; raises PeerError.
+
+        `to` is the peer's node id, as for `send`.
+        """
         url = _url(address, SYNC_PATH)
-        data, nonce = self.wire.seal_with_nonce(msg, self._clock_ms())
+        data, nonce = self.wire.seal_with_nonce(msg, self._clock_ms(), to=to)
         kind = codec.kind_of(msg)
         limit = self.config.sync_max_bytes
         try:

@@ -1,9 +1,12 @@
 """The envelope every mesh message travels in, and the admission checks on the way in.
 
 Bytes on the wire: `msgpack({v, cluster, from, ts, nonce, kind, body}) || tag`, where `tag` is
-HMAC-SHA256 over a purpose byte and the exact envelope bytes, keyed from the cluster secret
-(`Keyring`). A reply is additionally bound to the nonce of the request it answers, so a recorded
-reply cannot be passed off as the answer to another request.
+HMAC-SHA256, keyed from the cluster secret (`Keyring`), over a purpose byte, the destination's
+node id and the exact envelope bytes. Binding the destination means a message recorded on its
+way to one node is refused by every other (empty destination: a seed known only by address).
+A reply is bound to the nonce of the request it answers instead, so a recorded reply cannot be
+passed off as the answer to another request. A message claiming to come from the receiver
+itself is refused as a reflection.
 
 `Wire.open` checks, cheapest and least trusting first: size, msgpack shape, version, cluster,
 tag, clock window, nonce replay, kind, then every body field through the codec. Each failure
@@ -138,8 +141,9 @@ class Wire:
                  nonce_source: Callable[[int], bytes] = os.urandom) -> None:
         if type(cluster_id) is not str or not 0 < len(cluster_id) <= MAX_CLUSTER_ID_CHARS:
             raise ValueError(f"cluster id {cluster_id!r}: expected 1..{MAX_CLUSTER_ID_CHARS} chars")
-        if type(node_id) is not str or not 0 < len(node_id) <= MAX_SENDER_CHARS:
-            raise ValueError(f"node id {node_id!r}: expected 1..{MAX_SENDER_CHARS} chars")
+        if (type(node_id) is not str or not 0 < len(node_id) <= MAX_SENDER_CHARS
+                or not node_id.isascii()):
+            raise ValueError(f"node id {node_id!r}: expected 1..{MAX_SENDER_CHARS} ASCII chars")
         if window_ms <= 0:
             raise ValueError(f"clock window {window_ms} ms: expected a positive number")
         self.cluster_id = cluster_id
@@ -149,19 +153,33 @@ class Wire:
         self.replays = ReplayCache(window_ms, replay_capacity)
         self._nonce_source = nonce_source
 
-    def seal(self, msg: object, now_ms: int, *, reply_to: bytes | None = None) -> bytes:
-        """The bytes to send for `msg`; `reply_to` is the nonce of the request being answered."""
-        return self.seal_with_nonce(msg, now_ms, reply_to=reply_to)[0]
+    def seal(self, msg: object, now_ms: int, *, to: str | None = None,
+             reply_to: bytes | None = None) -> bytes:
+        """The bytes to send for `msg`.
 
-    def seal_with_nonce(self, msg: object, now_ms: int, *,
+        `to` is the destination's node id when known (only that node will admit the message);
+        None for a peer known only by address (a seed). `reply_to` is the nonce of the request
+        being answered (a reply is bound to it instead).
+        """
+        return self.seal_with_nonce(msg, now_ms, to=to, reply_to=reply_to)[0]
+
+    def seal_with_nonce(self, msg: object, now_ms: int, *, to: str | None = None,
                         reply_to: bytes | None = None) -> tuple[bytes, bytes]:
         """`seal`, also returning the nonce, which a request's reply must be bound to."""
+        if to is not None and (type(to) is not str or len(to) > MAX_SENDER_CHARS
+                               or not to.isascii()):
+            raise ValueError(f"destination {to!r}: expected a node id of at most "
+                             f"{MAX_SENDER_CHARS} ASCII chars")
         nonce = self._nonce_source(NONCE_BYTES)
         envelope = msgpack.packb({
             "v": VERSION, "cluster": self.cluster_id, "from": self.node_id, "ts": int(now_ms),
             "nonce": nonce, "kind": codec.kind_of(msg), "body": codec.to_body(msg),
         }, use_bin_type=True)
-        tag = self.keyring.tag(PURPOSE_ENVELOPE, _tag_input(envelope, reply_to))
+        if reply_to is not None:
+            tag_input = _AS_REPLY + reply_to + envelope
+        else:
+            tag_input = _addressed(to or "", envelope)
+        tag = self.keyring.tag(PURPOSE_ENVELOPE, tag_input)
         return envelope + tag, nonce
 
     def open(self, data: bytes, now_ms: int, *, max_bytes: int | None = None,
@@ -186,10 +204,13 @@ class Wire:
         if fields["cluster"] != self.cluster_id:
             raise Refusal("bad_cluster", f"cluster {codec.describe_value(fields['cluster'])}; "
                                          f"this node belongs to {self.cluster_id!r}")
-        if not self.keyring.verify(PURPOSE_ENVELOPE, _tag_input(envelope, reply_to), tag):
+        if not self._authentic(envelope, tag, reply_to):
             what = "reply to our request" if reply_to is not None else "message"
-            raise Refusal("bad_tag", f"{what} from {codec.describe_value(fields['from'])} has a tag no "
-                                     "installed cluster key produced")
+            raise Refusal("bad_tag", f"{what} from {codec.describe_value(fields['from'])} has a "
+                                     "tag no installed cluster key produced for this node")
+        if fields["from"] == self.node_id:
+            # Our own message sent back to us (an unaddressed one can be): a reflection.
+            raise Refusal("replay", "message claims to come from this node itself")
         ts = fields["ts"]
         self._check_fresh(ts, fields["nonce"], now_ms)
         kind = fields["kind"]
@@ -202,6 +223,13 @@ class Wire:
         except codec.DecodeError as err:
             raise Refusal("bad_field", str(err)) from None
         return Opened(sender=fields["from"], kind=kind, msg=msg, ts_ms=ts, nonce=fields["nonce"])
+
+    def _authentic(self, envelope: bytes, tag: bytes, reply_to: bytes | None) -> bool:
+        if reply_to is not None:
+            return self.keyring.verify(PURPOSE_ENVELOPE, _AS_REPLY + reply_to + envelope, tag)
+        # Addressed to us, or unaddressed (sent to our address before our id was known).
+        return (self.keyring.verify(PURPOSE_ENVELOPE, _addressed(self.node_id, envelope), tag)
+                or self.keyring.verify(PURPOSE_ENVELOPE, _addressed("", envelope), tag))
 
     def open_envelope(self, data: bytes, now_ms: int) -> tuple[str, object]:
         """`(sender, msg)` of an admitted message, with no endpoint limits; raises Refusal."""
@@ -261,10 +289,11 @@ class Wire:
         if verdict == "replay":
             raise Refusal("replay", f"nonce {nonce.hex()} was already seen")
 
-def _tag_input(envelope: bytes, reply_to: bytes | None) -> bytes:
-    if reply_to is None:
-        return _AS_REQUEST + envelope
-    return _AS_REPLY + reply_to + envelope
+def _addressed(to: str, envelope: bytes) -> bytes:
+    # The destination is bound into the tag, not carried in the envelope: the receiver knows
+    # its own id. Length-prefixed, so no (to, envelope) pair reads as another.
+    to_bytes = to.encode()
+    return _AS_REQUEST + len(to_bytes).to_bytes(1, "big") + to_bytes + envelope
 
 
 def _blob_tag_input(cluster: str, sender: str, ts: int, nonce: bytes, sha256: str) -> bytes:

@@ -124,6 +124,16 @@ async def test_gossip_is_delivered_to_the_handler_with_its_sender(cluster) -> No
 async def test_sync_request_returns_the_handlers_verified_reply(cluster) -> None:
     server, client = await cluster(SERVER_ID), await cluster(CLIENT_ID)
     assert await client.transport.request(server.address, Ask(21)) == Answer(42, CLIENT_ID)
+    assert await client.transport.request(server.address, Ask(2), to=SERVER_ID) == Answer(
+        4, CLIENT_ID)
+
+
+async def test_a_message_addressed_to_another_node_id_is_refused(cluster) -> None:
+    server, client = await cluster(SERVER_ID), await cluster(CLIENT_ID)
+    assert await client.transport.send(server.address, Note("for you"), to=SERVER_ID)
+    assert not await client.transport.send(server.address, Note("not for you"), to="d" * 32)
+    assert server.heard == [(CLIENT_ID, Note("for you"))]
+    assert server.transport.refusals["bad_tag"] == 1
 
 
 async def test_hostile_posts_are_refused_counted_by_reason_and_the_node_stays_up(cluster) -> None:
@@ -170,7 +180,7 @@ def _resealed(node: Node, body: dict, v: int = 1) -> bytes:
         "v": v, "cluster": wire.cluster_id, "from": wire.node_id,
         "ts": node.transport._clock_ms(), "nonce": b"r" * 15 + bytes([len(body) + v]),
         "kind": "test.transport.note", "body": body}, use_bin_type=True)
-    return envelope + wire.keyring.tag(PURPOSE_ENVELOPE, b"\x01" + envelope)
+    return envelope + wire.keyring.tag(PURPOSE_ENVELOPE, b"\x01\x00" + envelope)
 
 
 async def test_an_oversized_chunked_body_is_refused_without_reading_it_all(cluster) -> None:

@@ -38,10 +38,10 @@ def _pair(cluster: str = "c1", secret: bytes = SECRET) -> tuple[Wire, Wire]:
     return (Wire(cluster, SENDER, Keyring([secret])), Wire(cluster, RECEIVER, Keyring([secret])))
 
 
-def _reseal(fields: dict, secret: bytes = SECRET, prefix: bytes = b"\x01") -> bytes:
-    """A sender holding `secret` that writes an arbitrary envelope (to reach deeper checks)."""
+def _reseal(fields: dict, secret: bytes = SECRET) -> bytes:
+    """A sender holding `secret` that writes an arbitrary, unaddressed envelope."""
     envelope = msgpack.packb(fields, use_bin_type=True)
-    return envelope + Keyring([secret]).tag(PURPOSE_ENVELOPE, prefix + envelope)
+    return envelope + Keyring([secret]).tag(PURPOSE_ENVELOPE, b"\x01\x00" + envelope)
 
 
 def _fields(**changes: object) -> dict:
@@ -153,6 +153,32 @@ def test_an_envelope_over_the_endpoint_limit_is_refused_as_too_large() -> None:
 def test_malformed_envelopes_are_refused_as_malformed(data: bytes) -> None:
     _, receiver = _pair()
     assert _refusal(receiver, data).reason == "malformed"
+
+
+def test_a_message_addressed_to_one_node_is_refused_by_another() -> None:
+    sender, receiver = _pair()
+    bystander = Wire("c1", "d" * 32, Keyring([SECRET]))
+    data = sender.seal(Ping(1), NOW, to=RECEIVER)
+    assert _refusal(bystander, data).reason == "bad_tag"
+    assert receiver.open(data, NOW).msg == Ping(1)
+
+
+def test_an_unaddressed_message_is_admitted_by_any_node() -> None:
+    sender, receiver = _pair()
+    assert receiver.open(sender.seal(Ping(1), NOW, to=None), NOW).sender == SENDER
+
+
+def test_a_nodes_own_message_reflected_back_to_it_is_refused() -> None:
+    sender, _ = _pair()
+    refusal = _refusal(sender, sender.seal(Ping(1), NOW))
+    assert refusal.reason == "replay"
+    assert "this node itself" in refusal.detail
+
+
+def test_seal_refuses_a_destination_that_is_not_a_short_ascii_id() -> None:
+    sender, _ = _pair()
+    with pytest.raises(ValueError, match="destination"):
+        sender.seal(Ping(1), NOW, to="x" * 65)
 
 
 def test_a_reply_opens_only_against_the_request_it_answers() -> None:
