@@ -415,3 +415,31 @@ async def test_benchmark_gossip_and_sync_over_loopback(cluster) -> None:
     start = time.perf_counter()
     await client.transport.fetch_blob(server.address, sha, client.blobs / sha)
     print(f"blob 32 MiB: {32 / (time.perf_counter() - start):,.0f} MiB/s")
+
+
+async def test_a_barrage_of_random_bodies_is_refused_and_counted_one_each(cluster) -> None:
+    import random
+
+    server, client = await cluster(SERVER_ID), await cluster(CLIENT_ID)
+    rng = random.Random(7)
+    sealed = client.transport.wire.seal(Note("seed"), client.transport._clock_ms())
+    bodies = []
+    for _ in range(60):
+        choice = rng.randrange(3)
+        if choice == 0:
+            bodies.append(rng.randbytes(rng.randrange(0, 6000)))
+        elif choice == 1:  # a real message with a few bytes flipped
+            damaged = bytearray(sealed)
+            for position in rng.sample(range(len(damaged)), rng.randrange(1, 4)):
+                damaged[position] ^= 1 << rng.randrange(8)
+            bodies.append(bytes(damaged))
+        else:  # a real message cut short
+            bodies.append(sealed[:rng.randrange(len(sealed))])
+    async with aiohttp.ClientSession() as session:
+        for body in bodies:
+            async with session.post(f"http://{server.address}/mesh/v1/gossip", data=body) as resp:
+                assert 400 <= resp.status < 500
+                assert resp.headers["X-Mesh-Refusal"] in server.transport.refusals
+    assert sum(server.transport.refusals.values()) == len(bodies)
+    assert server.heard == []
+    assert await client.transport.send(server.address, Note("still here"))
