@@ -112,3 +112,36 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def write_rows(data_dir: Path, *, tag: str, games: int, matches: list[tuple[str, float]],
+               blob: bytes | None = None) -> None:
+    """Write games, match rows and (optionally) a model into a stopped node's stores."""
+    import asyncio
+
+    from node.datadir import open_data_dir
+    from storage.hlc import HybridClock
+    from storage.stores import open_stores
+
+    files = open_data_dir(data_dir)
+
+    async def write() -> None:
+        stores = await open_stores(data_dir, HybridClock(lambda: time.time_ns() // 1_000_000,
+                                                         60_000), files.node_id)
+        try:
+            await stores.games.add_games([
+                {"board_type": "square8", "num_players": 2, "model_id": f"model-{tag}",
+                 "winner": i % 2, "outcome": [1.0, 0.0] if i % 2 == 0 else [0.0, 1.0],
+                 "moves": [[tag, i, m] for m in range(60)]}
+                for i in range(games)
+            ])
+            for match_id, score in matches:
+                await stores.matches.record_match(match_id, [f"a-{tag}", f"b-{tag}"],
+                                                  "square8", 2, [score, 1.0 - score])
+            if blob is not None:
+                sha = await stores.models.put_blob(blob)
+                await stores.models.register_model(sha, "square8", 2)
+        finally:
+            await stores.close()
+
+    asyncio.run(write())

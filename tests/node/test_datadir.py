@@ -22,7 +22,8 @@ def test_init_then_open_gives_the_same_identity_and_cluster(tmp_path):
     opened = open_data_dir(tmp_path / "d")
     assert opened.node_id == made.node_id
     assert opened.cluster == made.cluster
-    assert opened.voter is True
+    assert opened.founder is True
+    assert opened.wants_voter is True
 
 
 def test_join_token_round_trips_the_cluster_credentials(tmp_path):
@@ -35,10 +36,11 @@ def test_join_token_round_trips_the_cluster_credentials(tmp_path):
 
 def test_init_with_given_cluster_joins_that_cluster_with_a_new_identity(tmp_path):
     first = init_data_dir(tmp_path / "a")
-    second = init_data_dir(tmp_path / "b", voter=False, cluster=first.cluster)
+    second = init_data_dir(tmp_path / "b", cluster=first.cluster, join_peers=("h:1",))
     assert second.cluster.cluster_id == first.cluster.cluster_id
     assert second.node_id != first.node_id
-    assert open_data_dir(tmp_path / "b").voter is False
+    reopened = open_data_dir(tmp_path / "b")
+    assert (reopened.founder, reopened.wants_voter, reopened.join_peers) == (False, False, ("h:1",))
 
 
 def test_a_data_dir_from_a_newer_format_is_refused(tmp_path):
