@@ -99,6 +99,10 @@ class PeerError(Exception):
     """A request to a peer failed: unreachable, timed out, refused, or answered wrongly."""
 
 
+class _LocalDiskError(OSError):
+    """Writing a fetched blob failed here; kept apart from the peer's network errors."""
+
+
 def wall_clock_ms() -> int:
     # Envelope timestamps compare clocks across machines, so they are wall time, not monotonic.
     return time.time_ns() // 1_000_000
@@ -289,7 +293,8 @@ class MeshTransport:
 
         Streams to a temp file beside `dest_path`, hashing as it goes; only a file whose sha256
         matches and whose size is within the limit is renamed into place, so a partial or wrong
-        file is never taken as the blob. Raises PeerError.
+        file is never taken as the blob. Raises PeerError for whatever the peer or the network
+        did, and OSError for local disk trouble (not the peer's fault, so not counted as such).
         """
         check_sha(sha256)
         dest_path = Path(dest_path)
@@ -334,7 +339,12 @@ class MeshTransport:
                     if size > limit:
                         raise PeerError(f"{address} sent over {limit} bytes for blob {sha256}")
                     digest.update(chunk)
-                    await asyncio.to_thread(handle.write, chunk)  # type: ignore[attr-defined]
+                    try:
+                        await asyncio.to_thread(handle.write, chunk)  # type: ignore[attr-defined]
+                    except OSError as err:
+                        raise _LocalDiskError(err.errno, err.strerror) from err
+        except _LocalDiskError:
+            raise
         except TimeoutError:
             self._count_failure("timeout")
             raise PeerError(f"{address} stalled sending blob {sha256}") from None

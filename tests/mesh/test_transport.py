@@ -443,3 +443,31 @@ async def test_a_barrage_of_random_bodies_is_refused_and_counted_one_each(cluste
     assert sum(server.transport.refusals.values()) == len(bodies)
     assert server.heard == []
     assert await client.transport.send(server.address, Note("still here"))
+
+
+async def test_a_local_disk_error_during_fetch_is_an_os_error_not_a_peer_failure(
+        cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import io
+
+    import mesh.transport
+
+    server, client = await cluster(SERVER_ID), await cluster(CLIENT_ID)
+    sha = _store_blob(server, b"w" * 10_000)
+
+    class FullDisk(io.BytesIO):
+        def write(self, data: object) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_fdopen = mesh.transport.os.fdopen
+
+    def fdopen(fd: int, mode: str) -> io.BytesIO:
+        real_fdopen(fd, mode).close()
+        return FullDisk()
+
+    monkeypatch.setattr(mesh.transport.os, "fdopen", fdopen)
+    with pytest.raises(OSError, match="No space left") as err:
+        await client.transport.fetch_blob(server.address, sha, client.blobs / sha)
+    assert not isinstance(err.value, PeerError)
+    assert client.transport.send_failures == {}
+    assert list(client.blobs.iterdir()) == []
