@@ -249,18 +249,21 @@ class MeshTransport:
             log.debug("gossip to %s failed: %s", address, err)
         return False
 
-    async def request(self, address: str, msg: object, to: str | None = None) -> object:
+    async def request(self, address: str, msg: object, to: str | None = None, *,
+                      timeout_s: float | None = None) -> object:
         """Send a sync request and return the peer's verified reply; raises PeerError.
 
-        `to` is the peer's node id, as for `send`.
+        `to` is the peer's node id, as for `send`; `timeout_s` overrides the configured
+        `request_timeout_s` for this exchange (the sync core has its own per-request budget).
         """
+        total_s = self.config.request_timeout_s if timeout_s is None else timeout_s
         url = _url(address, SYNC_PATH)
         data, nonce = self.wire.seal_with_nonce(msg, self._clock_ms(), to=to)
         kind = codec.kind_of(msg)
         limit = self.config.sync_max_bytes
         try:
             async with self._client().post(url, data=data, headers=_POST_HEADERS,
-                                           timeout=self._timeout()) as response:
+                                           timeout=self._timeout(total_s)) as response:
                 self._bytes_out.labels("sync").inc(len(data))
                 if response.status != 200:
                     self._count_failure("refused")
@@ -271,8 +274,7 @@ class MeshTransport:
                         else await _read_limited(response, limit))
         except TimeoutError:
             self._count_failure("timeout")
-            raise PeerError(f"{address} did not answer {kind} within "
-                            f"{self.config.request_timeout_s} s") from None
+            raise PeerError(f"{address} did not answer {kind} within {total_s} s") from None
         except (aiohttp.ClientError, OSError) as err:
             self._count_failure("unreachable")
             raise PeerError(f"{address} unreachable for {kind}: {err}") from None
@@ -366,9 +368,10 @@ class MeshTransport:
                                                   headers={"User-Agent": "ringrift-node"})
         return self._session
 
-    def _timeout(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=self.config.request_timeout_s,
-                                     sock_connect=self.config.connect_timeout_s)
+    def _timeout(self, total_s: float | None = None) -> aiohttp.ClientTimeout:
+        total = self.config.request_timeout_s if total_s is None else total_s
+        return aiohttp.ClientTimeout(total=total,
+                                     sock_connect=min(self.config.connect_timeout_s, total))
 
     def _count_failure(self, cause: str) -> None:
         self.send_failures[cause] = self.send_failures.get(cause, 0) + 1

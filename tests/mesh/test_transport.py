@@ -471,3 +471,27 @@ async def test_a_local_disk_error_during_fetch_is_an_os_error_not_a_peer_failure
     assert not isinstance(err.value, PeerError)
     assert client.transport.send_failures == {}
     assert list(client.blobs.iterdir()) == []
+
+
+async def test_a_peer_slower_than_the_request_timeout_raises_peer_error(cluster) -> None:
+    import asyncio
+
+    client = await cluster(CLIENT_ID)
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_post("/mesh/v1/sync", slow)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        with pytest.raises(PeerError, match="did not answer test.transport.ask within 0.2 s"):
+            await client.transport.request(f"127.0.0.1:{port}", Ask(1), timeout_s=0.2)
+    finally:
+        await runner.cleanup()
+    assert client.transport.send_failures == {"timeout": 1}
