@@ -191,7 +191,8 @@ class Wire:
         and `reply_to` (client side) is the nonce of our request this must answer.
         """
         if max_bytes is not None and len(data) > max_bytes:
-            raise Refusal("too_large", f"{len(data)} bytes; this endpoint takes at most {max_bytes}")
+            raise Refusal("too_large",
+                          f"{len(data)} bytes; this endpoint takes at most {max_bytes}")
         if len(data) <= TAG_BYTES:
             raise Refusal("malformed", f"{len(data)} bytes is too short for an envelope and tag")
         envelope, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
@@ -215,7 +216,8 @@ class Wire:
         self._check_fresh(ts, fields["nonce"], now_ms)
         kind = fields["kind"]
         if not codec.is_registered(kind):
-            raise Refusal("unknown_kind", f"kind {codec.describe_value(kind)} is not known to this node")
+            raise Refusal("unknown_kind",
+                          f"kind {codec.describe_value(kind)} is not known to this node")
         if accept is not None and not accept(kind):
             raise Refusal("unknown_kind", f"kind {kind!r} is not accepted on this endpoint")
         try:
@@ -235,7 +237,6 @@ class Wire:
         """`(sender, msg)` of an admitted message, with no endpoint limits; raises Refusal."""
         opened = self.open(data, now_ms)
         return opened.sender, opened.msg
-
 
     def blob_request_headers(self, sha256: str, now_ms: int) -> dict[str, str]:
         """HTTP headers that authenticate a GET of blob `sha256` (a GET carries no envelope)."""

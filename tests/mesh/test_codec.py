@@ -278,7 +278,8 @@ class Keyed:
 
 def test_key_max_len_bounds_dict_keys() -> None:
     assert codec.from_body("test.codec.keyed", {"by_name": {"abc": 1}}).by_name == {"abc": 1}
-    with pytest.raises(codec.DecodeError, match=r"by_name\[key 'abcd'\]: expected str of at most 3"):
+    with pytest.raises(codec.DecodeError,
+                       match=r"by_name\[key 'abcd'\]: expected str of at most 3"):
         codec.from_body("test.codec.keyed", {"by_name": {"abcd": 1}})
 
 
@@ -307,7 +308,8 @@ def test_positional_classes_encode_as_lists_and_round_trip() -> None:
 
 def test_positional_trailing_defaults_may_be_left_out_but_nothing_else() -> None:
     assert codec.from_body("test.codec.positional", ["p", []]) == Path_("p", [])
-    with pytest.raises(codec.DecodeError, match="list of the 3 Path_ fields \\(at least the first 2"):
+    with pytest.raises(codec.DecodeError,
+                       match="list of the 3 Path_ fields \\(at least the first 2"):
         codec.from_body("test.codec.positional", ["p"])
     with pytest.raises(codec.DecodeError, match="list of the 3 Path_ fields"):
         codec.from_body("test.codec.positional", ["p", [], False, "extra"])

@@ -60,7 +60,8 @@ def _refusal(wire: Wire, data: bytes, now: int = NOW, **kw: object) -> Refusal:
 
 def test_sealed_message_opens_to_sender_and_message() -> None:
     sender, receiver = _pair()
-    assert receiver.open_envelope(sender.seal(Ping(7, "hi"), NOW), NOW + 5) == (SENDER, Ping(7, "hi"))
+    opened = receiver.open_envelope(sender.seal(Ping(7, "hi"), NOW), NOW + 5)
+    assert opened == (SENDER, Ping(7, "hi"))
 
 
 def test_wrong_cluster_is_refused_as_bad_cluster() -> None:
