@@ -16,6 +16,7 @@ stores. A core's `Persist` is made durable before any message after it is sent.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import random
@@ -30,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from mesh import codec
 from mesh.core import Send
+from mesh.discovery import ZeroconfDiscovery
 from mesh.election import Election, ElectionConfig, Persist
 from mesh.identity import Identity
 from mesh.keyring import Keyring
@@ -70,6 +72,7 @@ class RuntimeConfig:
     # Configured voters override the voter set kept in the cluster (operators' escape hatch).
     voters: tuple[str, ...] = ()
     wants_voter: bool = False
+    zeroconf: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +149,8 @@ class MeshRuntime:
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
         self._remembered: list[str] = []
+        self._seeds: list[str] = []
+        self.discovery: ZeroconfDiscovery | None = None
         self._leadership_watchers: list[Callable[[], Awaitable[None]]] = []
         self._metrics(registry)
 
@@ -217,9 +222,34 @@ class MeshRuntime:
         remembered = await state.get_state(STATE_PEERS, [])
         seeds = [s for s in dict.fromkeys([*self.config.seeds, *(remembered or [])])
                  if s != self.address]
+        self._seeds = seeds
         if seeds:
             log.info("joining through %s", ", ".join(seeds))
             await self._dispatch(self.membership.join(seeds))
+        if self.config.zeroconf:
+            await self._start_discovery()
+
+    async def _start_discovery(self) -> None:
+        host, _, port = self.address.rpartition(":")
+        try:
+            # A node reachable only on loopback announces only there (and tests stay local).
+            interfaces = [host] if ipaddress.ip_address(host).is_loopback else None
+            self.discovery = ZeroconfDiscovery(self.node_id, self.wire.cluster_id, host,
+                                               int(port), self._discovered, interfaces)
+            await self.discovery.start()
+        except (OSError, ValueError) as exc:
+            # Discovery only bootstraps; seeds and remembered peers still work without it.
+            log.warning("zeroconf discovery unavailable (%s); using seeds only", exc)
+            self.discovery = None
+
+    async def _discovered(self, node_id: str, address: str) -> None:
+        assert self.membership is not None
+        member = self.membership.member(node_id)
+        if member is not None and member.state == "alive":
+            return
+        self._seeds = [*dict.fromkeys([*self._seeds, address])]
+        async with self._lock:
+            await self._dispatch(self.membership.join(self._seeds))
 
     async def initialise_voters(self, voters: tuple[str, ...]) -> None:
         """First node of a new cluster: it is the whole voter set (term 0, version 1)."""
@@ -589,6 +619,8 @@ class MeshRuntime:
             loop.cancel()
         if self._send_tasks:
             await asyncio.wait(list(self._send_tasks), timeout=2.0)
+        if self.discovery is not None:
+            await self.discovery.close()
         await self.transport.close()
 
 

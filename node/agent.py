@@ -145,6 +145,7 @@ class Agent:
                 clock_window_s=cfg.mesh.clock_window_s,
                 voters=cfg.election.voters,
                 wants_voter=self.files.wants_voter,
+                zeroconf=cfg.mesh.zeroconf,
             ),
             device=detect_device(),
             wall_ms=wall_ms,

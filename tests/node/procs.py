@@ -41,7 +41,8 @@ def node_env() -> dict[str, str]:
 class NodeProcess:
     """One `ringrift-node` process; its stderr goes to a log file read on failure."""
 
-    def __init__(self, data_dir: Path, *args: str, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, *args: str, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -50,7 +51,7 @@ class NodeProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "node.cli", *args,
              "--data-dir", str(data_dir), "--port", str(self.port)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=node_env(),
+            stdout=self._log, stderr=subprocess.STDOUT, env={**node_env(), **(env or {})},
         )
 
     @property

@@ -82,3 +82,20 @@ def test_join_with_a_bad_token_fails_at_once_and_writes_nothing(tmp_path):
         assert node.status()["node_id"]
     finally:
         node.stop()
+
+
+def test_zeroconf_lets_nodes_of_one_cluster_find_each_other_without_seeds(tmp_path):
+    from node.datadir import init_data_dir, open_data_dir
+
+    cli("init", "--data-dir", str(tmp_path / "a"), "--host", "127.0.0.1")
+    init_data_dir(tmp_path / "b", cluster=open_data_dir(tmp_path / "a").cluster)
+    env = {"RINGRIFT_MESH_ZEROCONF": "true"}
+    nodes = [NodeProcess(tmp_path / d, "start", env=env) for d in ("a", "b")]
+    try:
+        for node in nodes:
+            node.wait_healthy()
+        wait_until(lambda: all(len(n.status()["members"]) == 2 for n in nodes), timeout=30,
+                   what="both nodes in each other's membership via zeroconf")
+    finally:
+        for node in nodes:
+            node.stop()
