@@ -10,7 +10,8 @@ Routes, installed on the node's existing `aiohttp.web.Application`:
 
 The shell is thin: admission is `mesh.wire`, behaviour is the injected handlers. Every refusal is
 a 4xx with a one-line `reason: detail` body (and the reason in `X-Mesh-Refusal`), counted by
-reason in `ringrift_mesh_refused_total`; a bad request never takes the node down.
+reason in `ringrift_mesh_refused_total` and in `MeshTransport.refusals` (a sync reply the
+client refuses counts there too); a bad request never takes the node down.
 """
 
 from __future__ import annotations
