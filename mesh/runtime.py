@@ -397,7 +397,9 @@ class MeshRuntime:
         if address is None:
             return
         self._m_gossip.labels("out").inc()
-        task = asyncio.get_running_loop().create_task(self.transport.send(address, out.msg))
+        # Bound to the destination's id when known: a copy replayed to another node is refused.
+        send = self.transport.send(address, out.msg, to=out.to or None)
+        task = asyncio.get_running_loop().create_task(send)
         # Owned here until done: send() never raises (it counts failures), so nothing is lost.
         self._send_tasks.add(task)
         task.add_done_callback(self._send_tasks.discard)
@@ -573,7 +575,7 @@ class MeshRuntime:
         if address is None:
             return None
         try:
-            reply = await self.transport.request(address, request)
+            reply = await self.transport.request(address, request, to=peer)
         except PeerError as exc:
             log.debug("sync request to %s failed: %s", peer, exc)
             return None

@@ -14,7 +14,7 @@ def advertise_address(config: Config, bound_port: int) -> str:
     host = config.node.host
     if host in ("0.0.0.0", "::", ""):
         host = _primary_ip()
-    return f"{host}:{bound_port}"
+    return f"[{host}]:{bound_port}" if ":" in host else f"{host}:{bound_port}"
 
 
 def _primary_ip() -> str:
