@@ -48,7 +48,11 @@ class Harness:
     def _absorb(self, node_id: str, outputs: list[object]) -> None:
         for out in outputs:
             if isinstance(out, Persist):
-                assert out.term >= self.persisted[node_id][0], "persisted term went backwards"
+                old_term, old_vote = self.persisted[node_id]
+                assert out.term >= old_term, f"{node_id}: persisted term went backwards"
+                assert out.term > old_term or old_vote in (None, out.voted_for), (
+                    f"{node_id}: vote in term {out.term} changed from {old_vote} to "
+                    f"{out.voted_for}")
                 self.persisted[node_id] = (out.term, out.voted_for)
             elif isinstance(out, Send):
                 # What a sent message claims must already be durable.
