@@ -13,17 +13,19 @@ import logging
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
+from mesh.keyring import Keyring
 from mesh.runtime import MeshRuntime, RuntimeConfig, detect_device
 from node import __version__
 from node.address import advertise_address
 from node.config import Config
-from node.datadir import NodeFiles
+from node.datadir import DataDirError, NodeFiles, read_cluster
 from node.http import add_read_only_routes
 from node.leader import LeaderDuties
 from storage.hlc import HybridClock
@@ -168,6 +170,19 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_keys)
+
+    def reload_keys(self) -> None:
+        """Re-read the cluster keyring (`ringrift-node keys` rotates it, then sends SIGHUP)."""
+        try:
+            cluster = read_cluster(self.files.path)
+        except DataDirError as exc:
+            log.error("keys not reloaded, keeping the current ones: %s", exc)
+            return
+        if self.mesh is not None:
+            self.mesh.wire.keyring = Keyring(cluster.secrets)
+        self.files = replace(self.files, cluster=cluster)
+        log.info("cluster keys reloaded: %d installed", len(cluster.secrets))
 
 
 def _write_pid(path: Path) -> None:

@@ -5,6 +5,7 @@
     ringrift-node join  HOST:PORT --token T --data-dir D [--port P] [--voter]
     ringrift-node status [--peer HOST:PORT] [--json]
     ringrift-node leave --data-dir D
+    ringrift-node keys {list,generate,install,use,remove} [SECRET] --data-dir D
 
 Exit status: 0 success, 1 runtime failure, 2 bad configuration or usage.
 """
@@ -78,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_status.add_argument("--peer", help="HOST:PORT (default: this machine's configured port)")
     p_status.add_argument("--config", type=Path, help="TOML file overriding the embedded defaults")
     p_status.add_argument("--json", action="store_true", help="print the raw JSON")
+
+    p_keys = sub.add_parser("keys", help="list, generate, install, use or remove cluster keys")
+    p_keys.add_argument("action", choices=("list", "generate", "install", "use", "remove"))
+    p_keys.add_argument("secret", nargs="?", help="the secret as hex (install, use, remove)")
+    p_keys.add_argument("--data-dir", type=Path, help="data directory (default: node.data_dir)")
+    p_keys.add_argument("--config", type=Path, help="TOML file overriding the embedded defaults")
 
     p_leave = sub.add_parser("leave", help="stop the local node gracefully (hands off leadership)")
     p_leave.add_argument("--data-dir", type=Path, help="data directory of the running node")
@@ -218,8 +225,31 @@ def cmd_leave(args: argparse.Namespace) -> int:
     raise CliError(f"node {pid} still running after {args.timeout} s")
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from node.datadir import read_cluster
+    from node.keys import change_keys, fingerprint, generate_secret, signal_running_node
+
+    if args.action == "generate":
+        print(generate_secret())
+        return 0
+    overrides = {"node": {"data_dir": str(args.data_dir)}} if args.data_dir else None
+    data_dir = load_config(args.config, overrides=overrides).node.data_dir
+    if args.action == "list":
+        cluster = read_cluster(data_dir)
+    else:
+        if not args.secret:
+            raise CliError(f"keys {args.action} needs the secret (hex)", code=EXIT_USAGE)
+        cluster = change_keys(data_dir, args.action, args.secret)
+        pid = signal_running_node(data_dir)
+        print(f"{args.action}: done" + (f"; node {pid} reloads its keys" if pid else ""))
+    for i, secret in enumerate(cluster.secrets):
+        print(f"{fingerprint(secret)}  {'primary' if i == 0 else 'accepted'}")
+    return 0
+
+
 COMMANDS = {
-    "init": cmd_init, "start": cmd_start, "join": cmd_join, "status": cmd_status, "leave": cmd_leave,
+    "init": cmd_init, "start": cmd_start, "join": cmd_join, "status": cmd_status,
+    "leave": cmd_leave, "keys": cmd_keys,
 }
 
 
