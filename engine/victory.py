@@ -80,7 +80,9 @@ def check_victory(state: GameState) -> None:
     alive = record_permanent_eliminations(state)
     if n < 2:
         return  # a one-seat fixture has no opponent to win against
-    if len(alive) == 1:
+    if not any(state.stacks) and is_global_stalemate(state):
+        resolve_stalemate(state)
+    elif len(alive) == 1:
         # Everyone else is out of the rotation for good, so the survivor is the only
         # seat that can ever act again: last player standing without waiting 3 rounds.
         finish(state, alive[0], RESIGNATION if state.out else LAST_PLAYER_STANDING)
