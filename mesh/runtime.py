@@ -21,13 +21,15 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from mesh import codec
 from mesh.core import Send
@@ -187,6 +189,7 @@ class MeshRuntime:
         self._m_blobs_pulled = Counter("ringrift_sync_blobs_pulled_total",
                                        "Model blobs pulled from peers and verified",
                                        registry=registry)
+        registry.register(_FencingCollector(self.stores))
         self._m_invalid = Counter("ringrift_mesh_invalid_messages_total",
                                   "Admitted messages a core could not use, by kind",
                                   ["kind"], registry=registry)
@@ -345,6 +348,9 @@ class MeshRuntime:
 
     async def _after_election_step(self, leader: str | None, term: int) -> None:
         assert self.election is not None
+        if self.election.term > term:
+            # Fencing: from now on the registry refuses leader writes of older terms.
+            self.stores.models.observe_term(self.election.term)
         if self.election.term > term and self.election.leader is None:
             self._m_elections.inc()
         if self.election.leader != leader and self.election.leader is not None:
@@ -624,6 +630,20 @@ class MeshRuntime:
         if self.discovery is not None:
             await self.discovery.close()
         await self.transport.close()
+
+
+class _FencingCollector(Collector):
+    """Leader writes the registry refused for carrying an older term than it has seen."""
+
+    def __init__(self, stores: Stores) -> None:
+        self._stores = stores
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "ringrift_fencing_refused_writes",
+            "Leader writes refused because a newer term had been seen",
+            value=self._stores.models.stale_term_total,
+        )
 
 
 def _verify(signed: SignedManifest) -> Manifest | None:

@@ -14,6 +14,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from storage.fencing import StaleTermError
+
 log = logging.getLogger("ringrift.leader")
 
 Duty = Callable[[int], Awaitable[None]]
@@ -54,6 +56,8 @@ class LeaderDuties:
             await duty(term)
         except asyncio.CancelledError:
             raise
+        except StaleTermError as exc:
+            log.warning("leader duty %s fenced off in term %d: %s", name, term, exc)
         except Exception:  # a failed duty is logged; the next term starts it again
             log.exception("leader duty %s failed in term %d", name, term)
 
