@@ -82,6 +82,18 @@ def _body_and_kind(msg: Any) -> tuple[Any, str]:
     return codec.to_body(msg), kind
 
 
+def kind_name(msg: Any) -> str:
+    """The registered kind of a message, or its class name for a test double."""
+    try:
+        from mesh import codec
+    except ImportError:
+        return type(msg).__name__
+    try:
+        return codec.kind_of(msg)
+    except codec.EncodeError:
+        return type(msg).__name__
+
+
 def wire_size(msg: Any) -> int:
     """Bytes one one-way message costs on the wire: body + envelope + HTTP framing."""
     body, kind = _body_and_kind(msg)
@@ -129,6 +141,9 @@ class SimNet:
         self.delay = delay
         self.now = 0.0
         self.traffic: dict[str, Traffic] = {}
+        # Messages and bytes sent, by message kind, over all nodes.
+        self.kind_msgs: dict[str, int] = {}
+        self.kind_bytes: dict[str, int] = {}
         self._sizer = sizer
         self._slots: dict[str, _Slot] = {}
         self._by_address: dict[str, str] = {}
@@ -223,6 +238,9 @@ class SimNet:
         size = self._sizer(msg)
         traffic.msgs_sent += 1
         traffic.bytes_sent += size
+        kind = kind_name(msg)
+        self.kind_msgs[kind] = self.kind_msgs.get(kind, 0) + 1
+        self.kind_bytes[kind] = self.kind_bytes.get(kind, 0) + size
         if not dst:
             dst = self._by_address.get(address or "", "")
         if dst not in self._slots:
@@ -237,6 +255,10 @@ class SimNet:
         at = self.now + self.rng.uniform(*self.delay)
         generation = self._slots[dst].generation
         self.schedule(at, lambda: self._deliver(src, dst, generation, msg, size))
+
+    def emit(self, node_id: str, outputs: list[Any]) -> None:
+        """Carry out outputs a node produced outside handle/tick (a join, a leave)."""
+        self._dispatch(node_id, outputs)
 
     # -- internals -----------------------------------------------------------------
 
