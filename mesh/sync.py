@@ -1,0 +1,396 @@
+"""Anti-entropy: pull from peers the rows a node lacks or holds older, without I/O.
+
+Three pieces, all plain code that neither awaits nor reads a clock:
+
+- `SyncScheduler` picks, each sync interval, one peer and the stores to pull from it: only
+  stores whose root in the peer's manifest differs from ours and that we have not already
+  pulled at that root. A pair in sync therefore exchanges nothing but manifests.
+- `pull_session(plan)` is a generator that walks one pull: digests -> differing buckets ->
+  their entries (paged) -> missing or older rows (batched) -> merge. It yields `LocalQuery`
+  (a call on one of our stores) and `RemoteRequest` (a message to the peer) and is sent their
+  answers; it returns a `PullOutcome`. Each batch is merged as soon as it arrives, so a pull
+  cut short keeps what it merged, and the next one only sees what still differs.
+- `answer_steps(request, store_names)` is the responder, as the same kind of generator.
+
+The generators are driven by `drive` (synchronous stores: the simulator, tests) or
+`drive_async` (the agent's aiosqlite stores and aiohttp transport): one protocol, two shells.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Awaitable, Callable, Collection, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeVar
+
+import msgpack
+
+from mesh.sync_messages import (
+    MAX_ENTRIES_PER_REPLY,
+    MAX_KEYS_PER_REQUEST,
+    MAX_ROWS_REPLY_BYTES,
+    DigestsReply,
+    DigestsRequest,
+    EntriesReply,
+    EntriesRequest,
+    RowsReply,
+    RowsRequest,
+    SyncRefused,
+    SyncReply,
+    SyncRequest,
+)
+from storage.digests import NUM_BUCKETS, differing_buckets
+from storage.merge import MergeStats
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    """Every knob of the sync core, with the reason for its default."""
+
+    # Tries per request before the pull from that peer is given up. Requests are reads, so a
+    # repeat is harmless; three rides out a lost packet or a busy peer without hammering a
+    # dead one (its manifest will soon be gone from membership anyway).
+    request_attempts: int = 3
+    # How long a shell waits for one reply. A sync reply is at most a few hundred KB: on a LAN
+    # that is milliseconds; 5 s leaves room for a loaded peer or a slow WAN link.
+    request_timeout_s: float = 5.0
+    # Back-off after a failed pull: base * 2**(failures-1), capped, with +-50% jitter so a
+    # crowd of pullers does not return to a recovering peer in lockstep.
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 60.0
+    # Expected entries per reply that bucket grouping aims for, below the hard cap so that a
+    # stale (low) row count in a manifest still rarely needs a second page.
+    entries_target: int = MAX_ENTRIES_PER_REPLY * 3 // 4
+
+    def __post_init__(self) -> None:
+        if self.request_attempts < 1:
+            raise ValueError(f"request_attempts must be >= 1, got {self.request_attempts}")
+        if not 0 < self.backoff_base_s <= self.backoff_max_s:
+            raise ValueError(f"need 0 < backoff_base_s <= backoff_max_s, got "
+                             f"{self.backoff_base_s} and {self.backoff_max_s}")
+        if not 0 < self.entries_target <= MAX_ENTRIES_PER_REPLY:
+            raise ValueError(f"entries_target must be in 1..{MAX_ENTRIES_PER_REPLY}, "
+                             f"got {self.entries_target}")
+
+
+# --- the steps a generator yields ----------------------------------------------------------
+
+StoreOp = Literal["bucket_digests", "bucket_entries", "rows", "merge"]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalQuery:
+    """Call `stores[store].<op>(*args)` on the local stores; resume with its result."""
+
+    store: str
+    op: StoreOp
+    args: tuple[Any, ...] = ()
+
+    def call(self, stores: Mapping[str, Any]) -> Any:
+        """Make the call (its result, or an awaitable of it for async stores)."""
+        return getattr(stores[self.store], self.op)(*self.args)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRequest:
+    """Send `request` to `peer`; resume with its reply, or None when no reply came."""
+
+    peer: str
+    request: SyncRequest
+
+
+Step = LocalQuery | RemoteRequest
+R = TypeVar("R")
+Steps = Generator[Step, Any, R]
+
+
+def drive(steps: Steps[R], stores: Mapping[str, Any],
+          ask: Callable[[str, SyncRequest], SyncReply | None] | None = None) -> R:
+    """Run `steps` to the end against synchronous stores; `ask` answers remote requests."""
+    result: Any = None
+    while True:
+        try:
+            step = steps.send(result)
+        except StopIteration as done:
+            return done.value
+        if isinstance(step, LocalQuery):
+            result = step.call(stores)
+        elif ask is None:
+            raise TypeError(f"{step!r} needs a peer, but drive() was given no ask function")
+        else:
+            result = ask(step.peer, step.request)
+
+
+async def drive_async(steps: Steps[R], stores: Mapping[str, Any],
+                      ask: Callable[[str, SyncRequest], Awaitable[SyncReply | None]]
+                      | None = None) -> R:
+    """`drive` for async stores and an async `ask` (the agent's shell)."""
+    result: Any = None
+    while True:
+        try:
+            step = steps.send(result)
+        except StopIteration as done:
+            return done.value
+        if isinstance(step, LocalQuery):
+            result = await step.call(stores)
+        elif ask is None:
+            raise TypeError(f"{step!r} needs a peer, but drive_async() was given no ask function")
+        else:
+            result = await ask(step.peer, step.request)
+
+
+# --- responder -----------------------------------------------------------------------------
+
+
+def answer_steps(request: object, store_names: Collection[str]) -> Steps[SyncReply]:
+    """Answer one sync request from the local stores; every reply is bounded.
+
+    Requests are validated when built or decoded (`mesh.sync_messages`); what is left to check
+    here is what only the responder knows: which stores exist.
+    """
+    if not isinstance(request, (DigestsRequest, EntriesRequest, RowsRequest)):
+        return SyncRefused("bad_request", f"expected a sync request, got {type(request).__name__}")
+    store = request.store
+    if store not in store_names:
+        return SyncRefused("unknown_store",
+                           f"store {store[:32]!r} is not one of {sorted(store_names)}")
+    if isinstance(request, DigestsRequest):
+        digests = yield LocalQuery(store, "bucket_digests")
+        return DigestsReply(store, list(digests))
+    if isinstance(request, EntriesRequest):
+        entries = yield LocalQuery(store, "bucket_entries", (list(request.buckets),))
+        after = request.after
+        listed = sorted((k, v) for k, v in entries if after is None or k > after)
+        more = len(listed) > MAX_ENTRIES_PER_REPLY
+        return EntriesReply(store, listed[:MAX_ENTRIES_PER_REPLY], more)
+    keys = list(request.keys)
+    # A store returns at most one row per key; the slice keeps a faulty one within the bound.
+    rows = list((yield LocalQuery(store, "rows", (keys,))))[:len(keys)]
+    if sum(map(_packed_size, rows)) <= MAX_ROWS_REPLY_BYTES:
+        return RowsReply(store, rows, len(keys))
+    # Huge rows (long games): serve key by key so the reply says exactly which keys it answers.
+    served_rows: list[object] = []
+    used = served = 0
+    for key in keys:
+        one = list((yield LocalQuery(store, "rows", ([key],))))[:1]
+        size = sum(map(_packed_size, one))
+        if served and used + size > MAX_ROWS_REPLY_BYTES:
+            break
+        served_rows += one
+        used += size
+        served += 1
+    return RowsReply(store, served_rows, served)
+
+
+def _packed_size(row: object) -> int:
+    return len(msgpack.packb(row, use_bin_type=True))
+
+
+def answer(request: object, stores: Mapping[str, Any]) -> SyncReply:
+    """Answer a sync request from synchronous stores (the simulator, tests)."""
+    return drive(answer_steps(request, stores.keys()), stores)
+
+
+async def answer_async(request: object, stores: Mapping[str, Any]) -> SyncReply:
+    """Answer a sync request from async stores (the agent's `POST /mesh/v1/sync` handler)."""
+    return await drive_async(answer_steps(request, stores.keys()), stores)
+
+
+# --- puller --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PullPlan:
+    """Pull `stores` from `peer`, whose manifest showed these roots and row counts."""
+
+    peer: str
+    stores: tuple[str, ...]
+    roots: tuple[str, ...]
+    counts: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PullOutcome:
+    """What one pull did. `completed`: stores fully reconciled with the peer's state."""
+
+    peer: str
+    completed: tuple[str, ...]
+    failed: str | None = None  # the store the pull stopped in, None when all completed
+    error: str = ""
+    requests: int = 0
+    rows_pulled: int = 0
+    # Sum of the merge results; `merged.skipped` counts rows pulled that changed nothing.
+    merged: MergeStats = field(default_factory=MergeStats)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed is None
+
+
+class _PullFailed(Exception):
+    """Ends a pull: the peer gave no reply, refused, or replied out of protocol."""
+
+
+@dataclass(slots=True)
+class _Tally:
+    requests: int = 0
+    rows_pulled: int = 0
+    merged: MergeStats = field(default_factory=MergeStats)
+
+
+def pull_session(plan: PullPlan, config: SyncConfig | None = None) -> Steps[PullOutcome]:
+    """Pull each store of `plan` from its peer; see the module docstring."""
+    config = config or SyncConfig()
+    tally = _Tally()
+    completed: list[str] = []
+    for store, count in zip(plan.stores, plan.counts, strict=True):
+        try:
+            yield from _pull_store(plan.peer, store, count, config, tally)
+        except _PullFailed as failed:
+            return PullOutcome(plan.peer, tuple(completed), store, str(failed), tally.requests,
+                               tally.rows_pulled, tally.merged)
+        completed.append(store)
+    return PullOutcome(plan.peer, tuple(completed), None, "", tally.requests, tally.rows_pulled,
+                       tally.merged)
+
+
+def _ask(peer: str, request: SyncRequest, expected: type, tally: _Tally) -> Steps[Any]:
+    """One request; returns the reply if it is the expected kind for the same store."""
+    tally.requests += 1
+    reply = yield RemoteRequest(peer, request)
+    if reply is None:
+        raise _PullFailed(f"no reply from {peer} to {type(request).__name__}")
+    if isinstance(reply, SyncRefused):
+        raise _PullFailed(f"{peer} refused {type(request).__name__}: {reply.reason}: "
+                          f"{reply.detail}")
+    if type(reply) is not expected or reply.store != request.store:
+        raise _PullFailed(f"{peer} answered {type(request).__name__} for {request.store!r} with "
+                          f"{type(reply).__name__} for {getattr(reply, 'store', None)!r}")
+    return reply
+
+
+def bucket_groups(buckets: Sequence[int], remote_count: int, target: int) -> list[list[int]]:
+    """Split differing buckets into groups whose listing is expected to fit one reply.
+
+    Rows spread evenly over buckets (they are hash-assigned), so a bucket holds about
+    count / 256 entries.
+    """
+    per_bucket = max(1.0, remote_count / NUM_BUCKETS)
+    size = max(1, min(NUM_BUCKETS, math.floor(target / per_bucket)))
+    return [list(buckets[i:i + size]) for i in range(0, len(buckets), size)]
+
+
+def _pull_store(peer: str, store: str, remote_count: int, config: SyncConfig,
+                tally: _Tally) -> Steps[None]:
+    remote = yield from _ask(peer, DigestsRequest(store), DigestsReply, tally)
+    local = yield LocalQuery(store, "bucket_digests")
+    differing = differing_buckets(list(local), remote.digests)
+    for group in bucket_groups(differing, remote_count, config.entries_target):
+        held = dict((yield LocalQuery(store, "bucket_entries", (group,))))
+        after: str | None = None
+        while True:
+            page = yield from _ask(peer, EntriesRequest(store, group, after), EntriesReply, tally)
+            if after is not None and page.entries and page.entries[0][0] <= after:
+                raise _PullFailed(f"{peer} listed key {page.entries[0][0][:40]!r} at or before "
+                                  f"the resume point {after[:40]!r}")
+            wanted = [key for key, version in page.entries
+                      if (mine := held.get(key)) is None or version > mine]
+            for start in range(0, len(wanted), MAX_KEYS_PER_REQUEST):
+                yield from _pull_rows(peer, store, wanted[start:start + MAX_KEYS_PER_REQUEST],
+                                      tally)
+            if not page.more:
+                break
+            after = page.entries[-1][0]
+
+
+def _pull_rows(peer: str, store: str, keys: list[str], tally: _Tally) -> Steps[None]:
+    """Fetch and merge the rows of `keys`, asking again for any the reply did not serve."""
+    while keys:
+        reply = yield from _ask(peer, RowsRequest(store, keys), RowsReply, tally)
+        if reply.served > len(keys) or len(reply.rows) > reply.served:
+            raise _PullFailed(f"{peer} sent {len(reply.rows)} rows serving {reply.served} keys "
+                              f"for {len(keys)} keys asked")
+        if reply.rows:
+            stats = yield LocalQuery(store, "merge", (reply.rows,))
+            tally.rows_pulled += len(reply.rows)
+            tally.merged = tally.merged + stats
+        keys = keys[reply.served:]
+
+
+# --- scheduler -----------------------------------------------------------------------------
+
+
+class StoreSummary(Protocol):
+    """What the scheduler reads of a store: a manifest's `StoreSummary` fits."""
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def root(self) -> str: ...
+
+
+class SyncScheduler:
+    """Chooses whom to pull what from, each sync interval; remembers failures and coverage.
+
+    Coverage: after a complete pull of store S from peer P whose manifest showed root R, we
+    hold everything P held at R (stores only grow, in merge order). Until P's root for S
+    changes, pulling S from P again could bring nothing, so P is not a candidate for S even
+    though its root differs from ours (it is P that lacks our rows; P pulls them from us).
+    """
+
+    def __init__(self, rng: random.Random, config: SyncConfig | None = None) -> None:
+        self._rng = rng
+        self._config = config or SyncConfig()
+        self._covered: dict[tuple[str, str], str] = {}
+        self._failures: dict[str, int] = {}
+        self._retry_at: dict[str, float] = {}
+
+    def plan(self, now: float, local: Mapping[str, StoreSummary],
+             peers: Mapping[str, Mapping[str, StoreSummary]]) -> PullPlan | None:
+        """The pull to make now, or None when no peer holds anything we may lack."""
+        self._forget_absent(peers)
+        candidates: list[tuple[str, tuple[str, ...]]] = []
+        for peer in sorted(peers):  # sorted: the rng alone decides, so a seed replays a run
+            if self._retry_at.get(peer, -math.inf) > now:
+                continue
+            theirs = peers[peer]
+            stores = tuple(s for s in sorted(local)
+                           if s in theirs and theirs[s].root != local[s].root
+                           and self._covered.get((peer, s)) != theirs[s].root)
+            if stores:
+                candidates.append((peer, stores))
+        if not candidates:
+            return None
+        peer, stores = self._rng.choice(candidates)
+        theirs = peers[peer]
+        return PullPlan(peer, stores, tuple(theirs[s].root for s in stores),
+                        tuple(theirs[s].count for s in stores))
+
+    def finished(self, plan: PullPlan, outcome: PullOutcome, now: float) -> None:
+        """Record a pull's outcome: coverage of completed stores, back-off on failure."""
+        roots = dict(zip(plan.stores, plan.roots, strict=True))
+        for store in outcome.completed:
+            self._covered[(plan.peer, store)] = roots[store]
+        if outcome.ok:
+            self._failures.pop(plan.peer, None)
+            self._retry_at.pop(plan.peer, None)
+            return
+        failures = self._failures.get(plan.peer, 0) + 1
+        self._failures[plan.peer] = failures
+        cfg = self._config
+        delay = min(cfg.backoff_max_s, cfg.backoff_base_s * 2 ** min(failures - 1, 30))
+        self._retry_at[plan.peer] = now + delay * (0.5 + self._rng.random())
+
+    def backing_off(self, now: float) -> list[str]:
+        """Peers skipped for now after failed pulls (for the status page and tests)."""
+        return sorted(p for p, at in self._retry_at.items() if at > now)
+
+    def _forget_absent(self, peers: Mapping[str, object]) -> None:
+        # Bounded memory: what we know of a peer goes when membership forgets the peer.
+        for key in [k for k in self._covered if k[0] not in peers]:
+            del self._covered[key]
+        for peer in [p for p in self._failures if p not in peers]:
+            del self._failures[peer]
+            self._retry_at.pop(peer, None)

@@ -1,0 +1,159 @@
+"""The anti-entropy messages (`sync.*`): three request/reply pairs and a refusal.
+
+A puller asks a peer for its 256 bucket digests of one store, then for the `(key, version)`
+entries of the buckets that differ, then for the rows it lacks or holds older. Every request is
+a read, so repeating one is harmless (the shell may retry a lost one).
+
+Bounds are sized so that one reply stays well under a megabyte on the wire (see the per-constant
+reasons); `__post_init__` checks what the codec's field metadata cannot say (bucket range,
+strictly increasing entry keys), so a reply that breaks them is refused while decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mesh import codec
+from storage.digests import NUM_BUCKETS
+from storage.rows import MAX_MOVES_BYTES
+
+# Store names are short identifiers ("games", "matches", "models").
+MAX_STORE_NAME = 32
+# Row keys: a content hash in hex (64 chars) or a UUID, with room to spare.
+MAX_KEY_LEN = 128
+# Versions: 8-byte hybrid clock (+ term) + node id; 64 bytes leaves room and bounds a hostile one.
+MAX_VERSION_LEN = 64
+# Entries per reply: one entry is ~100 bytes encoded (64-char key, ~24-byte version, framing),
+# so 2048 entries are ~200 KB: big enough that a 256-bucket diff of a 100k-row store takes a
+# handful of round trips, small enough to stay far below the sync endpoint's body limit.
+MAX_ENTRIES_PER_REPLY = 2048
+# Keys per rows request. Games are the large rows (a few KB of moves each); 64 of them are a few
+# hundred KB, and a failed batch costs little to redo.
+MAX_KEYS_PER_REQUEST = 64
+# Size budget (codec.Plain units: items + string/bytes lengths, never more than the msgpack
+# bytes) of one row: whatever the storage accepts (a game's moves up to MAX_MOVES_BYTES) plus
+# room for the other fields, so every stored row can travel.
+MAX_ROW_SIZE = MAX_MOVES_BYTES + 64 * 1024
+# Encoded bytes of the rows in one reply, beyond which the responder stops adding rows (it
+# always serves at least one key). 4 MiB holds 64 ordinary games many times over, and bounds
+# what one request of huge games can make a responder buffer.
+MAX_ROWS_REPLY_BYTES = 4 * 1024 * 1024
+# A refusal's detail is one line naming the bad value.
+MAX_DETAIL_LEN = 200
+
+
+def _check_store(store: str) -> None:
+    if not store:
+        raise ValueError("store name must not be empty")
+
+
+@codec.message("sync.digests")
+@dataclass(frozen=True, slots=True)
+class DigestsRequest:
+    """Send me your 256 bucket digests of `store`."""
+
+    store: str = field(metadata={"max_len": MAX_STORE_NAME})
+
+    def __post_init__(self) -> None:
+        _check_store(self.store)
+
+
+@codec.message("sync.digests_reply")
+@dataclass(frozen=True, slots=True)
+class DigestsReply:
+    store: str = field(metadata={"max_len": MAX_STORE_NAME})
+    # 64-bit XOR digests, bucket i at index i.
+    digests: list[int] = field(metadata={"max_len": NUM_BUCKETS, "min": 0, "max": (1 << 64) - 1})
+
+    def __post_init__(self) -> None:
+        if len(self.digests) != NUM_BUCKETS:
+            raise ValueError(f"digests must hold exactly {NUM_BUCKETS} values, got {len(self.digests)}")
+
+
+@codec.message("sync.entries")
+@dataclass(frozen=True, slots=True)
+class EntriesRequest:
+    """Send me the `(key, version)` entries of `buckets` with key > `after`, in key order."""
+
+    store: str = field(metadata={"max_len": MAX_STORE_NAME})
+    buckets: list[int] = field(metadata={"max_len": NUM_BUCKETS, "min": 0, "max": NUM_BUCKETS - 1})
+    # Resume point of a paged listing: the last key of the previous page (None: from the start).
+    after: str | None = field(default=None, metadata={"max_len": MAX_KEY_LEN})
+
+    def __post_init__(self) -> None:
+        _check_store(self.store)
+        if not self.buckets:
+            raise ValueError("buckets must name at least one bucket")
+        for b in self.buckets:
+            if not 0 <= b < NUM_BUCKETS:
+                raise ValueError(f"bucket {b!r} is outside 0..{NUM_BUCKETS - 1}")
+        if len(set(self.buckets)) != len(self.buckets):
+            raise ValueError(f"buckets must not repeat, got {sorted(self.buckets)[:8]}...")
+
+
+@codec.message("sync.entries_reply")
+@dataclass(frozen=True, slots=True)
+class EntriesReply:
+    store: str = field(metadata={"max_len": MAX_STORE_NAME})
+    entries: list[tuple[str, bytes]] = field(metadata={"max_len": MAX_ENTRIES_PER_REPLY})
+    # True when the listing was cut at MAX_ENTRIES_PER_REPLY: ask again with after=last key.
+    more: bool = False
+
+    def __post_init__(self) -> None:
+        previous: str | None = None
+        for key, version in self.entries:
+            if len(key) > MAX_KEY_LEN or len(version) > MAX_VERSION_LEN:
+                raise ValueError(f"entry key {key[:40]!r} / version of {len(version)} bytes "
+                                 f"exceeds {MAX_KEY_LEN} chars / {MAX_VERSION_LEN} bytes")
+            # Strict order is what makes paging terminate and lets the puller merge-join lists.
+            if previous is not None and key <= previous:
+                raise ValueError(f"entry keys must be strictly increasing, got {key[:40]!r} "
+                                 f"after {previous[:40]!r}")
+            previous = key
+        if self.more and not self.entries:
+            raise ValueError("a reply with more=True must carry at least one entry")
+
+
+@codec.message("sync.rows")
+@dataclass(frozen=True, slots=True)
+class RowsRequest:
+    """Send me the rows stored under `keys` (the ones you hold)."""
+
+    store: str = field(metadata={"max_len": MAX_STORE_NAME})
+    keys: list[str] = field(metadata={"max_len": MAX_KEYS_PER_REQUEST,
+                                      "item_max_len": MAX_KEY_LEN})
+
+    def __post_init__(self) -> None:
+        _check_store(self.store)
+        if not 0 < len(self.keys) <= MAX_KEYS_PER_REQUEST:
+            raise ValueError(f"keys must name 1..{MAX_KEYS_PER_REQUEST} keys, "
+                             f"got {len(self.keys)}")
+
+
+@codec.message("sync.rows_reply")
+@dataclass(frozen=True, slots=True)
+class RowsReply:
+    store: str = field(metadata={"max_len": MAX_STORE_NAME})
+    rows: list[codec.Plain] = field(metadata={"max_len": MAX_KEYS_PER_REQUEST,
+                                              "item_max_len": MAX_ROW_SIZE})
+    # How many of the requested keys (a prefix) this reply answers; a key the responder does
+    # not hold is answered by its absence. Fewer than asked: the byte budget ran out, ask again
+    # for the rest.
+    served: int = field(metadata={"min": 1, "max": MAX_KEYS_PER_REQUEST})
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.served <= MAX_KEYS_PER_REQUEST:
+            raise ValueError(f"served {self.served} is outside 1..{MAX_KEYS_PER_REQUEST}")
+
+
+@codec.message("sync.refused")
+@dataclass(frozen=True, slots=True)
+class SyncRefused:
+    """The responder could not answer: `reason` is a fixed name, `detail` names the bad value."""
+
+    reason: str = field(metadata={"max_len": 32})
+    detail: str = field(metadata={"max_len": MAX_DETAIL_LEN})
+
+
+SyncRequest = DigestsRequest | EntriesRequest | RowsRequest
+SyncReply = DigestsReply | EntriesReply | RowsReply | SyncRefused
