@@ -34,7 +34,7 @@ from prometheus_client.registry import Collector
 from mesh import codec
 from mesh.core import Send
 from mesh.discovery import ZeroconfDiscovery
-from mesh.election import Election, ElectionConfig, Persist
+from mesh.election import Election, ElectionConfig, Persist, Role
 from mesh.identity import Identity
 from mesh.keyring import Keyring
 from mesh.manifest import (
@@ -339,19 +339,25 @@ class MeshRuntime:
 
     async def _tick_election(self) -> None:
         assert self.election is not None
-        leader, term = self.election.leader, self.election.term
+        before = self._election_snapshot()
         async with self._lock:
             self._observe_leader_from_manifests()
             outs = self.election.tick(time.monotonic())
             await self._dispatch(outs)
-        await self._after_election_step(leader, term)
+        await self._after_election_step(*before)
 
-    async def _after_election_step(self, leader: str | None, term: int) -> None:
+    def _election_snapshot(self) -> tuple[str | None, int, Role]:
+        assert self.election is not None
+        return self.election.leader, self.election.term, self.election.role
+
+    async def _after_election_step(self, leader: str | None, term: int, role: Role) -> None:
         assert self.election is not None
         if self.election.term > term:
             # Fencing: from now on the registry refuses leader writes of older terms.
             self.stores.models.observe_term(self.election.term)
-        if self.election.term > term and self.election.leader is None:
+        campaigning = (Role.PRE_CANDIDATE, Role.CANDIDATE)
+        if self.election.role in campaigning and (role not in campaigning
+                                                  or self.election.term > term):
             self._m_elections.inc()
         if self.election.leader != leader and self.election.leader is not None:
             self._m_leader_changes.inc()
@@ -372,10 +378,10 @@ class MeshRuntime:
             async with self._lock:
                 await self._dispatch(self.membership.handle(sender, msg, now))
         elif kind.startswith("raft."):
-            leader, term = self.election.leader, self.election.term
+            before = self._election_snapshot()
             async with self._lock:
                 await self._dispatch(self.election.handle(sender, msg, now))
-            await self._after_election_step(leader, term)
+            await self._after_election_step(*before)
         else:
             self._m_invalid.labels(kind).inc()
 

@@ -9,6 +9,16 @@ import time
 from tests.node.procs import NodeProcess, cli, wait_until
 
 
+def metric_values(node: NodeProcess) -> dict[str, float]:
+    _, body = node.get("/metrics")
+    values = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
 def leaders(nodes: list[NodeProcess]) -> set[tuple[str | None, int]]:
     return {(s["leader"], s["term"]) for s in (n.status() for n in nodes)}
 
@@ -50,6 +60,11 @@ def test_leader_killed_is_replaced_and_returns_as_follower(tmp_path):
             what="a new leader among the survivors", interval=0.05)
         print(f"failover after kill -9: {time.monotonic() - killed_at:.2f} s (wall, loopback)")
         assert new_term > term
+        metrics = [metric_values(n) for n in rest]
+        assert all(m["ringrift_leader_term"] == new_term for m in metrics)
+        assert sum(m["ringrift_elections_started_total"] for m in metrics) >= 1
+        assert all(m["ringrift_leader_changes_total"] >= 1 for m in metrics)
+        assert sum(m["ringrift_leader_is_self"] for m in metrics) == 1
 
         back = NodeProcess(old.data_dir, "start", port=old.port)
         nodes = [*rest, back]
