@@ -134,9 +134,12 @@ class _Host:
         self.core = core
         self.clock = clock
         self.cluster = cluster
-        cfg = core.config
+
+    @property
+    def tick_interval(self) -> float:
         # Timers resolve to a tick: half a heartbeat for voters; non-voters only observe.
-        self.tick_interval = cfg.heartbeat_interval / 2 if core.is_voter else 1.0
+        # Read by SimNet at every tick, so a promoted node speeds up at once.
+        return self.core.config.heartbeat_interval / 2 if self.core.is_voter else 1.0
 
     def handle(self, src: str, msg: Any, now: float) -> list[Any]:
         out = self.core.handle(src, msg, self.clock.local(now))
@@ -164,6 +167,7 @@ class Cluster:
         self.persisted: dict[str, tuple[int, str | None]] = {n: (0, None) for n in self.ids}
         self.hosts: dict[str, _Host] = {}
         self.partitioned = False
+        self.changing_until = -math.inf
         for node_id in self.ids:
             host = self._new_host(node_id)
             self.net.add(node_id, host, effect=self._effect_hook(node_id))
@@ -191,7 +195,7 @@ class Cluster:
     def check(self, host: _Host, now: float) -> None:
         group = None
         if self.partitioned:
-            group = sum(1 for v in self.voter_ids if self.net.connected(host.node_id, v))
+            group = sum(1 for v in host.core.voters if self.net.connected(host.node_id, v))
         self.monitor.step(host.node_id, host.core, host.clock, now, group)
 
     # -- chaos actions ------------------------------------------------------------------
@@ -214,6 +218,25 @@ class Cluster:
     def heal(self) -> None:
         self.net.heal()
         self.partitioned = False
+
+    def change_voters(self, voters: frozenset[str], spread: float) -> None:
+        """Every node learns the new voter set at its own moment within `spread` seconds (as
+        by gossip); a node restarted meanwhile loads it from its storage."""
+        self.voter_ids = voters
+        now = self.net.now
+        for node_id in self.ids:
+            self.net.schedule(now + self.rng.uniform(0, spread), self._voters_learner(node_id))
+        self.changing_until = now + spread
+
+    def _voters_learner(self, node_id: str) -> Callable[[], None]:
+        def learn() -> None:
+            host = self.hosts[node_id]
+            if host.core.voters != self.voter_ids:
+                host.core.set_voters(self.voter_ids)
+                if self.net.is_up(node_id):
+                    self.check(host, self.net.now)
+
+        return learn
 
     def crash(self, node_id: str) -> None:
         self.net.crash(node_id)
@@ -298,8 +321,17 @@ def chaos_run(seed: int, voters: int, non_voters: int, loss: float, duration: fl
                 node_id = rng.choice(sorted(crashed))
                 crashed.discard(node_id)
                 cluster.restart(node_id)
-        elif leader is not None:
-            cluster.transfer(leader)
+        elif action < 0.93:
+            if leader is not None:
+                cluster.transfer(leader)
+        elif net.now > cluster.changing_until:
+            # One voter added or removed, only once every node knows the previous change.
+            voters = cluster.voter_ids
+            others = [n for n in cluster.ids if n not in voters]
+            if others and (len(voters) < 4 or rng.random() < 0.5):
+                cluster.change_voters(voters | {rng.choice(others)}, spread=3.0)
+            elif len(voters) > 2:
+                cluster.change_voters(voters - {rng.choice(sorted(voters))}, spread=3.0)
         t += rng.uniform(0.2, 4.0)
     # End healed and whole, so the run also shows the cluster recovers.
     cluster.heal()

@@ -167,3 +167,21 @@ def test_thousands_of_seeds_stay_safe_and_meet_the_failover_targets() -> None:
 def test_a_lossier_network_stays_safe_over_many_seeds() -> None:
     summary = scenario.run(seed=50_000, seeds=1000, loss=0.3, stable=False)
     assert summary["safety_violations"] == 0, summary["first_violation"]
+
+
+def test_a_promoted_non_voter_votes_so_the_grown_voter_set_survives_a_leader_crash() -> None:
+    cluster = Cluster(4, 3, 1, ElectionConfig.lan(), 0.0, scenario.LAN_DELAY)
+    net = cluster.net
+    net.run_until(5.0)
+    cluster.change_voters(cluster.voter_ids | {"n0"}, spread=1.0)
+    net.run_until(7.0)
+    assert cluster.hosts["n0"].core.is_voter
+    old = cluster.leader_with_lease()
+    assert old is not None
+    cluster.crash(old)
+    # Three of four voters are left: no majority without the promoted node's vote.
+    net.run_until(12.0)
+    new = cluster.leader_with_lease()
+    assert new is not None and new != old
+    assert cluster.hosts["n0"].core.term == cluster.hosts[new].core.term
+    assert cluster.monitor.violations == []
