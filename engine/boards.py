@@ -44,6 +44,13 @@ class BoardConfig:
     territory_neighbours: tuple[tuple[int, ...], ...]  # Von Neumann on square, hex on hex
     num_dirs: int
     between: dict[int, tuple[int, int]]  # src * num_cells + dst -> (direction, distance)
+    # Bitboard form for flood fills: cell c is bit ``bits[c]`` of a padded grid whose
+    # padding bits are never set, so shifting by ``territory_shifts`` (positive: left,
+    # negative: right) moves every cell to its territory neighbours without masks.
+    bits: tuple[int, ...]
+    bit_cell: dict[int, int]  # bit position -> cell
+    all_bits: int
+    territory_shifts: tuple[int, ...]
 
     def line_length(self, num_players: int) -> int:
         """Markers needed for a line: 3 on the small boards with 3-4 players, else 4."""
@@ -138,6 +145,14 @@ def _build(name: str) -> BoardConfig:
             tuple(per[d][0] for d in _SQUARE_TERRITORY_DIRS if per[d]) for per in rays
         )
     n = len(coords)
+    if is_hex:
+        width = 2 * extent + 2  # one padding column
+        positions = [(y + extent) * width + (x + extent) for x, y, _ in coords]
+        shifts: tuple[int, ...] = tuple(dy * width + dx for dx, dy, _ in HEX_DIRECTIONS)
+    else:
+        width = extent + 1
+        positions = [y * width + x for x, y in coords]
+        shifts = (1, -1, width, -width)
     between: dict[int, tuple[int, int]] = {}
     for src, per in enumerate(rays):
         for d, ray in enumerate(per):
@@ -157,6 +172,10 @@ def _build(name: str) -> BoardConfig:
         territory_neighbours=territory,
         num_dirs=len(dirs),
         between=between,
+        bits=tuple(1 << pos for pos in positions),
+        bit_cell={pos: c for c, pos in enumerate(positions)},
+        all_bits=sum(1 << pos for pos in positions),
+        territory_shifts=shifts,
     )
 
 

@@ -89,6 +89,41 @@ def has_capture_from(state: GameState, cell: int) -> bool:
     return bool(out)
 
 
+def _fresh_stack_counts(
+    stacks: list, collapsed: list[int], rays: tuple[tuple[int, ...], ...], most: int
+) -> int:
+    """Bitmask of the ring counts k in 1..most for which a new k-ring stack on an empty
+    cell could act: one walk per ray serves all three counts (a fresh stack's height and
+    cap are both k)."""
+    full = (1 << (most + 1)) - 2
+    ok = 0
+    for ray in rays:
+        n = len(ray)
+        i = 0
+        while i < n:
+            c = ray[i]
+            if collapsed[c]:
+                break
+            t = stacks[c]
+            if t:
+                # Capture over t: needs k >= t's cap and a landing at distance >= k.
+                k = i + 1
+                while k < n and not collapsed[ray[k]] and not stacks[ray[k]]:
+                    k += 1
+                farthest = k  # distance of the farthest landing cell
+                if farthest > i + 1:
+                    for count in range(max(cap_height(t), 1), min(most, farthest) + 1):
+                        ok |= 1 << count
+                break
+            i += 1
+        # A plain move of up to i cells exists along this ray: counts 1..i can move.
+        if i:
+            ok |= (1 << (min(i, most) + 1)) - 2
+        if ok == full:
+            break
+    return ok
+
+
 def placement_moves(state: GameState, player: int, out: list[Move]) -> None:
     """Append every legal ``place_ring``: 1-3 rings on an empty cell, or one ring on any
     stack, each only if the resulting stack could then move (no dead placement)."""
@@ -108,8 +143,9 @@ def placement_moves(state: GameState, player: int, out: list[Move]) -> None:
             if can_move_from(stacks, collapsed, rays[cell], len(s) + 1, ch):
                 out.append(Move(PLACE_RING, player, -1, cell, -1, 1))
         elif not markers[cell]:
+            ok = _fresh_stack_counts(stacks, collapsed, rays[cell], most)
             for k in range(1, most + 1):
-                if can_move_from(stacks, collapsed, rays[cell], k, k):
+                if ok >> k & 1:
                     out.append(Move(PLACE_RING, player, -1, cell, -1, k))
 
 

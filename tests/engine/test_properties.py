@@ -154,3 +154,18 @@ def test_malformed_encodings_are_refused():
     data["stacks"] = {"0,0": [1, 5]}
     with pytest.raises(ValueError, match="stacks"):
         deserialize_state(data)
+
+
+@settings(deadline=None, max_examples=25)
+@given(config=st.sampled_from(CONFIGS), seed=st.integers(0, 10_000),
+       steps=st.integers(0, 300))
+def test_fast_placement_scan_agrees_with_the_movement_rule(config, seed, steps):
+    from engine.movement import _fresh_stack_counts, can_move_from
+
+    s = state_after(*config, seed, steps)
+    rays = s.board.rays
+    for c in range(s.board.num_cells):
+        if s.collapsed[c] or s.stacks[c] or s.markers[c]:
+            continue
+        want = sum(1 << k for k in (1, 2, 3) if can_move_from(s.stacks, s.collapsed, rays[c], k, k))
+        assert _fresh_stack_counts(s.stacks, s.collapsed, rays[c], 3) == want
