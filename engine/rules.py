@@ -123,7 +123,9 @@ def _capture_phase(state: GameState, p: int) -> list[Move]:
 
 def _line_phase(state: GameState, p: int) -> list[Move]:
     if state.pending == PENDING_LINE:
-        return [Move(mt.ELIMINATE_RINGS_FROM_STACK, p, -1, c) for c in state.controlled_cells(p)]
+        targets = state.controlled_cells(p)
+        if targets:  # else nothing can pay: the cost is waived (R122)
+            return [Move(mt.ELIMINATE_RINGS_FROM_STACK, p, -1, c) for c in targets]
     need = state.line_length
     out: list[Move] = []
     for line in find_lines(state, p):
@@ -141,10 +143,13 @@ def _line_phase(state: GameState, p: int) -> list[Move]:
 
 def _territory_phase(state: GameState, p: int) -> list[Move]:
     elim = mt.ELIMINATE_RINGS_FROM_STACK
+    targets: list[int] = []
     if state.pending == PENDING_TERRITORY:
-        return [Move(elim, p, -1, c) for c in state.controlled_cells(p)]
-    if state.pending == PENDING_EXTRACTION:
-        return [Move(elim, p, -1, c) for c in extraction_cells(state, p)]
+        targets = state.controlled_cells(p)
+    elif state.pending == PENDING_EXTRACTION:
+        targets = extraction_cells(state, p)
+    if targets:  # an owed cost with nothing left to pay it is waived
+        return [Move(elim, p, -1, c) for c in targets]
     out: list[Move] = []
     stacks = state.stacks
     for cells, border in find_regions(state):
@@ -274,6 +279,7 @@ def _collapse_markers(state: GameState, p: int, cells: tuple[int, ...]) -> None:
 
 def _line(state: GameState, m: Move) -> None:
     p = m.player
+    state.pending = PENDING_NONE
     _collapse_markers(state, p, m.cells)
     _acted(state, p)
     # Exact lines and option 1 cost one ring, waived without a controlled stack (R122).
@@ -308,6 +314,7 @@ def _eliminate(state: GameState, m: Move) -> None:
 
 def _region(state: GameState, m: Move) -> None:
     p = m.player
+    state.pending = PENDING_NONE
     stacks = state.stacks
     markers = state.markers
     collapsed = state.collapsed
@@ -335,6 +342,7 @@ def _region(state: GameState, m: Move) -> None:
 
 def _end_territory(state: GameState, m: Move) -> None:
     p = state.current
+    state.pending = PENDING_NONE
     # R073: a turn without any board change by a player who still controls a stack ends
     # in forced elimination.
     if not state.turn_changed and state.controls_any(p):
@@ -344,6 +352,7 @@ def _end_territory(state: GameState, m: Move) -> None:
 
 
 def _no_line(state: GameState, m: Move) -> None:
+    state.pending = PENDING_NONE
     state.phase = TERRITORY_PROCESSING
 
 

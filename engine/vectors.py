@@ -136,6 +136,11 @@ def load_state(data: object) -> GameState:
     # The serialized form does not say whether the player already changed the board this
     # turn; a state past the movement phase is taken to have done so.
     s.turn_changed = phase in _DECISION_PHASES
+    if data.get("pendingLineRewardElimination") is True:
+        s.pending = PENDING_LINE
+    must = data.get("mustMoveFromStackKey")
+    if must is not None:
+        s.must_move = cfg.cell_of(must)
     s.swap_eligible = n == 2 and s.turn <= 2
     return s
 
@@ -182,6 +187,9 @@ def load_move(data: object, state: GameState) -> Move:
         region = _first(data.get("disconnectedRegions"), "move.disconnectedRegions")
         cells = _cells(cfg, region.get("spaces"), "region.spaces") if region else ()
         return Move(mtype, player, dst=cell("to"), cells=tuple(sorted(cells)))
+    if mtype in (mt.PROCESS_LINE, mt.CHOOSE_LINE_OPTION) and not data.get("formedLines"):
+        option = 1 if mtype == mt.CHOOSE_LINE_OPTION else 0
+        return Move(mtype, player, dst=cell("to"), option=option)
     if mtype in (mt.PROCESS_LINE, mt.CHOOSE_LINE_OPTION):
         line = _first(data.get("formedLines"), "move.formedLines")
         cells = _cells(cfg, line.get("positions"), "formedLines.positions") if line else ()
@@ -270,6 +278,15 @@ def _apply_as_host(state: GameState, move: Move, notes: list[str]) -> None:
     for candidate in legal:
         if _same(candidate, move):
             apply_move_in_place(state, candidate)
+            return
+    if not move.cells and move.dst >= 0 and move.type in (
+        mt.CHOOSE_TERRITORY_OPTION, mt.PROCESS_LINE, mt.CHOOSE_LINE_OPTION
+    ):
+        # A decision naming its region or line only by one of its cells.
+        named = [m for m in legal if m.type == move.type and move.dst in m.cells
+                 and m.option in (0, 1)]
+        if named:
+            apply_move_in_place(state, named[0])
             return
     notes.append(f"{move.type} is not a legal move here; applied unchecked as a host move")
     apply_move_in_place(state, move)

@@ -94,3 +94,16 @@ def test_malformed_vector_states_fail_with_a_clear_reason():
         bad = _vector({}, {})["input"]["state"]
         bad["currentPhase"] = "dancing"
         load_state(bad)
+
+
+def test_a_region_named_only_by_one_of_its_cells_is_the_legal_region_holding_it():
+    vector = _vector({"type": "choose_territory_option", "player": 1, "to": {"x": 0, "y": 0}},
+                     {"collapsedCount": 3, "player1EliminatedRings": 1})
+    state = vector["input"]["state"]
+    state["currentPhase"] = "territory_processing"
+    state["board"]["stacks"]["0,0"] = {"rings": [2]}
+    state["board"]["markers"] = {"1,0": {"player": 1}, "0,1": {"player": 1}}
+    vector["expectedOutput"]["status"] = "awaiting_decision"  # the cap it now owes
+    outcome = run_vector(vector)
+    assert outcome.result == "passed", outcome.detail
+    assert outcome.notes == []  # it matched a legal move: nothing applied unchecked
