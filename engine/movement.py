@@ -134,6 +134,7 @@ def placement_moves(state: GameState, player: int, out: list[Move]) -> None:
     markers = state.markers
     collapsed = state.collapsed
     rays = state.board.rays
+    full = (1 << (most + 1)) - 2
     for cell in range(state.board.num_cells):
         if collapsed[cell]:
             continue
@@ -143,7 +144,18 @@ def placement_moves(state: GameState, player: int, out: list[Move]) -> None:
             if can_move_from(stacks, collapsed, rays[cell], len(s) + 1, ch):
                 out.append(Move(PLACE_RING, player, -1, cell, -1, 1))
         elif not markers[cell]:
-            ok = _fresh_stack_counts(stacks, collapsed, rays[cell], most)
+            # Common case first: some ray with `most` free cells lets every count move.
+            ok = 0
+            for ray in rays[cell]:
+                if len(ray) >= most:
+                    for c in ray[:most]:
+                        if collapsed[c] or stacks[c]:
+                            break
+                    else:
+                        ok = full
+                        break
+            if not ok:
+                ok = _fresh_stack_counts(stacks, collapsed, rays[cell], most)
             for k in range(1, most + 1):
                 if ok >> k & 1:
                     out.append(Move(PLACE_RING, player, -1, cell, -1, k))
