@@ -22,6 +22,7 @@ import enum
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import msgpack
 
@@ -74,12 +75,13 @@ class MergeStats:
         return self.added + self.resolved
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
     """A validated row: its store key, its version and its wire dict.
 
     `payload` is the stored encoding of a kind's bulky content when validation had to compute
     it anyway (a game's packed moves), so the SQLite store does not encode it a second time.
+    A NamedTuple rather than a frozen dataclass: the bulk path builds one per incoming row and
+    a frozen dataclass's __init__ costs several times more.
     """
 
     key: str

@@ -8,6 +8,7 @@ InvalidRow naming the field, the value and what was expected. The builders (`new
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -37,6 +38,7 @@ _SHA_HEX = re.compile(r"[0-9a-f]{64}")
 _ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
 
+
 # --- field checks -------------------------------------------------------------------------
 
 
@@ -57,10 +59,22 @@ def _int(obj: dict, name: str, lo: int, hi: int) -> int:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _id_text(value: str) -> bool:
+    # Ids repeat from row to row (node ids, model ids): a bounded memo skips most regex runs.
+    return _ID.fullmatch(value) is not None
+
+
+def _is_id(value: object) -> bool:
+    return type(value) is str and _id_text(value)
+
+
 def _ident(obj: dict, name: str) -> str:
     value = obj[name]
-    if type(value) is not str or not _ID.fullmatch(value):
-        raise InvalidRow(f"{name} {value!r} is not an id (1..{MAX_ID_CHARS} of [A-Za-z0-9._:@/+=-])")
+    if not (type(value) is str and _ID.fullmatch(value)):
+        raise InvalidRow(
+            f"{name} {value!r:.200} is not an id (1..{MAX_ID_CHARS} of [A-Za-z0-9._:@/+=-])"
+        )
     return value
 
 
@@ -94,11 +108,11 @@ def _real(value: object, name: str, lo: float, hi: float) -> float:
 def _scores(obj: dict, name: str, count: int) -> list[float]:
     value = obj[name]
     if type(value) is not list or len(value) != count:
-        raise InvalidRow(f"{name} {value!r} is not a list of {count} numbers")
+        raise InvalidRow(f"{name} {value!r:.200} is not a list of {count} scores")
     for x in value:
-        if type(x) is not float:
-            raise InvalidRow(f"{name} {value!r}: {x!r} is not a float")
-        _real(x, name, 0.0, 1.0)
+        # NaN fails both comparisons, so this also refuses it.
+        if type(x) is not float or not 0.0 <= x <= 1.0:
+            raise InvalidRow(f"{name} {value!r}: {x!r} is not a float score in 0..1")
     return value
 
 
@@ -216,12 +230,12 @@ def new_match(
 
 def validate_match(obj: object) -> Row:
     row = _fields(obj, "match", MATCH_FIELDS)
-    match_id = _ident(row, "match_id")
+    match_id = _ident(row, "match_id")  # unique per row: no use memoising it
     participants = row["participants"]
     if (
         type(participants) is not list
         or not MIN_PLAYERS <= len(participants) <= MAX_PLAYERS
-        or not all(type(p) is str and _ID.fullmatch(p) for p in participants)
+        or not all(map(_is_id, participants))
     ):
         raise InvalidRow(
             f"participants {participants!r} is not a list of {MIN_PLAYERS}..{MAX_PLAYERS} ids"
@@ -229,7 +243,9 @@ def validate_match(obj: object) -> Row:
     _config(row)
     _scores(row, "result", len(participants))
     hlc = _int(row, "hlc", 0, MAX_HLC)
-    origin = _ident(row, "origin_node")
+    origin = row["origin_node"]
+    if not _is_id(origin):
+        raise InvalidRow(f"origin_node {origin!r:.200} is not an id")
     return Row(match_id, match_version(hlc, origin), row)
 
 

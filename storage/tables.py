@@ -1,12 +1,15 @@
-"""How each row kind maps onto its SQLite table: columns, and the encoding of each field.
+"""How each row kind maps onto its SQLite table.
 
-Every synced table starts with (key, bucket, version, h), then one column per wire field in
-`fields` order. Lists are stored msgpack-encoded, bools as 0/1; a game's moves are stored as
-the packed bytes validation already produced (`Row.payload`).
+A synced table holds (key, bucket, version, h), the row's wire dict msgpack-encoded in `body`,
+and copies of the few fields that queries filter or sort on. Keeping the whole row in one blob
+makes the bulk path one encode per row and reading a row one C-level decode. A game's moves
+are kept apart, as the packed bytes validation already produced (`Row.payload`), so they are
+not encoded twice and queries over games never decode them.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 
 import msgpack
@@ -19,95 +22,69 @@ from storage.rows import (
     unpack_moves,
 )
 
+# One reusable packer: msgpack.packb builds a new Packer per call, a large share of a row's cost.
+_pack = msgpack.Packer(use_bin_type=True).pack
 
-def _unpack(blob: bytes) -> object:
+
+def _unpack(blob: bytes) -> dict:
     return msgpack.unpackb(blob, raw=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Table:
     name: str
-    fields: tuple[str, ...]
-    packed: frozenset[str] = frozenset()  # list fields, stored msgpack-encoded
-    bools: frozenset[str] = frozenset()
-    payload_field: str | None = None  # stored from Row.payload, decoded with unpack_moves
-    kind: str | None = None  # registry rows carry their kind on the wire, not in a column
+    columns: tuple[str, ...]  # wire fields copied into columns of their own, for queries
+    payload_field: str | None = None  # kept out of the body, stored from Row.payload
     prefix: str = ""  # key prefix in a namespaced store
-    key_field: str | None = None  # the wire field that is the key itself (not a column)
     # Versions are content hashes: an equal version means equal content, no need to compare.
     content_addressed: bool = False
     insert_sql: str = field(init=False)
     select_sql: str = field(init=False)
+    _getter: operator.itemgetter = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        columns = ("key", "bucket", "version", "h", *self.fields)
+        stored = ("body",) if self.payload_field is None else ("body", self.payload_field)
+        columns = ("key", "bucket", "version", "h", *stored, *self.columns)
         marks = ", ".join("?" * len(columns))
         object.__setattr__(
             self, "insert_sql",
             f"INSERT OR REPLACE INTO {self.name} ({', '.join(columns)}) VALUES ({marks})",
         )
         object.__setattr__(
-            self, "select_sql", f"SELECT {', '.join(('key', *self.fields))} FROM {self.name}"
+            self, "select_sql", f"SELECT {', '.join(('key', *stored))} FROM {self.name}"
         )
+        object.__setattr__(self, "_getter", operator.itemgetter(*self.columns))
 
-    def params(self, row: Row, bucket: int, h: int) -> tuple:
+    def params(self, row: Row, bucket: int, h: int) -> list:
+        """The insert statement's parameters for one row (the bulk path: kept lean)."""
         data = row.data
-        values: list[object] = [row.key, bucket, row.version, h]
-        for name in self.fields:
-            value = data[name]
-            if name == self.payload_field:
-                value = row.payload
-            elif name in self.packed:
-                value = msgpack.packb(value, use_bin_type=True)
-            elif name in self.bools:
-                value = int(value)
-            values.append(value)
-        return tuple(values)
+        if self.payload_field is None:
+            return [row.key, bucket, row.version, h, _pack(data), *self._getter(data)]
+        body = {k: v for k, v in data.items() if k != self.payload_field}
+        return [row.key, bucket, row.version, h, _pack(body), row.payload, *self._getter(data)]
 
     def to_wire(self, record: tuple) -> dict:
-        """A stored record (columns of `select_sql`) back to its wire dict."""
-        data: dict[str, object] = {} if self.kind is None else {"kind": self.kind}
-        if self.key_field is not None:
-            data[self.key_field] = record[0][len(self.prefix):]
-        for name, value in zip(self.fields, record[1:], strict=True):
-            if name == self.payload_field:
-                value = unpack_moves(value)
-            elif name in self.packed:
-                value = _unpack(value)
-            elif name in self.bools:
-                value = bool(value)
-            data[name] = value
+        """A stored record (the columns of `select_sql`) back to its wire dict."""
+        data = _unpack(record[1])
+        if self.payload_field is not None:
+            data[self.payload_field] = unpack_moves(record[2])
         return data
 
 
 GAMES = Table(
-    "games",
-    ("board_type", "num_players", "model_id", "winner", "outcome", "moves",
-     "created_hlc", "origin_node"),
-    packed=frozenset({"outcome"}), payload_field="moves", content_addressed=True,
-    key_field="game_id",
+    "games", ("board_type", "num_players", "created_hlc"), payload_field="moves",
+    content_addressed=True,
 )
-MATCHES = Table(
-    "matches",
-    ("participants", "board_type", "num_players", "result", "hlc", "origin_node"),
-    packed=frozenset({"participants", "result"}), key_field="match_id",
-)
+MATCHES = Table("matches", ("board_type", "num_players", "hlc"))
 MODELS = Table(
-    "models",
-    ("sha256", "board_type", "num_players", "created_hlc", "origin_node", "size", "parent"),
-    kind="model", prefix=MODEL_PREFIX, content_addressed=True,
+    "models", ("sha256", "board_type", "num_players", "created_hlc"), prefix=MODEL_PREFIX,
+    content_addressed=True,
 )
 ALIASES = Table(
-    "aliases",
-    ("name", "board_type", "num_players", "sha256", "term", "hlc", "origin_node"),
-    kind="alias", prefix=ALIAS_PREFIX,
+    "aliases", ("name", "board_type", "num_players", "sha256", "term"), prefix=ALIAS_PREFIX,
 )
 PROMOTIONS = Table(
-    "promotion_events",
-    ("event_id", "board_type", "num_players", "candidate", "incumbent", "decision",
-     "reorder_applied", "games_played", "win_rate", "elo_delta", "term", "hlc", "origin_node",
-     "reason"),
-    bools=frozenset({"reorder_applied"}), kind="promotion", prefix=PROMOTION_PREFIX,
+    "promotion_events", ("board_type", "num_players", "term", "hlc"), prefix=PROMOTION_PREFIX,
     content_addressed=True,
 )
 
