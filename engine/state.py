@@ -196,7 +196,9 @@ def initial_state(board: str | BoardConfig, num_players: int) -> GameState:
         raise TypeError(f"num_players {num_players!r}: expected an int in 2..{MAX_PLAYERS}")
     if not 2 <= num_players <= MAX_PLAYERS:
         raise ValueError(f"num_players {num_players}: expected 2..{MAX_PLAYERS}")
-    return empty_state(cfg, num_players, in_hand=cfg.rings_per_player, swap=num_players == 2)
+    s = empty_state(cfg, num_players, in_hand=cfg.rings_per_player, swap=num_players == 2)
+    s.round_real = 1 << 1  # player 1 can place: a real action for last-player-standing
+    return s
 
 
 def empty_state(cfg: BoardConfig, num_players: int, in_hand: int, swap: bool) -> GameState:

@@ -12,12 +12,15 @@ from engine.vectors import load_state, main, run_vector
 VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "contract-vectors"
 REPO = Path(__file__).resolve().parents[2]
 
-# This vector contradicts its own assertions under the spec: after the forced two-segment
-# chain every legal continuation gives S + 2 (each segment adds one departure marker; the
-# landing marker's removal is matched by the eliminated ring), never the S + 4 it expects,
-# and the 5-marker line its notes describe cannot form (the captured cells are left empty).
-# tests/engine/test_vectors.py::test_inconsistent_vector_fails_only_on_its_s_delta pins
-# that down; the adapter reports it as failed, it is not hidden.
+# This vector contradicts the spec: after the forced two-segment chain every legal
+# continuation gives S + 2 (each segment adds one departure marker; a landing marker's
+# removal is matched by the ring it costs), never the S + 4 it expects, and the 5-marker
+# line its notes describe cannot form (captured cells are left empty). Its numbers (4
+# markers, 2 stacks, S + 4) are what a landing on (6,3) gives if the two own markers
+# collapsed on the way were still counted as markers: a cell both marker and collapsed,
+# which RR-CANON-R021/R031 rule out. The upstream-skipped full_sequence_with_territory
+# vectors of the same family expect the same impossible S + 4. The adapter reports it
+# as failed; it is not hidden.
 INCONSISTENT = {"multi_phase.placement_capture_line": "sInvariantDelta: expected 4, got 2"}
 
 needs_vectors = pytest.mark.skipif(not VECTORS.is_dir(), reason=f"no vectors at {VECTORS}")
