@@ -352,13 +352,16 @@ class SyncScheduler:
         """The pull to make now, or None when no peer holds anything we may lack."""
         self._forget_absent(peers)
         candidates: list[tuple[str, tuple[str, ...]]] = []
+        mine = [(name, local[name].root) for name in sorted(local)]
+        covered = self._covered
+        retry_at = self._retry_at
         for peer in sorted(peers):  # sorted: the rng alone decides, so a seed replays a run
-            if self._retry_at.get(peer, -math.inf) > now:
+            if peer in retry_at and retry_at[peer] > now:
                 continue
             theirs = peers[peer]
-            stores = tuple(s for s in sorted(local)
-                           if s in theirs and theirs[s].root != local[s].root
-                           and self._covered.get((peer, s)) != theirs[s].root)
+            stores = tuple(name for name, root in mine
+                           if (t := theirs.get(name)) is not None and t.root != root
+                           and covered.get((peer, name)) != t.root)
             if stores:
                 candidates.append((peer, stores))
         if not candidates:

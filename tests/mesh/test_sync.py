@@ -1,0 +1,406 @@
+"""The anti-entropy core: bucket diffing, paging, batching, resume, no duplicate pulls, refusals."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from mesh import codec
+from mesh.manifest import StoreSummary
+from mesh.sync import (
+    PullOutcome,
+    PullPlan,
+    SyncConfig,
+    SyncScheduler,
+    answer,
+    answer_async,
+    bucket_groups,
+    drive,
+    drive_async,
+    pull_session,
+)
+from mesh.sync_messages import (
+    MAX_ENTRIES_PER_REPLY,
+    MAX_KEYS_PER_REQUEST,
+    MAX_ROWS_REPLY_BYTES,
+    DigestsReply,
+    DigestsRequest,
+    EntriesReply,
+    EntriesRequest,
+    RowsReply,
+    RowsRequest,
+    SyncRefused,
+)
+from storage.digests import NUM_BUCKETS, key_bucket
+from storage.hlc import HybridClock
+from storage.memory import MemoryStores
+from storage.rows import new_game, new_match
+from storage.stores import open_stores
+
+
+def game(i: int, origin: str = "a", moves: int = 3) -> dict:
+    return new_game("square8", 2, "model-0", 0, [1.0, 0.0], [[i, j] for j in range(moves)],
+                    1000 + i, origin)
+
+
+def match(match_id: str, hlc: int, origin: str, score: float = 1.0) -> dict:
+    return new_match(match_id, ["p", "q"], "square8", 2, [score, 1.0 - score], hlc, origin)
+
+
+def summaries(stores: MemoryStores) -> dict[str, StoreSummary]:
+    return {n: StoreSummary(*s.summary()) for n, s in stores.by_name().items()}
+
+
+Asked = list[object]
+
+
+def asker(peer: MemoryStores, log: Asked | None = None,
+          fail_after: int | None = None) -> Callable[[str, object], object]:
+    """Answers requests from `peer`'s stores; logs them; gives no reply after `fail_after`."""
+    calls = [0]
+
+    def ask(_peer_id: str, request: object) -> object:
+        calls[0] += 1
+        if log is not None:
+            log.append(request)
+        if fail_after is not None and calls[0] > fail_after:
+            return None
+        return answer(request, peer.by_name())
+
+    return ask
+
+
+def full_plan(peer_id: str, peer: MemoryStores) -> PullPlan:
+    s = summaries(peer)
+    names = tuple(sorted(s))
+    return PullPlan(peer_id, names, tuple(s[n].root for n in names), tuple(s[n].count for n in names))
+
+
+def pull(puller: MemoryStores, peer: MemoryStores, log: Asked | None = None,
+         fail_after: int | None = None) -> PullOutcome:
+    return drive(pull_session(full_plan("peer", peer)), puller.by_name(),
+                 asker(peer, log, fail_after))
+
+
+# --- pulling ----------------------------------------------------------------------------------
+
+
+def test_pull_makes_roots_equal_and_pulls_each_missing_row_once() -> None:
+    a, b = MemoryStores(), MemoryStores()
+    a.games.merge([game(i) for i in range(300)])
+    b.games.merge([game(i) for i in range(200, 450)])
+    outcome = pull(a, b)
+    assert outcome.ok and outcome.completed == ("games", "matches", "models")
+    assert outcome.rows_pulled == 150  # games 300..449, nothing a already held
+    assert outcome.merged.added == 150 and outcome.merged.skipped == 0
+    assert a.games.summary() == (450, a.games.summary()[1])
+    pull(b, a)
+    assert summaries(a) == summaries(b)
+
+
+def test_only_the_buckets_that_differ_are_listed() -> None:
+    a, b = MemoryStores(), MemoryStores()
+    shared = [game(i) for i in range(500)]
+    a.games.merge(shared)
+    b.games.merge(shared)
+    extra = game(9999, origin="b")
+    b.games.put(extra)
+    log: Asked = []
+    pull(a, b, log)
+    listed = [r for r in log if isinstance(r, EntriesRequest)]
+    assert [r.buckets for r in listed] == [[key_bucket(extra["game_id"])]]
+    fetched = [r for r in log if isinstance(r, RowsRequest)]
+    assert [r.keys for r in fetched] == [[extra["game_id"]]]
+
+
+def test_lww_pulls_only_rows_held_older_or_missing() -> None:
+    a, b = MemoryStores(), MemoryStores()
+    a.matches.merge([match("m-new-here", 500, "a"), match("m-old-here", 100, "a")])
+    b.matches.merge([match("m-new-here", 400, "b"), match("m-old-here", 200, "b"),
+                     match("m-missing", 300, "b")])
+    log: Asked = []
+    outcome = pull(a, b, log)
+    keys = sorted(k for r in log if isinstance(r, RowsRequest) for k in r.keys)
+    assert keys == ["m-missing", "m-old-here"]
+    assert outcome.merged.added == 1 and outcome.merged.resolved == 1
+    assert a.matches.get("m-new-here")["hlc"] == 500
+    assert a.matches.get("m-old-here")["origin_node"] == "b"
+
+
+def test_pair_in_sync_plans_no_pull_at_all() -> None:
+    a, b = MemoryStores(), MemoryStores()
+    rows = [game(i) for i in range(50)]
+    a.games.merge(rows)
+    b.games.merge(rows)
+    scheduler = SyncScheduler(random.Random(1))
+    assert scheduler.plan(0.0, summaries(a), {"b": summaries(b)}) is None
+
+
+def test_rows_travel_in_bounded_batches() -> None:
+    a, b = MemoryStores(), MemoryStores()
+    b.games.merge([game(i) for i in range(MAX_KEYS_PER_REQUEST * 3 + 5)])
+    log: Asked = []
+    pull(a, b, log)
+    sizes = [len(r.keys) for r in log if isinstance(r, RowsRequest)]
+    assert max(sizes) <= MAX_KEYS_PER_REQUEST
+    assert sum(sizes) == MAX_KEYS_PER_REQUEST * 3 + 5
+
+
+def test_bucket_groups_aim_at_one_reply_per_group() -> None:
+    buckets = list(range(NUM_BUCKETS))
+    assert bucket_groups(buckets, 100, 1536) == [buckets]  # small store: one listing
+    groups = bucket_groups(buckets, 256 * 1000, 1536)  # ~1000 rows a bucket
+    assert all(len(g) == 1 for g in groups) and len(groups) == NUM_BUCKETS
+    groups = bucket_groups(buckets[:10], 256 * 300, 1536)
+    assert [len(g) for g in groups] == [5, 5]
+
+
+def test_interrupted_pull_keeps_what_it_merged_and_the_next_pulls_only_the_rest() -> None:
+    a, b = MemoryStores(), MemoryStores()
+    b.games.merge([game(i) for i in range(400)])
+    first = pull(a, b, fail_after=5)  # digests, one listing, three row batches, then silence
+    assert not first.ok and first.failed == "games" and "no reply" in first.error
+    kept = len(a.games)
+    assert 0 < kept < 400
+    second = pull(a, b)
+    assert second.ok
+    assert second.rows_pulled == 400 - kept  # nothing pulled twice
+    assert second.merged.skipped == 0
+    assert summaries(a)["games"] == summaries(b)["games"]
+
+
+def test_listing_pages_past_the_reply_cap_and_covers_every_key_once() -> None:
+    b = MemoryStores()
+    b.games.merge([game(i) for i in range(MAX_ENTRIES_PER_REPLY + 300)])
+    every_bucket = list(range(NUM_BUCKETS))
+    first = answer(EntriesRequest("games", every_bucket), b.by_name())
+    assert isinstance(first, EntriesReply) and first.more
+    assert len(first.entries) == MAX_ENTRIES_PER_REPLY
+    second = answer(EntriesRequest("games", every_bucket, first.entries[-1][0]), b.by_name())
+    assert isinstance(second, EntriesReply) and not second.more
+    keys = [k for k, _ in first.entries + second.entries]
+    assert keys == sorted(set(keys)) and len(keys) == len(b.games)
+    # A puller drives the same paging without being told to.
+    a = MemoryStores()
+    log: Asked = []
+    assert pull(a, b, log).ok
+    assert len(a.games) == len(b.games)
+
+
+def test_rows_reply_stops_at_its_byte_budget_and_the_puller_asks_for_the_rest() -> None:
+    b = MemoryStores()
+    # Games of ~700 KB each: 8 of them exceed the 4 MiB reply budget.
+    big = [new_game("square8", 2, "model-0", 0, [1.0, 0.0], ["x" * 60] * 11_000, 10 + i, "b")
+           for i in range(8)]
+    b.games.merge(big)
+    keys = sorted(g["game_id"] for g in big)
+    reply = answer(RowsRequest("games", keys), b.by_name())
+    assert isinstance(reply, RowsReply) and 1 <= reply.served < len(keys)
+    assert len(msgpack.packb(reply.rows)) <= MAX_ROWS_REPLY_BYTES
+    assert [r["game_id"] for r in reply.rows] == keys[:reply.served]
+    a = MemoryStores()
+    log: Asked = []
+    outcome = pull(a, b, log)
+    assert outcome.ok and outcome.rows_pulled == 8 and len(a.games) == 8
+    assert len([r for r in log if isinstance(r, RowsRequest)]) >= 2  # served in parts
+
+
+# --- replies a puller refuses ------------------------------------------------------------------
+
+
+def _scripted(replies: dict[type, object]) -> Callable[[str, object], object]:
+    peer = MemoryStores()
+    peer.games.merge([game(i) for i in range(20)])
+
+    def ask(_peer: str, request: object) -> object:
+        return replies.get(type(request)) or answer(request, peer.by_name())
+
+    return ask
+
+
+@pytest.mark.parametrize("replies, error", [
+    ({DigestsRequest: SyncRefused("unknown_store", "no games here")}, "refused"),
+    ({DigestsRequest: EntriesReply("games", [])}, "answered DigestsRequest"),
+    ({DigestsRequest: DigestsReply("matches", [0] * NUM_BUCKETS)}, "for 'matches'"),
+    ({RowsRequest: RowsReply("games", [{}, {}], 1)}, "2 rows serving 1 keys"),
+])
+def test_out_of_protocol_replies_end_the_pull_with_a_reason(replies: dict, error: str) -> None:
+    a = MemoryStores()
+    plan = PullPlan("peer", ("games",), ("r",), (20,))
+    outcome = drive(pull_session(plan), a.by_name(), _scripted(replies))
+    assert not outcome.ok and outcome.failed == "games"
+    assert error in outcome.error
+
+
+def test_listing_that_goes_backwards_ends_the_pull() -> None:
+    a = MemoryStores()
+    b = MemoryStores()
+    b.games.merge([game(i) for i in range(20)])
+    first = answer(EntriesRequest("games", list(range(NUM_BUCKETS))), b.by_name())
+    looping = EntriesReply("games", first.entries, more=True)  # same page forever
+    plan = PullPlan("peer", ("games",), ("r",), (20,))
+    outcome = drive(pull_session(plan), a.by_name(), _scripted({EntriesRequest: looping}))
+    assert not outcome.ok and "at or before the resume point" in outcome.error
+
+
+# --- responder validation ---------------------------------------------------------------------
+
+
+def test_responder_refuses_unknown_stores_and_non_requests() -> None:
+    stores = MemoryStores().by_name()
+    refused = answer(DigestsRequest("passwords"), stores)
+    assert isinstance(refused, SyncRefused) and refused.reason == "unknown_store"
+    assert "'passwords'" in refused.detail and "games" in refused.detail
+    wrong = answer(DigestsReply("games", [0] * NUM_BUCKETS), stores)
+    assert isinstance(wrong, SyncRefused) and wrong.reason == "bad_request"
+
+
+@pytest.mark.parametrize("kind, body, named", [
+    ("sync.entries", {"store": "games", "buckets": [256]}, "buckets[0]"),
+    ("sync.entries", {"store": "games", "buckets": [-1]}, "buckets[0]"),
+    ("sync.entries", {"store": "games", "buckets": []}, "at least one bucket"),
+    ("sync.entries", {"store": "games", "buckets": [3, 3]}, "must not repeat"),
+    ("sync.entries", {"store": "games", "buckets": list(range(257))}, "buckets"),
+    ("sync.rows", {"store": "games", "keys": ["k"] * (MAX_KEYS_PER_REQUEST + 1)}, "keys"),
+    ("sync.rows", {"store": "games", "keys": ["k" * 200]}, "keys[0]"),
+    ("sync.rows", {"store": "games", "keys": []}, "1..64 keys"),
+    ("sync.digests", {"store": ""}, "must not be empty"),
+    ("sync.digests", {"store": 7}, "field store"),
+    ("sync.digests_reply", {"store": "games", "digests": [0] * 255}, "exactly 256"),
+    ("sync.digests_reply", {"store": "games", "digests": [-1] * 256}, "digests[0]"),
+    ("sync.entries_reply", {"store": "games", "entries": [["b", b""], ["a", b""]]},
+     "strictly increasing"),
+    ("sync.entries_reply", {"store": "games", "entries": [["a", b"v" * 65]]}, "64 bytes"),
+    ("sync.entries_reply", {"store": "games", "entries": [], "more": True}, "at least one"),
+    ("sync.rows_reply", {"store": "games", "rows": [], "served": 0}, "served"),
+])
+def test_bad_bodies_are_refused_naming_the_field(kind: str, body: dict, named: str) -> None:
+    with pytest.raises(codec.DecodeError) as err:
+        codec.from_body(kind, body)
+    assert named in str(err.value)
+
+
+@pytest.mark.parametrize("msg", [
+    DigestsRequest("games"),
+    DigestsReply("games", list(range(NUM_BUCKETS))),
+    EntriesRequest("matches", [0, 255], after="m-1"),
+    EntriesReply("matches", [("a", b"\x00\x01"), ("b", b"\xff")], more=True),
+    RowsRequest("models", ["m:" + "0" * 64]),
+    RowsReply("games", [game(1)], 1),
+    SyncRefused("unknown_store", "store 'x' is not one of ['games']"),
+])
+def test_messages_round_trip_through_the_codec(msg: object) -> None:
+    body = msgpack.unpackb(msgpack.packb(codec.to_body(msg), use_bin_type=True), raw=False)
+    assert codec.from_body(codec.kind_of(msg), body) == msg
+
+
+# --- scheduler ---------------------------------------------------------------------------------
+
+
+def _summary(root: str, count: int = 1) -> dict[str, StoreSummary]:
+    return {"games": StoreSummary(count, root)}
+
+
+def test_scheduler_picks_among_peers_whose_roots_differ() -> None:
+    scheduler = SyncScheduler(random.Random(3))
+    local = _summary("aa")
+    peers = {"same": _summary("aa"), "x": _summary("bb"), "y": _summary("cc")}
+    picked = {scheduler.plan(0.0, local, peers).peer for _ in range(50)}
+    assert picked == {"x", "y"}
+
+
+def test_scheduler_does_not_repull_a_root_it_already_covered() -> None:
+    scheduler = SyncScheduler(random.Random(3))
+    local = _summary("aa")
+    plan = scheduler.plan(0.0, local, {"x": _summary("bb")})
+    scheduler.finished(plan, PullOutcome("x", ("games",)), 0.0)
+    assert scheduler.plan(1.0, local, {"x": _summary("bb")}) is None
+    again = scheduler.plan(2.0, local, {"x": _summary("b2")})  # x gained rows since
+    assert again is not None and again.roots == ("b2",)
+
+
+def test_scheduler_backs_off_a_failing_peer_and_forgives_it_on_success() -> None:
+    config = SyncConfig(backoff_base_s=2.0, backoff_max_s=8.0)
+    scheduler = SyncScheduler(random.Random(5), config)
+    local = _summary("aa")
+    peers = {"x": _summary("bb")}
+    failed = PullOutcome("x", (), "games", "no reply")
+    retry_after = []
+    now = 0.0
+    for _ in range(5):
+        plan = scheduler.plan(now, local, peers)
+        assert plan is not None
+        scheduler.finished(plan, failed, now)
+        assert scheduler.backing_off(now) == ["x"]
+        assert scheduler.plan(now + 0.9, local, peers) is None  # at least half the base delay
+        while scheduler.plan(now, local, peers) is None:
+            now += 0.25
+        retry_after.append(now)
+    gaps = [b - a for a, b in itertools.pairwise(retry_after)]
+    assert max(gaps) <= 8.0 * 1.5 + 0.25  # capped
+    plan = scheduler.plan(now, local, peers)
+    scheduler.finished(plan, PullOutcome("x", ("games",)), now)
+    assert scheduler.backing_off(now) == []
+
+
+def test_scheduler_forgets_peers_that_left_membership() -> None:
+    scheduler = SyncScheduler(random.Random(1))
+    local = _summary("aa")
+    plan = scheduler.plan(0.0, local, {"x": _summary("bb")})
+    scheduler.finished(plan, PullOutcome("x", (), "games", "no reply"), 0.0)
+    scheduler.plan(1.0, local, {})
+    assert scheduler.backing_off(1.0) == []
+    # Back in membership: a fresh start, no back-off or coverage remembered.
+    assert scheduler.plan(1.0, local, {"x": _summary("bb")}) is not None
+
+
+def test_scheduler_skips_stores_it_does_not_hold() -> None:
+    scheduler = SyncScheduler(random.Random(1))
+    local = {"games": StoreSummary(1, "aa")}
+    peer = {"games": StoreSummary(1, "aa"), "models": StoreSummary(3, "zz")}
+    assert scheduler.plan(0.0, local, {"x": peer}) is None
+
+
+# --- the async shell: the same protocol against the SQLite stores -----------------------------
+
+
+async def test_async_stores_pull_from_memory_and_answer_a_memory_puller(tmp_path: Path) -> None:
+    clock = HybridClock(lambda: 1_700_000_000_000, 60_000)
+    disk = await open_stores(tmp_path / "node", clock, "n1")
+    try:
+        mem = MemoryStores()
+        mem.games.merge([game(i, "m") for i in range(150)])
+        mem.matches.merge([match("shared", 900, "m")])
+        await disk.games.put(game(1000, "n1"))
+        await disk.matches.put(match("shared", 100, "n1"))
+
+        async def ask_memory(_peer: str, request: object) -> object:
+            return answer(request, mem.by_name())
+
+        plan = full_plan("mem", mem)
+        outcome = await drive_async(pull_session(plan), disk.by_name(), ask_memory)
+        assert outcome.ok and outcome.rows_pulled == 151
+
+        # The memory side pulls from disk, each request answered by answer_async.
+        steps = pull_session(PullPlan("disk", ("games", "matches"), ("?", "?"), (151, 1)))
+        result: object = None
+        while True:
+            try:
+                step = steps.send(result)
+            except StopIteration as done:
+                back = done.value
+                break
+            if hasattr(step, "request"):
+                result = await answer_async(step.request, disk.by_name())
+            else:
+                result = step.call(mem.by_name())
+        assert back.ok
+        for name in ("games", "matches"):
+            assert await disk.by_name()[name].summary() == mem.by_name()[name].summary()
+    finally:
+        await disk.close()
