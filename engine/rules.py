@@ -11,7 +11,6 @@ from __future__ import annotations
 from . import moves as mt
 from .lines import find_lines
 from .movement import (
-    can_move_from,
     has_capture_from,
     has_legal_placement,
     has_stack_move,
@@ -38,7 +37,14 @@ from .state import (
     cap_height,
 )
 from .territory import find_regions
-from .victory import check_victory, finish, is_global_stalemate, resolve_stalemate
+from .victory import (
+    LAST_PLAYER_STANDING,
+    RESIGNATION,
+    check_victory,
+    finish,
+    is_global_stalemate,
+    resolve_stalemate,
+)
 
 LAST_PLAYER_STANDING_ROUNDS = 3  # R172: sole real actor for three consecutive rounds
 
@@ -385,7 +391,7 @@ def _resign(state: GameState, m: Move) -> None:
     state.out |= 1 << m.player
     alive = [q for q in range(1, state.num_players + 1) if not (state.out >> q) & 1]
     if len(alive) == 1:
-        finish(state, alive[0], "resignation")
+        finish(state, alive[0], RESIGNATION)
     elif m.player == state.current:
         end_turn(state)
 
@@ -452,7 +458,7 @@ def end_turn(state: GameState) -> None:
                 state.lps_player = sole
                 state.lps_rounds = 1
             if state.lps_rounds >= LAST_PLAYER_STANDING_ROUNDS:
-                finish(state, sole, "last_player_standing")
+                finish(state, sole, LAST_PLAYER_STANDING)
                 return
         else:
             state.lps_player = 0
@@ -475,6 +481,6 @@ def end_turn(state: GameState) -> None:
 
 
 __all__ = [
-    "IllegalMove", "apply_move", "apply_move_in_place", "can_move_from", "end_turn",
+    "IllegalMove", "apply_move", "apply_move_in_place", "end_turn",
     "has_real_action", "is_legal", "legal_moves",
 ]

@@ -125,6 +125,7 @@ def deserialize_state(data: object) -> GameState:
     s.in_hand = [0, *_int_list(data, "ringsInHand", n, cfg.rings_per_player)]
     s.eliminated = [0, *_int_list(data, "eliminatedRings", n, n * cfg.rings_per_player)]
     derive_counts(s)
+    _check_supply(s)
     s.current = _int(data, "currentPlayer", 1, n)
     _need(data.get("phase") in PHASES, "phase", data.get("phase"), f"one of {PHASES}")
     s.phase = data["phase"]
@@ -157,6 +158,17 @@ def deserialize_state(data: object) -> GameState:
     s.elim_turn = [0, *_int_list(data, "elimTurn", n, big)]
     s.out = _int(data, "out", 0, mask)
     return s
+
+
+def _check_supply(s: GameState) -> None:
+    """No player may have more rings of their colour in hand and on the board than the
+    board's supply (RR-CANON-R020)."""
+    cap = s.board.rings_per_player
+    for p in range(1, s.num_players + 1):
+        held = s.in_hand[p] + s.board_rings[p]
+        if held > cap:
+            raise ValueError(f"player {p} holds {held} rings in hand and on the board: "
+                             f"expected at most {cap} on {s.board.name}")
 
 
 def derive_counts(s: GameState) -> None:
@@ -288,4 +300,5 @@ def decode_state(blob: bytes) -> GameState:
     if pos != len(blob):
         raise ValueError(f"encoded state: {len(blob) - pos} trailing bytes")
     derive_counts(s)
+    _check_supply(s)
     return s

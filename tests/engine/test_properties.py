@@ -154,6 +154,10 @@ def test_malformed_encodings_are_refused():
     data["stacks"] = {"0,0": [1, 5]}
     with pytest.raises(ValueError, match="stacks"):
         deserialize_state(data)
+    data = serialize_state(initial_state("square8", 2))
+    data["stacks"] = {"0,0": [1]}  # a ring on the board while all 18 are still in hand
+    with pytest.raises(ValueError, match="at most 18"):
+        deserialize_state(data)
 
 
 @settings(deadline=None, max_examples=25)
