@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -109,9 +109,11 @@ def content_hash(data: Mapping) -> bytes:
 
 
 def validate_batch(
-    rows: Iterable[object], validate: Callable[[object], Row]
+    rows: Sequence[object], validate: Callable[[object], Row]
 ) -> tuple[list[Row], int, list[str]]:
     """Validate each row; returns (valid rows, invalid count, the first few error messages)."""
+    if not isinstance(rows, (list, tuple)):
+        raise TypeError(f"a merge batch must be a list of rows, got {type(rows).__name__}")
     valid: list[Row] = []
     invalid = 0
     errors: list[str] = []

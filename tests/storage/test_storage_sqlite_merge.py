@@ -151,3 +151,39 @@ async def test_node_state_is_kept_across_reopen(tmp_path: Path) -> None:
             await again.state.set_state("bad", object())
     finally:
         await again.close()
+
+
+async def test_a_row_stamped_far_in_the_future_is_kept_but_the_clock_is_clamped(tmp_path) -> None:
+    clock = HybridClock(lambda: 1_000, max_offset_ms=60_000)
+    stores = await open_stores(tmp_path / "c", clock, "node-a")
+    try:
+        future = (10**9) << 16
+        stats = await stores.matches.merge(
+            [new_match("m", ["a", "b"], "square8", 2, [1, 0], future, "skewed")])
+        assert stats.added == 1
+        assert clock.clamped_total == 1
+        assert clock.last >> 16 <= 1_000 + 60_000 + 1
+    finally:
+        await stores.close()
+
+
+async def test_concurrent_merges_into_one_store_equal_sequential_merges(tmp_path) -> None:
+    batches = [
+        [new_match(f"m{i % 40}", ["a", "b"], "square8", 2, [1, 0], i * 7 + j, f"n{j}")
+         for i in range(b * 50, b * 50 + 50) for j in range(2)]
+        for b in range(6)
+    ]
+    together = await open_stores(tmp_path / "t", make_clock(), "node-a")
+    memory = MemoryStores().matches
+    for batch in batches:
+        memory.merge(batch)
+    try:
+        await asyncio.gather(*(together.matches.merge(b) for b in batches))
+        assert await sqlite_state(together.matches) == memory_state(memory)
+    finally:
+        await together.close()
+
+
+async def test_merge_refuses_a_batch_that_is_not_a_list(stores) -> None:
+    with pytest.raises(TypeError, match="list of rows"):
+        await stores.matches.merge({"match_id": "x"})  # type: ignore[arg-type]
