@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass
 from typing import Protocol
 
+from .movement import can_move_from
 from .moves import BOOKKEEPING_TYPES, SWAP_SIDES, Move
 from .rules import apply_move, apply_move_in_place, legal_moves
 from .state import ACTIVE, GameState, cap_height
@@ -40,7 +41,7 @@ class HeuristicWeights:
     eliminated: float = 1.0  # per fraction of the elimination threshold
     territory: float = 1.0  # per fraction of the territory minimum
     rings: float = 0.15  # per fraction of the ring supply still in hand or controlled
-    control: float = 0.02  # per controlled stack
+    mobility: float = 0.02  # per controlled stack that can move or capture
     cap: float = 0.01  # per ring of controlled caps (capturing power)
     markers: float = 0.005  # per own marker (line and territory potential)
 
@@ -92,16 +93,20 @@ class HeuristicPlayer:
         threshold = state.victory_threshold
         minimum = state.territory_minimum
         supply = state.board.rings_per_player
-        control = [0] * (n + 1)
+        mobile = [0] * (n + 1)
         caps = [0] * (n + 1)
         material = state.in_hand.copy()
-        for s in state.stacks:
+        stacks = state.stacks
+        collapsed = state.collapsed
+        rays = state.board.rays
+        for c, s in enumerate(stacks):
             if s:
                 top = s[-1]
-                control[top] += 1
                 ch = cap_height(s)
                 caps[top] += ch
                 material[top] += len(s)
+                if can_move_from(stacks, collapsed, rays[c], len(s), ch):
+                    mobile[top] += 1
         markers = [0] * (n + 1)
         for m in state.markers:
             markers[m] += 1
@@ -109,7 +114,7 @@ class HeuristicPlayer:
             w.eliminated * state.eliminated[p] / threshold
             + w.territory * state.territory[p] / minimum
             + w.rings * material[p] / supply
-            + w.control * control[p]
+            + w.mobility * mobile[p]
             + w.cap * caps[p]
             + w.markers * markers[p]
             for p in range(1, n + 1)

@@ -144,3 +144,28 @@ def test_resignation_leaves_the_other_player_the_winner():
     s = initial_state("hex8", 2)
     after = apply_move(s, Move(mt.RESIGN, 1))
     assert after.winner == 2 and after.ranks == (2, 1)
+
+
+def test_after_a_recovery_each_region_is_paid_for_with_a_buried_ring_outside_it():
+    s = make_state(
+        stacks={"0,0": (2,), "6,6": (1, 1, 2), "4,4": (2,)},
+        markers={"1,0": 1, "0,1": 1}, in_hand=[0, 5], phase=TERRITORY_PROCESSING,
+    )
+    s.recovery_turn = True
+    s.turn_changed = True
+    choice = next(m for m in legal_moves(s) if m.cells == (cell(s, "0,0"),))
+    after = apply_move(s, choice)
+    (pay,) = legal_moves(after)
+    assert pay.type == mt.ELIMINATE_RINGS_FROM_STACK and pay.dst == cell(s, "6,6")
+    paid = apply_move(after, pay)
+    assert paid.stacks[cell(s, "6,6")] == (1, 2)  # one buried ring, not a cap
+    assert paid.eliminated[1] == 2  # the region's ring and the extracted one
+
+
+def test_a_stack_may_overtake_its_owners_own_stack():
+    s = make_state(stacks={"0,0": (1, 1), "0,2": (1,), "7,7": (2,)})
+    own = [m for m in moves_of(legal_moves(s), mt.OVERTAKING_CAPTURE)
+           if m.target == cell(s, "0,2")]
+    assert own
+    after = apply_move(s, own[0])
+    assert after.stacks[own[0].dst] == (1, 1, 1) and after.eliminated == s.eliminated
