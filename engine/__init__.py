@@ -1,6 +1,7 @@
 """RingRift rules and the players, networks and training built on them (plain data, no I/O)."""
 
 from .boards import BOARD_TYPES, BoardConfig, board_config
+from .features import state_planes
 from .moves import MOVE_TYPES, Move, deserialize_move, serialize_move
 from .players import HeuristicPlayer, RandomPlayer, play_game
 from .rules import IllegalMove, apply_move, apply_move_in_place, is_legal, legal_moves
@@ -29,5 +30,5 @@ __all__ = [
     "Move", "RandomPlayer", "apply_move", "apply_move_in_place", "board_config",
     "decode_state", "deserialize_move", "deserialize_state", "encode_state", "initial_state",
     "is_legal", "is_terminal", "legal_moves", "play_game", "rankings", "serialize_move",
-    "serialize_state", "state_hash",
+    "serialize_state", "state_hash", "state_planes",
 ]
