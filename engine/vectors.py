@@ -332,12 +332,7 @@ def _pick(state: GameState, hints: list[dict[str, Any]], vid: str) -> Move:
     raise VectorError(f"{vid}: {len(legal)} choices in {state.phase} and no hint picks one")
 
 
-def _s_value(state: GameState) -> int:
-    return state.progress()
-
-
-def check_assertions(before: GameState, after: GameState, assertions: dict[str, Any],
-                     mover: int) -> str:
+def check_assertions(before: GameState, after: GameState, assertions: dict[str, Any]) -> str:
     """The first assertion that differs, as text; empty when all hold."""
     for key, want in assertions.items():
         got: Any
@@ -356,7 +351,7 @@ def check_assertions(before: GameState, after: GameState, assertions: dict[str, 
         elif key == "collapsedCount":
             got = sum(1 for c in after.collapsed if c)
         elif key == "sInvariantDelta":
-            got = _s_value(after) - _s_value(before)
+            got = after.progress() - before.progress()
         elif key == "victoryWinner":
             got = after.winner if after.status != ACTIVE and after.winner else None
         elif key == "pendingDecisionType":
@@ -419,7 +414,7 @@ def run_vector(vector: dict[str, Any]) -> Outcome:
         got = "awaiting_decision" if pending_decision_type(state) else "complete"
         if got != status:
             return Outcome(vid, "failed", f"status: expected {status!r}, got {got!r}", notes)
-    diff = check_assertions(before, state, assertions, mover)
+    diff = check_assertions(before, state, assertions)
     return Outcome(vid, "failed" if diff else "passed", diff, notes)
 
 
