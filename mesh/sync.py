@@ -9,7 +9,9 @@ Three pieces, all plain code that neither awaits nor reads a clock:
   their entries (paged) -> missing or older rows (batched) -> merge. It yields `LocalQuery`
   (a call on one of our stores) and `RemoteRequest` (a message to the peer) and is sent their
   answers; it returns a `PullOutcome`. Each batch is merged as soon as it arrives, so a pull
-  cut short keeps what it merged, and the next one only sees what still differs.
+  cut short keeps what it merged, and the next one only sees what still differs. When the
+  node lacks model blobs, the pull then asks the peer which it holds and yields `FetchBlob`
+  for each (the shell downloads and hash-verifies it).
 - `answer_steps(request, store_names)` is the responder, as the same kind of generator.
 
 The generators are driven by `drive` (synchronous stores: the simulator, tests) or
@@ -18,6 +20,7 @@ The generators are driven by `drive` (synchronous stores: the simulator, tests) 
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 from collections.abc import Awaitable, Callable, Collection, Generator, Mapping, Sequence
@@ -27,9 +30,13 @@ from typing import Any, Literal, Protocol, TypeVar
 import msgpack
 
 from mesh.sync_messages import (
+    BLOB_STORE,
+    MAX_BLOBS_PER_REQUEST,
     MAX_ENTRIES_PER_REPLY,
     MAX_KEYS_PER_REQUEST,
     MAX_ROWS_REPLY_BYTES,
+    BlobsReply,
+    BlobsRequest,
     DigestsReply,
     DigestsRequest,
     EntriesReply,
@@ -62,6 +69,9 @@ class SyncConfig:
     # Expected entries per reply that bucket grouping aims for, below the hard cap so that a
     # stale (low) row count in a manifest still rarely needs a second page.
     entries_target: int = MAX_ENTRIES_PER_REPLY * 3 // 4
+    # A peer that held none of the blobs we lack is not asked for blobs again for this long:
+    # a new model reaches peers as they fetch it, which takes a while for a large one.
+    blob_retry_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.request_attempts < 1:
@@ -76,7 +86,8 @@ class SyncConfig:
 
 # --- the steps a generator yields ----------------------------------------------------------
 
-StoreOp = Literal["bucket_digests", "bucket_entries", "rows", "merge"]
+StoreOp = Literal["bucket_digests", "bucket_entries", "rows", "merge", "missing_blobs",
+                  "has_blob"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +99,7 @@ class LocalQuery:
     args: tuple[Any, ...] = ()
 
     def call(self, stores: Mapping[str, Any]) -> Any:
-        """Make the call (its result, or an awaitable of it for async stores)."""
+        """Make the call: its result, or an awaitable of it (async stores)."""
         return getattr(stores[self.store], self.op)(*self.args)
 
 
@@ -100,14 +111,28 @@ class RemoteRequest:
     request: SyncRequest
 
 
-Step = LocalQuery | RemoteRequest
+@dataclass(frozen=True, slots=True)
+class FetchBlob:
+    """Download model blob `sha256` from `peer` into the local blob store, verifying its hash;
+    resume with True when it is now held, False when the fetch failed."""
+
+    peer: str
+    sha256: str
+
+
+Step = LocalQuery | RemoteRequest | FetchBlob
 R = TypeVar("R")
 Steps = Generator[Step, Any, R]
 
 
 def drive(steps: Steps[R], stores: Mapping[str, Any],
-          ask: Callable[[str, SyncRequest], SyncReply | None] | None = None) -> R:
-    """Run `steps` to the end against synchronous stores; `ask` answers remote requests."""
+          ask: Callable[[str, SyncRequest], SyncReply | None] | None = None,
+          fetch: Callable[[str, str], bool] | None = None) -> R:
+    """Run `steps` to the end against synchronous stores.
+
+    `ask(peer, request)` answers remote requests (None: no reply); `fetch(peer, sha256)`
+    performs blob downloads. A step with no function to serve it is a TypeError.
+    """
     result: Any = None
     while True:
         try:
@@ -116,16 +141,18 @@ def drive(steps: Steps[R], stores: Mapping[str, Any],
             return done.value
         if isinstance(step, LocalQuery):
             result = step.call(stores)
-        elif ask is None:
-            raise TypeError(f"{step!r} needs a peer, but drive() was given no ask function")
         else:
-            result = ask(step.peer, step.request)
+            result = _remote(step, ask, fetch)
 
 
 async def drive_async(steps: Steps[R], stores: Mapping[str, Any],
                       ask: Callable[[str, SyncRequest], Awaitable[SyncReply | None]]
-                      | None = None) -> R:
-    """`drive` for async stores and an async `ask` (the agent's shell)."""
+                      | None = None,
+                      fetch: Callable[[str, str], Awaitable[bool]] | None = None) -> R:
+    """`drive` for async stores, `ask` and `fetch` (the agent's shell).
+
+    A store call that is not a coroutine (`has_blob` is a file check) is taken as it is.
+    """
     result: Any = None
     while True:
         try:
@@ -133,11 +160,22 @@ async def drive_async(steps: Steps[R], stores: Mapping[str, Any],
         except StopIteration as done:
             return done.value
         if isinstance(step, LocalQuery):
-            result = await step.call(stores)
-        elif ask is None:
-            raise TypeError(f"{step!r} needs a peer, but drive_async() was given no ask function")
+            result = step.call(stores)
+            if inspect.isawaitable(result):
+                result = await result
         else:
-            result = await ask(step.peer, step.request)
+            result = await _remote(step, ask, fetch)
+
+
+def _remote(step: RemoteRequest | FetchBlob, ask: Callable[..., Any] | None,
+            fetch: Callable[..., Any] | None) -> Any:
+    if isinstance(step, RemoteRequest):
+        if ask is None:
+            raise TypeError(f"{step!r} needs a peer, but no ask function was given")
+        return ask(step.peer, step.request)
+    if fetch is None:
+        raise TypeError(f"{step!r} needs a blob download, but no fetch function was given")
+    return fetch(step.peer, step.sha256)
 
 
 # --- responder -----------------------------------------------------------------------------
@@ -149,12 +187,21 @@ def answer_steps(request: object, store_names: Collection[str]) -> Steps[SyncRep
     Requests are validated when built or decoded (`mesh.sync_messages`); what is left to check
     here is what only the responder knows: which stores exist.
     """
-    if not isinstance(request, (DigestsRequest, EntriesRequest, RowsRequest)):
+    if not isinstance(request, (DigestsRequest, EntriesRequest, RowsRequest, BlobsRequest)):
         return SyncRefused("bad_request", f"expected a sync request, got {type(request).__name__}")
     store = request.store
     if store not in store_names:
         return SyncRefused("unknown_store",
                            f"store {store[:32]!r} is not one of {sorted(store_names)}")
+    if isinstance(request, BlobsRequest):
+        if store != BLOB_STORE:
+            return SyncRefused("bad_request", f"blobs belong to store {BLOB_STORE!r}, "
+                                              f"not {store[:32]!r}")
+        held = []
+        for sha in dict.fromkeys(request.shas):
+            if (yield LocalQuery(store, "has_blob", (sha,))):
+                held.append(sha)
+        return BlobsReply(store, held)
     if isinstance(request, DigestsRequest):
         digests = yield LocalQuery(store, "bucket_digests")
         return DigestsReply(store, list(digests))
@@ -202,12 +249,14 @@ async def answer_async(request: object, stores: Mapping[str, Any]) -> SyncReply:
 
 @dataclass(frozen=True, slots=True)
 class PullPlan:
-    """Pull `stores` from `peer`, whose manifest showed these roots and row counts."""
+    """Pull `stores` from `peer`, whose manifest showed these roots and row counts; with
+    `blobs`, then fetch from it the model blobs we lack that it holds."""
 
     peer: str
     stores: tuple[str, ...]
     roots: tuple[str, ...]
     counts: tuple[int, ...]
+    blobs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +271,9 @@ class PullOutcome:
     rows_pulled: int = 0
     # Sum of the merge results; `merged.skipped` counts rows pulled that changed nothing.
     merged: MergeStats = field(default_factory=MergeStats)
+    blobs_fetched: int = 0
+    # Blobs we lack that this peer did not hold either (ask someone else).
+    blobs_lacking: int = 0
 
     @property
     def ok(self) -> bool:
@@ -237,6 +289,14 @@ class _Tally:
     requests: int = 0
     rows_pulled: int = 0
     merged: MergeStats = field(default_factory=MergeStats)
+    blobs_fetched: int = 0
+    blobs_lacking: int = 0
+
+    def outcome(self, peer: str, completed: list[str], failed: str | None = None,
+                error: str = "") -> PullOutcome:
+        return PullOutcome(peer, tuple(completed), failed, error, self.requests,
+                           self.rows_pulled, self.merged, self.blobs_fetched,
+                           self.blobs_lacking)
 
 
 def pull_session(plan: PullPlan, config: SyncConfig | None = None) -> Steps[PullOutcome]:
@@ -248,11 +308,15 @@ def pull_session(plan: PullPlan, config: SyncConfig | None = None) -> Steps[Pull
         try:
             yield from _pull_store(plan.peer, store, count, config, tally)
         except _PullFailed as failed:
-            return PullOutcome(plan.peer, tuple(completed), store, str(failed), tally.requests,
-                               tally.rows_pulled, tally.merged)
+            return tally.outcome(plan.peer, completed, store, str(failed))
         completed.append(store)
-    return PullOutcome(plan.peer, tuple(completed), None, "", tally.requests, tally.rows_pulled,
-                       tally.merged)
+    if plan.blobs:
+        try:
+            # After the rows: model rows just merged name the blobs we now lack.
+            yield from _pull_blobs(plan.peer, tally)
+        except _PullFailed as failed:
+            return tally.outcome(plan.peer, completed, BLOB_STORE, str(failed))
+    return tally.outcome(plan.peer, completed)
 
 
 def _ask(peer: str, request: SyncRequest, expected: type, tally: _Tally) -> Steps[Any]:
@@ -318,6 +382,22 @@ def _pull_rows(peer: str, store: str, keys: list[str], tally: _Tally) -> Steps[N
         keys = keys[reply.served:]
 
 
+def _pull_blobs(peer: str, tally: _Tally) -> Steps[None]:
+    """Fetch the model blobs we lack that `peer` holds; each download is hash-verified."""
+    missing = list((yield LocalQuery(BLOB_STORE, "missing_blobs")))[:MAX_BLOBS_PER_REQUEST]
+    if not missing:
+        return
+    reply = yield from _ask(peer, BlobsRequest(BLOB_STORE, missing), BlobsReply, tally)
+    asked = set(missing)
+    held = [sha for sha in dict.fromkeys(reply.held) if sha in asked]
+    tally.blobs_lacking = len(missing) - len(held)
+    for sha in held:
+        if not (yield FetchBlob(peer, sha)):
+            tally.blobs_lacking += 1
+            raise _PullFailed(f"fetching blob {sha} from {peer} failed")
+        tally.blobs_fetched += 1
+
+
 # --- scheduler -----------------------------------------------------------------------------
 
 
@@ -346,17 +426,23 @@ class SyncScheduler:
         self._covered: dict[tuple[str, str], str] = {}
         self._failures: dict[str, int] = {}
         self._retry_at: dict[str, float] = {}
+        self._no_blobs_until: dict[str, float] = {}
 
     def plan(self, now: float, local: Mapping[str, StoreSummary],
-             peers: Mapping[str, Mapping[str, StoreSummary]]) -> PullPlan | None:
-        """The pull to make now, or None when no peer holds anything we may lack."""
+             peers: Mapping[str, Mapping[str, StoreSummary]],
+             blobs_missing: bool = False) -> PullPlan | None:
+        """The pull to make now, or None when no peer holds anything we may lack.
+
+        `blobs_missing`: we hold model rows whose blobs we lack. Then the pull also asks its
+        peer for them, and when no peer's roots call for a pull, a pull of blobs alone goes
+        to a random peer (not one that recently held none of them).
+        """
         self._forget_absent(peers)
         candidates: list[tuple[str, tuple[str, ...]]] = []
         mine = [(name, local[name].root) for name in sorted(local)]
         covered = self._covered
-        retry_at = self._retry_at
         for peer in sorted(peers):  # sorted: the rng alone decides, so a seed replays a run
-            if peer in retry_at and retry_at[peer] > now:
+            if not self._may_ask(peer, now):
                 continue
             theirs = peers[peer]
             stores = tuple(name for name, root in mine
@@ -364,18 +450,24 @@ class SyncScheduler:
                            and covered.get((peer, name)) != t.root)
             if stores:
                 candidates.append((peer, stores))
+        if not candidates and blobs_missing:
+            candidates = [(peer, ()) for peer in sorted(peers)
+                          if self._may_ask(peer, now) and self._may_ask_blobs(peer, now)]
         if not candidates:
             return None
         peer, stores = self._rng.choice(candidates)
         theirs = peers[peer]
         return PullPlan(peer, stores, tuple(theirs[s].root for s in stores),
-                        tuple(theirs[s].count for s in stores))
+                        tuple(theirs[s].count for s in stores),
+                        blobs_missing and self._may_ask_blobs(peer, now))
 
     def finished(self, plan: PullPlan, outcome: PullOutcome, now: float) -> None:
         """Record a pull's outcome: coverage of completed stores, back-off on failure."""
         roots = dict(zip(plan.stores, plan.roots, strict=True))
         for store in outcome.completed:
             self._covered[(plan.peer, store)] = roots[store]
+        if plan.blobs and outcome.blobs_lacking and not outcome.blobs_fetched:
+            self._no_blobs_until[plan.peer] = now + self._config.blob_retry_s
         if outcome.ok:
             self._failures.pop(plan.peer, None)
             self._retry_at.pop(plan.peer, None)
@@ -385,6 +477,12 @@ class SyncScheduler:
         cfg = self._config
         delay = min(cfg.backoff_max_s, cfg.backoff_base_s * 2 ** min(failures - 1, 30))
         self._retry_at[plan.peer] = now + delay * (0.5 + self._rng.random())
+
+    def _may_ask(self, peer: str, now: float) -> bool:
+        return self._retry_at.get(peer, -math.inf) <= now
+
+    def _may_ask_blobs(self, peer: str, now: float) -> bool:
+        return self._no_blobs_until.get(peer, -math.inf) <= now
 
     def backing_off(self, now: float) -> list[str]:
         """Peers skipped for now after failed pulls (for the status page and tests)."""
@@ -397,3 +495,5 @@ class SyncScheduler:
         for peer in [p for p in self._failures if p not in peers]:
             del self._failures[peer]
             self._retry_at.pop(peer, None)
+        for peer in [p for p in self._no_blobs_until if p not in peers]:
+            del self._no_blobs_until[peer]

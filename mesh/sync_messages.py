@@ -1,8 +1,9 @@
-"""The anti-entropy messages (`sync.*`): three request/reply pairs and a refusal.
+"""The anti-entropy messages (`sync.*`): four request/reply pairs and a refusal.
 
 A puller asks a peer for its 256 bucket digests of one store, then for the `(key, version)`
-entries of the buckets that differ, then for the rows it lacks or holds older. Every request is
-a read, so repeating one is harmless (the shell may retry a lost one).
+entries of the buckets that differ, then for the rows it lacks or holds older; and which of
+the model blobs it lacks the peer holds (blobs themselves travel over the transport's blob
+endpoint). Every request is a read, so repeating one is harmless (a shell may retry it).
 
 Bounds are sized so that one reply stays well under a megabyte on the wire (see the per-constant
 reasons); `__post_init__` checks what the codec's field metadata cannot say (bucket range,
@@ -38,6 +39,12 @@ MAX_ROW_SIZE = MAX_MOVES_BYTES + 64 * 1024
 # always serves at least one key). 4 MiB holds 64 ordinary games many times over, and bounds
 # what one request of huge games can make a responder buffer.
 MAX_ROWS_REPLY_BYTES = 4 * 1024 * 1024
+# Model blobs belong to the model registry store; only it answers blob questions.
+BLOB_STORE = "models"
+# Blob ids per "which do you hold" question: 64 sha256 hex ids are ~4 KB, and a node rarely
+# lacks more models than that at once (the rest are asked next round).
+MAX_BLOBS_PER_REQUEST = 64
+SHA256_HEX_LEN = 64
 # A refusal's detail is one line naming the bad value.
 MAX_DETAIL_LEN = 200
 
@@ -146,6 +153,40 @@ class RowsReply:
             raise ValueError(f"served {self.served} is outside 1..{MAX_KEYS_PER_REQUEST}")
 
 
+def _check_shas(shas: list[str]) -> None:
+    for sha in shas:
+        if len(sha) != SHA256_HEX_LEN or sha.strip("0123456789abcdef"):
+            raise ValueError(f"blob id {sha[:80]!r} is not a sha256 as 64 lowercase hex chars")
+
+
+@codec.message("sync.blobs")
+@dataclass(frozen=True, slots=True)
+class BlobsRequest:
+    """Which of these model blobs do you hold (and can serve at GET /mesh/v1/blob/{sha})?"""
+
+    store: str = field(metadata={"max_len": MAX_STORE_NAME})
+    shas: list[str] = field(metadata={"max_len": MAX_BLOBS_PER_REQUEST,
+                                      "item_max_len": SHA256_HEX_LEN})
+
+    def __post_init__(self) -> None:
+        _check_store(self.store)
+        if not 0 < len(self.shas) <= MAX_BLOBS_PER_REQUEST:
+            raise ValueError(f"shas must name 1..{MAX_BLOBS_PER_REQUEST} blobs, "
+                             f"got {len(self.shas)}")
+        _check_shas(self.shas)
+
+
+@codec.message("sync.blobs_reply")
+@dataclass(frozen=True, slots=True)
+class BlobsReply:
+    store: str = field(metadata={"max_len": MAX_STORE_NAME})
+    held: list[str] = field(metadata={"max_len": MAX_BLOBS_PER_REQUEST,
+                                      "item_max_len": SHA256_HEX_LEN})
+
+    def __post_init__(self) -> None:
+        _check_shas(self.held)
+
+
 @codec.message("sync.refused")
 @dataclass(frozen=True, slots=True)
 class SyncRefused:
@@ -155,5 +196,5 @@ class SyncRefused:
     detail: str = field(metadata={"max_len": MAX_DETAIL_LEN})
 
 
-SyncRequest = DigestsRequest | EntriesRequest | RowsRequest
-SyncReply = DigestsReply | EntriesReply | RowsReply | SyncRefused
+SyncRequest = DigestsRequest | EntriesRequest | RowsRequest | BlobsRequest
+SyncReply = DigestsReply | EntriesReply | RowsReply | BlobsReply | SyncRefused

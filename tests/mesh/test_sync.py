@@ -28,6 +28,7 @@ from mesh.sync_messages import (
     MAX_ENTRIES_PER_REPLY,
     MAX_KEYS_PER_REQUEST,
     MAX_ROWS_REPLY_BYTES,
+    BlobsRequest,
     DigestsReply,
     DigestsRequest,
     EntriesReply,
@@ -404,3 +405,112 @@ async def test_async_stores_pull_from_memory_and_answer_a_memory_puller(tmp_path
             assert await disk.by_name()[name].summary() == mem.by_name()[name].summary()
     finally:
         await disk.close()
+
+
+# --- model blobs ---------------------------------------------------------------------------
+
+
+async def _two_nodes(tmp_path: Path):
+    clock = HybridClock(lambda: 1_700_000_000_000, 60_000)
+    return (await open_stores(tmp_path / "a", clock, "na"),
+            await open_stores(tmp_path / "b", clock, "nb"))
+
+
+def _serve(peer, puller):
+    """`ask` and `fetch` functions that reach `peer`'s stores from `puller`."""
+    async def ask(_peer: str, request: object) -> object:
+        return await answer_async(request, peer.by_name())
+
+    async def fetch(_peer: str, sha: str) -> bool:
+        # What the transport's fetch_blob does, minus HTTP: copy, verifying the hash.
+        await puller.models.put_blob(await peer.models.get_blob(sha), sha)
+        return True
+
+    return ask, fetch
+
+
+async def test_model_rows_bring_their_blobs_from_the_peer_that_holds_them(tmp_path: Path) -> None:
+    a, b = await _two_nodes(tmp_path)
+    try:
+        blob = b"weights" * 1000
+        sha = await b.models.put_blob(blob)
+        await b.models.register_model(sha, "square8", 2)
+        ask, fetch = _serve(b, a)
+        roots = {n: StoreSummary(*(await s.summary())) for n, s in b.by_name().items()}
+        local = {n: StoreSummary(*(await s.summary())) for n, s in a.by_name().items()}
+        plan = SyncScheduler(random.Random(1)).plan(0.0, local, {"b": roots}, blobs_missing=False)
+        assert plan is not None and plan.stores == ("models",) and not plan.blobs
+        # Rows first: then the node knows of a model whose blob it lacks.
+        await drive_async(pull_session(plan), a.by_name(), ask, fetch)
+        assert await a.models.missing_blobs() == [sha]
+        local = {n: StoreSummary(*(await s.summary())) for n, s in a.by_name().items()}
+        blob_plan = SyncScheduler(random.Random(1)).plan(1.0, local, {"b": roots},
+                                                         blobs_missing=True)
+        assert blob_plan is not None and blob_plan.stores == () and blob_plan.blobs
+        outcome = await drive_async(pull_session(blob_plan), a.by_name(), ask, fetch)
+        assert outcome.ok and outcome.blobs_fetched == 1 and outcome.blobs_lacking == 0
+        assert await a.models.get_blob(sha) == blob
+        assert await a.models.missing_blobs() == []
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_peer_without_the_blob_is_not_asked_again_for_a_while(tmp_path: Path) -> None:
+    a, b = await _two_nodes(tmp_path)
+    try:
+        sha = await b.models.put_blob(b"model bytes")
+        await b.models.register_model(sha, "hex8", 3)
+        ask, fetch = _serve(b, a)
+        rows_only = PullPlan("b", ("models",), ("?",), (1,))
+        await drive_async(pull_session(rows_only), a.by_name(), ask, fetch)
+        # Peer c is played by a's own registry: it has the model row but not the blob yet.
+        ask_c, _ = _serve(a, a)
+
+        config = SyncConfig(blob_retry_s=30.0)
+        scheduler = SyncScheduler(random.Random(2), config)
+        same = {"models": StoreSummary(1, "r")}
+        plan = scheduler.plan(0.0, same, {"c": same}, blobs_missing=True)
+        assert plan is not None and plan.peer == "c" and plan.blobs
+        outcome = await drive_async(pull_session(plan), a.by_name(), ask_c, fetch)
+        assert outcome.ok and outcome.blobs_fetched == 0 and outcome.blobs_lacking == 1
+        scheduler.finished(plan, outcome, 0.0)
+        assert scheduler.plan(10.0, same, {"c": same}, blobs_missing=True) is None
+        assert scheduler.plan(31.0, same, {"c": same}, blobs_missing=True) is not None
+    finally:
+        await a.close()
+        await b.close()
+
+
+def test_a_failed_blob_download_ends_the_pull_as_a_failure() -> None:
+    sha = "ab" * 32
+
+    class Registry:
+        def missing_blobs(self) -> list[str]:
+            return [sha]
+
+        def has_blob(self, wanted: str) -> bool:
+            return wanted == sha
+
+    stores = {"models": Registry()}
+    plan = PullPlan("p", (), (), (), blobs=True)
+    outcome = drive(pull_session(plan), stores, lambda _p, r: answer(r, stores),
+                    lambda _p, _sha: False)
+    assert not outcome.ok and outcome.failed == "models" and sha in outcome.error
+
+
+def test_blob_questions_go_to_the_model_store_only() -> None:
+    refused = answer(BlobsRequest("games", ["ab" * 32]), MemoryStores().by_name())
+    assert isinstance(refused, SyncRefused) and "'models'" in refused.detail
+
+
+@pytest.mark.parametrize("body, named", [
+    ({"store": "models", "shas": ["AB" * 32]}, "lowercase hex"),
+    ({"store": "models", "shas": ["ab" * 33]}, "shas[0]"),
+    ({"store": "models", "shas": []}, "1..64 blobs"),
+    ({"store": "models", "shas": ["ab" * 32] * 65}, "shas"),
+])
+def test_bad_blob_questions_are_refused_naming_the_field(body: dict, named: str) -> None:
+    with pytest.raises(codec.DecodeError) as err:
+        codec.from_body("sync.blobs", body)
+    assert named in str(err.value)
