@@ -4,6 +4,8 @@ Figures per config (``<board>_<n>p_``): ``games_per_s`` and ``moves_per_s`` of w
 random playouts (legal-move generation, the random choice and applying the move; every
 move counts, bookkeeping moves included), ``legal_moves_per_s`` (``legal_moves`` calls a
 second over positions met in those games) and ``avg_moves`` (moves per game).
+Rates are per second of this process's CPU time (one core), so other load on a shared
+machine does not deflate them.
 """
 
 from __future__ import annotations
@@ -35,17 +37,17 @@ def bench_config(board: str, players: int, min_games: int, min_seconds: float,
     rng = random.Random(seed)
     positions: list[GameState] = []
     games = moves = 0
-    start = time.perf_counter()
-    while games < min_games or time.perf_counter() - start < min_seconds:
+    start = time.process_time()
+    while games < min_games or time.process_time() - start < min_seconds:
         moves += _playout(board, players, rng, positions, keep_every=7)
         games += 1
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     calls = 0
-    t0 = time.perf_counter()
-    while calls < len(positions) or time.perf_counter() - t0 < min_seconds / 4:
+    t0 = time.process_time()
+    while calls < len(positions) or time.process_time() - t0 < min_seconds / 4:
         legal_moves(positions[calls % len(positions)])
         calls += 1
-    legal_elapsed = time.perf_counter() - t0
+    legal_elapsed = time.process_time() - t0
     return {
         "games_per_s": round(games / elapsed, 3),
         "moves_per_s": round(moves / elapsed, 1),
