@@ -173,9 +173,15 @@ class RequestVote:
     term: int = field(metadata=_TERM)
     pre: bool = False
     force: bool = False
+    # The candidate's voter-set version: a voter holding a newer set refuses it (see
+    # `Election.set_voters`).
+    voters_version: tuple[int, int] = field(default=(0, 0), metadata=_TERM)
 
     def __post_init__(self) -> None:
         _check_term(self.term)
+        if not all(0 <= x <= MAX_TERM for x in self.voters_version):
+            raise ValueError(f"voters_version {self.voters_version!r}: expected two ints in "
+                             f"[0, {MAX_TERM}]")
         if self.pre and self.force:
             raise ValueError("RequestVote: pre and force cannot both be set (a transfer "
                              "target campaigns without a pre-vote)")
@@ -263,6 +269,7 @@ class Election:
         config: ElectionConfig,
         rng: random.Random,
         persisted: tuple[int, str | None] = (0, None),
+        voters_version: tuple[int, int] = (0, 0),
     ) -> None:
         term, voted_for = persisted
         if type(term) is not int or not 0 <= term <= MAX_TERM:
@@ -273,6 +280,10 @@ class Election:
         self.config = config
         self._rng = rng
         self._voters = _checked_voters(voters)
+        self._voters_version = _checked_version(voters_version)
+        if self._voters_version[0] > term:
+            # The voter set was written in a later term than the one persisted: see set_voters.
+            term, voted_for = self._voters_version[0], None
         self._term = term
         self._voted_for = voted_for
         self._role = Role.FOLLOWER
@@ -287,6 +298,8 @@ class Election:
         self._votes: set[str] = set()
         self._forced = False
         self._next_request = math.inf
+        # The pre-candidate this node last backed: (term asked, who, until when).
+        self._pre_granted: tuple[int, str, float] = (-1, "", -math.inf)
         # Leader bookkeeping.
         self._seq = 0
         self._sent_at: dict[int, float] = {}
@@ -322,6 +335,10 @@ class Election:
         return self._voters
 
     @property
+    def voters_version(self) -> tuple[int, int]:
+        return self._voters_version
+
+    @property
     def is_voter(self) -> bool:
         return self.self_id in self._voters
 
@@ -331,6 +348,10 @@ class Election:
 
     def _majority(self) -> int:
         return len(self._voters) // 2 + 1
+
+    def _won(self) -> bool:
+        # Count only grants from current voters: the set may have changed mid-campaign.
+        return len(self._votes & self._voters) >= self._majority()
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -386,14 +407,36 @@ class Election:
             self._leader = leader
             self._lease_until = max(self._lease_until, lease_until)
 
-    def set_voters(self, voters: frozenset[str]) -> None:
+    def set_voters(self, voters: frozenset[str],
+                   version: tuple[int, int] | None = None) -> None:
         """Change the voter set by at most one node (any majority of the old set then meets
-        any majority of the new one, so two leaders cannot be elected across the change)."""
+        any majority of the new one, so two leaders cannot be elected across the change).
+
+        `version` is `(term of the leader that wrote the set, change number)`. One-at-a-time
+        alone is not enough once changes chain: sets two changes apart need not overlap. As
+        in Raft, where the voter set lives in the log, (1) only a leader holding its lease
+        writes a set, and the next only once a majority adopted this one (the shell's rule);
+        (2) a voter refuses candidates holding an older set, so once a set is adopted by a
+        majority no candidate of the set before it can win; (3) adopting a set moves this node
+        to at least the writer's term, so elections under the new set happen in later terms
+        than any leader of the old sets. The term need not be persisted here: the shell
+        persists the set with its version and passes it to the constructor again.
+        """
         new = _checked_voters(voters)
         changed = new ^ self._voters
         if len(changed) > 1:
             raise ValueError(f"set_voters: {sorted(changed)} differ from the current voters; "
                              "expected at most one node added or removed at a time")
+        if version is not None:
+            version = _checked_version(version)
+            if version < self._voters_version:
+                raise ValueError(f"set_voters: version {version} is older than the current "
+                                 f"{self._voters_version}; expected the newest set only")
+            self._voters_version = version
+            if version[0] > self._term:
+                self._term = version[0]
+                self._voted_for = None
+                self._become_follower(leader=None)
         self._voters = new
         for gone in set(self._acked) - new:
             del self._acked[gone]
@@ -473,11 +516,20 @@ class Election:
             # Still promised to a leader (or just restarted): ignore, do not even learn the
             # term, so a returning node cannot depose a leader by raising terms.
             return []
+        if msg.voters_version < self._voters_version:
+            # The candidate counts votes by a voter set older than ours (see set_voters).
+            return []
         if msg.pre:
-            # Two pre-candidates granting each other both go on to campaign and split the vote;
-            # between pre-candidates only the higher id gets the grant.
-            granted = msg.term > self._term and not (
-                self._role is Role.PRE_CANDIDATE and src < self.self_id)
+            # Pre-votes bind nobody, but two candidates that both collect a majority of them
+            # go on to split the real vote. So a voter backs one pre-candidate per term for
+            # a couple of heartbeats (time for its real vote request to arrive), and between
+            # two pre-candidates only the higher id gets the grant.
+            term, backed, until = self._pre_granted
+            granted = (msg.term > self._term
+                       and not (self._role is Role.PRE_CANDIDATE and src < self.self_id)
+                       and not (term == msg.term and backed != src and now < until))
+            if granted:
+                self._pre_granted = (msg.term, src, now + 2 * self.config.heartbeat_interval)
             reply_term = msg.term if granted else self._term
             return [Send(src, VoteReply(reply_term, granted, pre=True))]
         out: list[Output] = []
@@ -509,11 +561,11 @@ class Election:
             return []
         if msg.pre and self._role is Role.PRE_CANDIDATE and msg.term == self._term + 1:
             self._votes.add(src)
-            if len(self._votes) >= self._majority():
+            if self._won():
                 return self._campaign(now, pre=False)
         elif not msg.pre and self._role is Role.CANDIDATE and msg.term == self._term:
             self._votes.add(src)
-            if len(self._votes) >= self._majority():
+            if self._won():
                 return self._become_leader(now)
         return []
 
@@ -575,7 +627,7 @@ class Election:
             self._term += 1
             self._voted_for = self.self_id
             out.append(Persist(self._term, self.self_id))
-        if len(self._votes) >= self._majority():
+        if self._won():
             return out + (self._campaign(now, pre=False) if pre else self._become_leader(now))
         self._next_request = now
         return out + self._request_votes(now)
@@ -583,9 +635,10 @@ class Election:
     def _request_votes(self, now: float) -> list[Output]:
         self._next_request = _next_due(self._next_request, now, self.config.heartbeat_interval)
         if self._role is Role.PRE_CANDIDATE:
-            msg = RequestVote(self._term + 1, pre=True)
+            msg = RequestVote(self._term + 1, pre=True, voters_version=self._voters_version)
         else:
-            msg = RequestVote(self._term, force=self._forced)
+            msg = RequestVote(self._term, force=self._forced,
+                              voters_version=self._voters_version)
         return [Send(v, msg) for v in sorted(self._voters) if v not in self._votes]
 
     def _become_leader(self, now: float) -> list[Output]:
@@ -645,6 +698,14 @@ def _next_due(due: float, now: float, period: float) -> float:
     # stretching every period by up to a tick.
     due += period
     return due if due > now else now + period
+
+
+def _checked_version(version: tuple[int, int]) -> tuple[int, int]:
+    if (not isinstance(version, tuple) or len(version) != 2
+            or not all(type(x) is int and 0 <= x <= MAX_TERM for x in version)):
+        raise ValueError(f"voters version {version!r}: expected (term, change) as two ints in "
+                         f"[0, {MAX_TERM}]")
+    return version
 
 
 def _checked_voters(voters: frozenset[str]) -> frozenset[str]:

@@ -44,6 +44,11 @@ WAN_DELAY = (0.025, 0.150)
 GOSSIP_INTERVAL_S = 1.0
 # Give up on a failover after this many election timeouts (counted as a failed failover).
 FAILOVER_GIVE_UP_TIMEOUTS = 20
+# Non-voters only listen (gossip tells them the leader), so a hundred behave like a few; the
+# scenario simulates at most this many, whatever `nodes` asks for, to keep 1000 seeds fast.
+MAX_NON_VOTERS = 4
+# At most this many failure lines in a summary (the first ones; each names its seed).
+MAX_FAILURES_SHOWN = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +88,12 @@ class SafetyMonitor:
         self.on_lease: list[Callable[[str, float], None]] = []
 
     def step(self, node_id: str, core: Election, clock: Clock, now: float,
-             connected_voters: int | None = None) -> None:
+             connected_voters: int | None = None, votes: int | None = None) -> None:
         """Record `core`'s state after it handled an input at true time `now`.
 
-        `connected_voters`: voters in the node's partition group (None: no partition).
+        `connected_voters`: voters (of the node's own set) in its partition group, or that
+        granted it their vote in this term before the partition (None: no partition).
+        `votes`: voters of its set that durably granted it their vote in its term.
         """
         if core.role is Role.LEADER:
             if not core.is_voter:
@@ -98,6 +105,9 @@ class SafetyMonitor:
                 self._seen.add((node_id, core.term))
                 self.elections += 1
                 majority = len(core.voters) // 2 + 1
+                if votes is not None and votes < majority:
+                    self.fail(now, f"{node_id} leads term {core.term} with {votes} of "
+                                   f"{len(core.voters)} votes")
                 if connected_voters is not None and connected_voters < majority:
                     self.fail(now, f"{node_id} elected in term {core.term} inside a partition "
                                     f"holding {connected_voters} of {len(core.voters)} voters")
@@ -161,22 +171,28 @@ class Cluster:
         self.rng = self.net.rng
         self.config = config
         self.drift = config.max_clock_drift if drift is None else drift
+        # The newest voter set and its version (term of the leader that wrote it, change
+        # number); each node adopts it by gossip at its own moment and keeps what it adopted.
         self.voter_ids = frozenset(f"v{i}" for i in range(voters))
+        self.voters_version = (0, 1)
         self.ids = sorted(self.voter_ids) + [f"n{i}" for i in range(non_voters)]
+        self.adopted = {n: (self.voter_ids, self.voters_version) for n in self.ids}
         self.monitor = SafetyMonitor()
         self.persisted: dict[str, tuple[int, str | None]] = {n: (0, None) for n in self.ids}
+        # Every durable vote ever given: (voter, term, candidate).
+        self.grants: set[tuple[str, int, str]] = set()
         self.hosts: dict[str, _Host] = {}
         self.partitioned = False
-        self.changing_until = -math.inf
         for node_id in self.ids:
             host = self._new_host(node_id)
             self.net.add(node_id, host, effect=self._effect_hook(node_id))
         self.net.schedule(GOSSIP_INTERVAL_S, self._gossip)
 
-    def _new_host(self, node_id: str) -> _Host:
-        core = Election(node_id, self.voter_ids, self.config,
-                        random.Random(self.rng.getrandbits(64)), self.persisted[node_id])
-        host = _Host(node_id, core, random_clock(self.rng, self.drift), self)
+    def _new_host(self, node_id: str, clock: Clock | None = None) -> _Host:
+        voters, version = self.adopted[node_id]
+        core = Election(node_id, voters, self.config, random.Random(self.rng.getrandbits(64)),
+                        self.persisted[node_id], version)
+        host = _Host(node_id, core, clock or random_clock(self.rng, self.drift), self)
         self.hosts[node_id] = host
         return host
 
@@ -189,14 +205,21 @@ class Cluster:
                 self.monitor.fail(self.net.now, f"{node_id} persisted term {out.term} "
                                                  f"below {old_term}")
             self.persisted[node_id] = (out.term, out.voted_for)
+            if out.voted_for is not None:
+                self.grants.add((node_id, out.term, out.voted_for))
 
         return effect
 
     def check(self, host: _Host, now: float) -> None:
-        group = None
-        if self.partitioned:
-            group = sum(1 for v in host.core.voters if self.net.connected(host.node_id, v))
-        self.monitor.step(host.node_id, host.core, host.clock, now, group)
+        core, node_id = host.core, host.node_id
+        group = votes = None
+        if core.role is Role.LEADER:
+            granted = {v for v in core.voters if (v, core.term, node_id) in self.grants}
+            votes = len(granted)
+            if self.partitioned:
+                group = sum(1 for v in core.voters
+                            if v in granted or self.net.connected(node_id, v))
+        self.monitor.step(node_id, core, host.clock, now, group, votes)
 
     # -- chaos actions ------------------------------------------------------------------
 
@@ -219,32 +242,48 @@ class Cluster:
         self.net.heal()
         self.partitioned = False
 
-    def change_voters(self, voters: frozenset[str], spread: float) -> None:
-        """Every node learns the new voter set at its own moment within `spread` seconds (as
-        by gossip); a node restarted meanwhile loads it from its storage."""
+    def voters_settled(self) -> bool:
+        """The shell's rule before the next change: most current voters hold the current set."""
+        holding = sum(1 for v in self.voter_ids if self.adopted[v][1] == self.voters_version)
+        return holding > len(self.voter_ids) // 2
+
+    def change_voters(self, leader: str, voters: frozenset[str], spread: float) -> None:
+        """`leader` (holding its lease) writes a voter set stamped with its term; the others
+        adopt it at their own moments within `spread` seconds, as by gossip."""
+        self.voters_version = (self.hosts[leader].core.term, self.voters_version[1] + 1)
         self.voter_ids = voters
-        now = self.net.now
+        self._adopt(leader, voters, self.voters_version)
         for node_id in self.ids:
-            self.net.schedule(now + self.rng.uniform(0, spread), self._voters_learner(node_id))
-        self.changing_until = now + spread
+            self._adopt_later(node_id, spread)
 
-    def _voters_learner(self, node_id: str) -> Callable[[], None]:
-        def learn() -> None:
-            host = self.hosts[node_id]
-            if host.core.voters != self.voter_ids:
-                host.core.set_voters(self.voter_ids)
-                if self.net.is_up(node_id):
-                    self.check(host, self.net.now)
+    def _adopt_later(self, node_id: str, spread: float) -> None:
+        voters, version = self.voter_ids, self.voters_version
+        self.net.schedule(self.net.now + self.rng.uniform(0, spread),
+                          lambda: self._adopt(node_id, voters, version))
 
-        return learn
+    def _adopt(self, node_id: str, voters: frozenset[str], version: tuple[int, int]) -> None:
+        if not self.net.is_up(node_id) or version <= self.adopted[node_id][1]:
+            return
+        self.adopted[node_id] = (voters, version)
+        host = self.hosts[node_id]
+        if len(host.core.voters ^ voters) > 1:
+            # Missed a change: like the agent, start a fresh core (it keeps term and vote,
+            # and withholds its vote for one election timeout as after a restart).
+            self.net.restart(node_id, self._new_host(node_id, host.clock))
+            self.monitor.crashed(node_id, self.net.now)
+            return
+        host.core.set_voters(voters, version)
+        self.check(host, self.net.now)
 
     def crash(self, node_id: str) -> None:
         self.net.crash(node_id)
         self.monitor.crashed(node_id, self.net.now)
 
     def restart(self, node_id: str) -> None:
-        # A new process: fresh core from what was persisted, a new clock offset.
+        # A new process: fresh core from what was persisted, a new clock offset; it hears of
+        # a newer voter set by gossip soon after.
         self.net.restart(node_id, self._new_host(node_id))
+        self._adopt_later(node_id, 3.0)
 
     def transfer(self, node_id: str) -> None:
         host = self.hosts[node_id]
@@ -280,6 +319,8 @@ class SeedResult:
     seed: int
     voters: int
     violations: list[str] = field(default_factory=list)
+    # Liveness failures: no leader after healing, a failover that never completed.
+    stalls: list[str] = field(default_factory=list)
     failovers_lan: list[float] = field(default_factory=list)
     failovers_wan: list[float] = field(default_factory=list)
     failed_failovers: int = 0
@@ -324,14 +365,15 @@ def chaos_run(seed: int, voters: int, non_voters: int, loss: float, duration: fl
         elif action < 0.93:
             if leader is not None:
                 cluster.transfer(leader)
-        elif net.now > cluster.changing_until:
-            # One voter added or removed, only once every node knows the previous change.
+        elif leader is not None and cluster.voters_settled():
+            # The leader adds or removes one voter (join --voter, or an operator's removal).
             voters = cluster.voter_ids
             others = [n for n in cluster.ids if n not in voters]
             if others and (len(voters) < 4 or rng.random() < 0.5):
-                cluster.change_voters(voters | {rng.choice(others)}, spread=3.0)
+                cluster.change_voters(leader, voters | {rng.choice(others)}, spread=3.0)
             elif len(voters) > 2:
-                cluster.change_voters(voters - {rng.choice(sorted(voters))}, spread=3.0)
+                cluster.change_voters(leader, voters - {rng.choice(sorted(voters))},
+                                      spread=3.0)
         t += rng.uniform(0.2, 4.0)
     # End healed and whole, so the run also shows the cluster recovers.
     cluster.heal()
@@ -411,27 +453,36 @@ def stable_run(seed: int, voters: int, non_voters: int, loss: float = 0.1,
     }
 
 
-def run_seed(seed: int, nodes: int | None, loss: float, wan: bool = True,
-             chaos_duration: float = 40.0) -> SeedResult:
+def _cluster_size(seed: int, nodes: int | None) -> tuple[int, int]:
+    """(voters, non-voters) for a seed: voter sets of 3 and 5 alternate."""
     voters = 3 if seed % 2 == 0 else 5
     total = nodes if nodes is not None else voters + 2
     voters = min(voters, total)
-    non_voters = total - voters
+    return voters, min(total - voters, MAX_NON_VOTERS)
+
+
+def run_seed(seed: int, nodes: int | None, loss: float, wan: bool = True,
+             chaos_duration: float = 40.0, drift: float | None = None) -> SeedResult:
+    voters, non_voters = _cluster_size(seed, nodes)
     result = SeedResult(seed, voters)
-    chaos = chaos_run(seed, voters, non_voters, loss, chaos_duration)
+    chaos = chaos_run(seed, voters, non_voters, loss, chaos_duration, drift=drift)
     result.violations += chaos.monitor.violations
     result.elections += chaos.monitor.elections
     if chaos.leader_with_lease() is None:
-        result.violations.append("no leader with a lease after the chaos run healed")
+        result.stalls.append("no leader with a lease after the chaos run healed")
     lan, failed, cluster = failover_run(seed, voters, non_voters, loss, ElectionConfig.lan(),
                                         LAN_DELAY)
     result.failovers_lan, result.failed_failovers = lan, failed
+    if failed:
+        result.stalls.append(f"{failed} LAN failover(s) found no new lease")
     result.violations += cluster.monitor.violations
     if wan:
         wan_times, failed, cluster = failover_run(seed, voters, non_voters, loss,
                                                   ElectionConfig.wan(), WAN_DELAY, crashes=1)
         result.failovers_wan = wan_times
         result.failed_failovers += failed
+        if failed:
+            result.stalls.append(f"{failed} WAN failover(s) found no new lease")
         result.violations += cluster.monitor.violations
     return result
 
@@ -446,21 +497,28 @@ def _quantile(values: list[float], q: float) -> float | None:
 
 def run(nodes: int | None = None, seed: int = 0, seeds: int = 1, loss: float = 0.0,
         stable: bool = True, stable_duration: float = 600.0, stable_loss: float = 0.1,
-        wan: bool = True, chaos_duration: float = 40.0, **extra: Any) -> dict[str, Any]:
+        wan: bool = True, chaos_duration: float = 40.0, drift: float | None = None,
+        **extra: Any) -> dict[str, Any]:
     """Seeds `seed .. seed+seeds-1`; one JSON-able summary (see the module docstring).
 
-    `nodes`: total nodes per cluster (voters alternate 3 and 5 by seed, the rest are
-    non-voters; default voters + 2).
+    `nodes`: cluster size (voters alternate 3 and 5 by seed, the rest are non-voters, of
+    which at most `MAX_NON_VOTERS` are simulated; default voters + 2). Each entry of
+    `failures` names its seed; `run(seed=that seed, seeds=1)` replays it. `drift`: clock rate
+    error of the chaos runs (default: the config's bound; set it past the bound to watch
+    the monitor catch overlapping leases).
     """
     if extra:
         raise ValueError(f"election scenario: unknown options {sorted(extra)}; expected "
-                         "stable, stable_duration, stable_loss, wan, chaos_duration")
+                         "stable, stable_duration, stable_loss, wan, chaos_duration, drift")
     if nodes is not None and nodes < 1:
         raise ValueError(f"nodes={nodes!r}: expected at least 1")
     if seeds < 1:
         raise ValueError(f"seeds={seeds!r}: expected at least 1")
-    results = [run_seed(s, nodes, loss, wan, chaos_duration) for s in range(seed, seed + seeds)]
+    results = [run_seed(s, nodes, loss, wan, chaos_duration, drift)
+               for s in range(seed, seed + seeds)]
     failing = [r for r in results if r.violations]
+    failures = [f"seed {r.seed}: {v}" for r in failing for v in r.violations]
+    failures += [f"seed {r.seed}: {v}" for r in results for v in r.stalls]
     lan = [t for r in results for t in r.failovers_lan]
     wan_times = [t for r in results for t in r.failovers_wan]
     summary: dict[str, Any] = {
@@ -469,9 +527,11 @@ def run(nodes: int | None = None, seed: int = 0, seeds: int = 1, loss: float = 0
         "first_seed": seed,
         "loss": loss,
         "safety_violations": sum(len(r.violations) for r in results),
-        "failing_seeds": [r.seed for r in failing][:20],
-        "first_violation": (f"seed {failing[0].seed}: {failing[0].violations[0]}"
-                            if failing else None),
+        "failing_seeds": [r.seed for r in failing][:MAX_FAILURES_SHOWN],
+        "first_violation": failures[0] if failures else None,
+        "voters_per_cluster": [3, 5] if nodes is None or nodes >= 5 else [min(3, nodes), nodes],
+        "non_voters_per_cluster": max(_cluster_size(seed, nodes)[1],
+                                      _cluster_size(seed + 1, nodes)[1]),
         "elections": sum(r.elections for r in results),
         "failover_samples": len(lan),
         "failover_p50_s": _quantile(lan, 0.5),
@@ -485,10 +545,10 @@ def run(nodes: int | None = None, seed: int = 0, seeds: int = 1, loss: float = 0
         "failover_wan_max_s": _quantile(wan_times, 1.0),
         "failover_wan_target_s": WAN_FAILOVER_TARGET_S,
         "failed_failovers": sum(r.failed_failovers for r in results),
+        "stalls": sum(len(r.stalls) for r in results),
     }
     if stable:
-        voters = 5 if nodes is None else min(5, nodes)
-        non_voters = 2 if nodes is None else nodes - voters
+        voters, non_voters = _cluster_size(1, nodes)  # the larger voter set
         report = stable_run(seed, voters, non_voters, stable_loss, stable_duration)
         summary.update({
             "leader_changes_stable": report["leader_changes"],
@@ -499,6 +559,10 @@ def run(nodes: int | None = None, seed: int = 0, seeds: int = 1, loss: float = 0
                                                  f"/{report['non_voters']}"),
         })
         summary["safety_violations"] += len(report["violations"])
-        if report["violations"] and summary["first_violation"] is None:
-            summary["first_violation"] = f"stable seed {seed}: {report['violations'][0]}"
+        failures += [f"seed {seed} (stable run): {v}" for v in report["violations"]]
+        if report["leader_changes"]:
+            failures.append(f"seed {seed} (stable run): {report['leader_changes']} leader "
+                            "changes without crashes")
+        summary["first_violation"] = failures[0] if failures else None
+    summary["failures"] = failures[:MAX_FAILURES_SHOWN]
     return summary

@@ -76,12 +76,37 @@ def test_a_leader_cut_off_with_a_minority_loses_its_lease_and_the_majority_elect
     assert cluster.monitor.violations == []
 
 
+def _cut_off_a_slow_leader(seed: int, drift: float) -> list[str]:
+    """Leader clock slow by `drift`, follower clocks fast by it; isolate the leader."""
+    cluster = Cluster(seed, 3, 0, ElectionConfig.lan(), 0.0, scenario.LAN_DELAY)
+    for node_id in ("v1", "v2"):
+        cluster.hosts[node_id].clock = Clock(1 + drift, 0.0)
+    cluster.hosts["v0"].clock = Clock(1 - drift, 0.0)
+    # v0 tends to win first when its timer fires first; a slow clock makes that less
+    # likely, so elect whoever wins and re-clock that one.
+    cluster.net.run_until(5.0)
+    leader = cluster.leader_with_lease()
+    assert leader is not None
+    for node_id in cluster.ids:
+        rate = 1 - drift if node_id == leader else 1 + drift
+        old = cluster.hosts[node_id].clock
+        # Keep local time continuous at the switch, as a clock that changes rate would.
+        now = cluster.net.now
+        cluster.hosts[node_id].clock = Clock(rate, old.local(now) - rate * now)
+    cluster.net.run_until(10.0)
+    cluster.partition([{leader}])
+    cluster.net.run_until(20.0)
+    return cluster.monitor.violations
+
+
 def test_clock_drift_beyond_the_configured_bound_is_caught_as_overlapping_leases() -> None:
-    # The monitor is not vacuous: let clocks drift 20x past what the lease allows for.
-    caught = [seed for seed in range(30, 60)
-              if scenario.chaos_run(seed, 3 if seed % 2 == 0 else 5, 2, 0.05,
-                                    drift=0.2).monitor.violations]
+    # The monitor is not vacuous: with clocks 20x past the bound, leases overlap.
+    caught = [seed for seed in range(10) if _cut_off_a_slow_leader(seed, 0.2)]
     assert caught
+    assert "two valid leases" in _cut_off_a_slow_leader(caught[0], 0.2)[0]
+    # At the bound the same cut never overlaps.
+    d = ElectionConfig.lan().max_clock_drift
+    assert all(_cut_off_a_slow_leader(seed, d) == [] for seed in range(10))
 
 
 def test_the_same_seed_replays_the_same_run() -> None:
@@ -95,7 +120,7 @@ def test_the_same_seed_replays_the_same_run() -> None:
 def test_the_summary_carries_the_reported_figures() -> None:
     summary = scenario.run(seed=0, seeds=2, loss=0.1, stable=True, stable_duration=60.0)
     for key in ("safety_violations", "failover_p50_s", "failover_p99_s", "failover_max_s",
-                "leader_changes_stable", "failover_wan_max_s", "failing_seeds"):
+                "leader_changes_stable", "failover_wan_max_s", "failing_seeds", "failures"):
         assert key in summary
     assert summary["failover_samples"] == 4 and summary["failover_wan_samples"] == 2
 
@@ -173,11 +198,13 @@ def test_a_promoted_non_voter_votes_so_the_grown_voter_set_survives_a_leader_cra
     cluster = Cluster(4, 3, 1, ElectionConfig.lan(), 0.0, scenario.LAN_DELAY)
     net = cluster.net
     net.run_until(5.0)
-    cluster.change_voters(cluster.voter_ids | {"n0"}, spread=1.0)
-    net.run_until(7.0)
-    assert cluster.hosts["n0"].core.is_voter
     old = cluster.leader_with_lease()
     assert old is not None
+    cluster.change_voters(old, cluster.voter_ids | {"n0"}, spread=1.0)
+    net.run_until(7.0)
+    assert cluster.hosts["n0"].core.is_voter
+    assert cluster.hosts["n0"].core.voters_version == (cluster.hosts[old].core.term, 2)
+    assert cluster.leader_with_lease() == old
     cluster.crash(old)
     # Three of four voters are left: no majority without the promoted node's vote.
     net.run_until(12.0)
@@ -185,3 +212,29 @@ def test_a_promoted_non_voter_votes_so_the_grown_voter_set_survives_a_leader_cra
     assert new is not None and new != old
     assert cluster.hosts["n0"].core.term == cluster.hosts[new].core.term
     assert cluster.monitor.violations == []
+
+
+def test_the_mesh_sim_tool_prints_the_election_figures_as_one_json_object(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tools import mesh_sim
+
+    rc = mesh_sim.main(["--scenario", "election", "--seeds", "2", "--nodes", "7",
+                        "--loss", "0.1", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert out["safety_violations"] == 0 and out["failures"] == []
+    assert out["leader_changes_stable"] == 0
+    assert out["failover_p50_s"] <= out["failover_p99_s"] <= out["failover_max_s"]
+
+
+def test_a_failing_seed_is_named_in_failures_and_replays_alone() -> None:
+    # Clock drift far past the bound makes leases overlap on some seeds.
+    options = {"loss": 0.05, "stable": False, "wan": False, "drift": 0.4}
+    summary = scenario.run(seed=0, seeds=10, **options)
+    assert summary["safety_violations"] > 0
+    first = summary["failing_seeds"][0]
+    assert summary["failures"][0].startswith(f"seed {first}: ")
+    alone = scenario.run(seed=first, seeds=1, **options)
+    assert alone["failures"][0] == summary["failures"][0]
