@@ -127,13 +127,13 @@ class ModelStore(SyncedStore):
         Raises StaleTermError if `term` is older than the newest term seen, UnknownModelError
         if the model is not registered here, InvalidRow for an unknown alias name.
         """
-        self.fence.check(term)
         model = await self.get_model(sha)
         if model is None:
             raise UnknownModelError(f"model {sha} is not registered: register_model first")
         row = new_alias(name, model["board_type"], model["num_players"], sha, term,
                         self._clock.now(), self._node_id)
-        await self.put(row)
+        # Checked inside the write's transaction: no newer term can slip in between.
+        await self.put(row, guard=lambda: self.fence.check(term))
         return row
 
     async def get_alias(self, name: str, board_type: str, num_players: int) -> dict | None:
@@ -151,11 +151,10 @@ class ModelStore(SyncedStore):
         elo_delta: float | None, term: int, reason: str = "",
     ) -> dict:
         """Record a promotion decision (a leader action, fenced); returns the event row."""
-        self.fence.check(term)
         row = new_promotion(board_type, num_players, candidate, incumbent, decision,
                             reorder_applied, games_played, win_rate, elo_delta, term,
                             self._clock.now(), self._node_id, reason)
-        await self.put(row)
+        await self.put(row, guard=lambda: self.fence.check(term))
         return row
 
     async def promotion_events(

@@ -113,14 +113,21 @@ class SyncedStore:
         return found[0] if found else None
 
     async def merge(
-        self, rows: Sequence[object], strategy: Strategy = Strategy.LAST_WRITE_WINS
+        self, rows: Sequence[object], strategy: Strategy = Strategy.LAST_WRITE_WINS,
+        *, guard: Callable[[], None] | None = None,
     ) -> MergeStats:
-        """Validate and merge a batch in one transaction; invalid rows are counted, skipped."""
+        """Validate and merge a batch in one transaction; invalid rows are counted, skipped.
+
+        `guard`, when given, runs inside the transaction before anything is read: a check that
+        must hold at the moment of writing (fencing) raises there and the batch is not written.
+        """
         valid, invalid, self.last_errors = validate_batch(rows, self._validate)
         if not valid:
             return MergeStats(invalid=invalid)
         groups = self._by_table([r.key for r in valid])
         async with self._db.transaction() as conn:
+            if guard is not None:
+                guard()
             held: dict[str, bytes] = {}
             for table, keys in groups.items():
                 async with conn.execute(
@@ -141,16 +148,18 @@ class SyncedStore:
                 per_table.setdefault(table, []).append(table.params(row, bucket, h))
             for table, params in per_table.items():
                 await conn.executemany(table.insert_sql, params)
+            # Inside the transaction: a guard of a later write then sees what this one holds.
+            self._merged(writes)
         old_keys = list(plan.replaced)
         self._digests.toggle(*hash_rows(old_keys, [plan.replaced[k] for k in old_keys]))
         self._digests.toggle(new_buckets, new_hashes)
         self._count += plan.stats.added
         self._clock.update(max(row_hlc(w.data) for w in writes))
-        self._merged(writes)
         return plan.stats
 
     def _merged(self, writes: list[Row]) -> None:
-        """Called with the rows a committed merge wrote; subclasses learn from them."""
+        """Called with the rows a merge writes, just before its commit; subclasses learn from
+        them (a commit that then fails leaves them having seen rows a peer will offer again)."""
 
     async def _tied_rows(self, conn, valid: list[Row], held: dict[str, bytes]) -> dict[str, dict]:
         """Held wire dicts of rows whose incoming version equals the held one (tie-breaks)."""
@@ -173,9 +182,9 @@ class SyncedStore:
                     tied[record[0]] = table.to_wire(record)
         return tied
 
-    async def put(self, row: dict) -> MergeStats:
+    async def put(self, row: dict, guard: Callable[[], None] | None = None) -> MergeStats:
         """Merge one locally made row; raises InvalidRow if it is bad."""
-        stats = await self.merge([row])
+        stats = await self.merge([row], guard=guard)
         if stats.invalid:
             raise InvalidRow(self.last_errors[0])
         return stats

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from pathlib import Path
@@ -135,3 +136,18 @@ async def test_promotion_events_keep_decision_and_reorder_as_separate_fields(sto
     assert [(e["decision"], e["reorder_applied"]) for e in events] == [
         ("retain_production", True), ("rollback", False)]
     assert (await stores.models.summary())[0] == 2
+
+
+async def test_fence_is_checked_when_the_alias_is_written_not_before(stores) -> None:
+    sha = await stores.models.put_blob(b"net-3")
+    await stores.models.register_model(sha, "square8", 2)
+    newer = new_alias("production", "square8", 2, sha, 9, 10, "node-b")
+    # The peer's newer-term row is merged while the old leader's write is on its way.
+    merged, refused = await asyncio.gather(
+        stores.models.merge([newer]),
+        stores.models.set_alias("candidate", sha, term=5),
+        return_exceptions=True,
+    )
+    assert merged.added == 1
+    assert isinstance(refused, StaleTermError)
+    assert await stores.models.get_alias("candidate", "square8", 2) is None
