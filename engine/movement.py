@@ -77,12 +77,6 @@ def stack_moves(
             i += 1
 
 
-def stack_can_move(state: GameState, cell: int) -> bool:
-    s = state.stacks[cell]
-    return can_move_from(state.stacks, state.collapsed, state.board.rays[cell], len(s),
-                         cap_height(s))
-
-
 def has_capture_from(state: GameState, cell: int) -> bool:
     out: list[Move] = []
     stack_moves(state, cell, 0, out, "", captures_only=True)
