@@ -390,3 +390,76 @@ def test_handle_refuses_a_foreign_message_type() -> None:
 def test_a_corrupt_persisted_state_is_refused() -> None:
     with pytest.raises(ValueError, match="persisted term"):
         _core(persisted=(-1, None))
+
+
+# -- voter-set versions, vote counting, sticky pre-votes ------------------------------------
+
+
+def test_a_voter_refuses_candidates_holding_an_older_voter_set() -> None:
+    core = _core("b")
+    core.set_voters(VOTERS3 | {"d"}, version=(0, 2))
+    core.tick(0.0)
+    later = LAN.election_timeout_min + 0.01
+    assert core.handle("a", RequestVote(1, voters_version=(0, 1)), later) == []
+    assert core.handle("a", RequestVote(1, pre=True, voters_version=(0, 1)), later) == []
+    out = core.handle("a", RequestVote(1, voters_version=(0, 2)), later)
+    assert _sends(out)[0].msg.granted
+
+
+def test_adopting_a_voter_set_moves_to_the_writers_term_and_deposes_older_leaders() -> None:
+    core, now = _leader_of_three()
+    core.handle("b", HeartbeatAck(1, seq=1, ok=True), now)
+    assert core.is_leader_with_lease(now)
+    core.set_voters(VOTERS3 | {"d"}, version=(4, 2))
+    assert core.term == 4 and core.voted_for is None
+    assert core.role is Role.FOLLOWER and not core.is_leader_with_lease(now)
+    with pytest.raises(ValueError, match="older"):
+        core.set_voters(VOTERS3, version=(3, 9))
+    # What the shell persisted (term 1, voted for itself) plus the set's version on restart.
+    restarted = Election("a", VOTERS3 | {"d"}, LAN, random.Random(1), (1, "a"), (4, 2))
+    assert (restarted.term, restarted.voted_for) == (4, None)
+
+
+def test_the_writer_of_a_voter_set_keeps_leading() -> None:
+    core, now = _leader_of_three()
+    core.handle("b", HeartbeatAck(1, seq=1, ok=True), now)
+    core.set_voters(VOTERS3 | {"d"}, version=(1, 2))
+    assert core.is_leader_with_lease(now) and core.term == 1
+
+
+def test_grants_from_nodes_removed_mid_campaign_do_not_count() -> None:
+    core = _core("a", frozenset({"a", "b", "c", "d"}))
+    core.tick(0.0)
+    now = LAN.election_timeout_max + 0.01
+    core.tick(now)
+    core.handle("b", VoteReply(1, granted=True, pre=True), now)
+    core.handle("c", VoteReply(1, granted=True, pre=True), now)
+    assert core.role is Role.CANDIDATE
+    core.handle("b", VoteReply(1, granted=True), now)
+    core.set_voters(frozenset({"a", "c", "d"}))  # b is gone: a holds 1 of 3, not 2
+    assert core.role is Role.CANDIDATE
+    core.handle("c", VoteReply(1, granted=True), now)
+    assert core.role is Role.LEADER
+
+
+def test_a_voter_backs_one_pre_candidate_per_term_for_two_heartbeats() -> None:
+    core = _core("c", frozenset({"a", "b", "c", "d", "e"}))
+    core.tick(0.0)
+    t = LAN.election_timeout_min + 0.01
+    assert _sends(core.handle("a", RequestVote(1, pre=True), t))[0].msg.granted
+    assert not _sends(core.handle("b", RequestVote(1, pre=True), t + 0.01))[0].msg.granted
+    # Asking again (a resend) keeps the backing alive; it lapses two heartbeats after that.
+    assert _sends(core.handle("a", RequestVote(1, pre=True), t + 0.02))[0].msg.granted
+    later = t + 0.02 + 2 * LAN.heartbeat_interval + 0.01
+    assert _sends(core.handle("b", RequestVote(1, pre=True), later))[0].msg.granted
+
+
+def test_between_two_pre_candidates_only_the_higher_id_gets_the_grant() -> None:
+    low, high = _core("a"), _core("b")
+    for core in (low, high):
+        core.tick(0.0)
+        core.tick(LAN.election_timeout_max + 0.01)
+        assert core.role is Role.PRE_CANDIDATE
+    t = LAN.election_timeout_max + 0.02
+    assert _sends(low.handle("b", RequestVote(1, pre=True), t))[0].msg.granted
+    assert not _sends(high.handle("a", RequestVote(1, pre=True), t))[0].msg.granted
