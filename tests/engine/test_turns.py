@@ -1,9 +1,11 @@
 """Turn structure: bookkeeping moves, forced elimination, recovery, the pie rule, and
 how games end (RR-CANON-R070-R076, R100, R110-R115, R170-R180)."""
 
+import pytest
+
 from engine import moves as mt
 from engine.moves import Move
-from engine.rules import apply_move, legal_moves
+from engine.rules import IllegalMove, apply_move, legal_moves
 from engine.state import (
     FORCED_ELIMINATION,
     GAME_OVER,
@@ -169,3 +171,11 @@ def test_a_stack_may_overtake_its_owners_own_stack():
     assert own
     after = apply_move(s, own[0])
     assert after.stacks[own[0].dst] == (1, 1, 1) and after.eliminated == s.eliminated
+
+
+def test_checked_apply_refuses_a_move_that_is_not_legal_and_leaves_the_state_alone():
+    s = initial_state("square8", 2)
+    before = s.copy()
+    with pytest.raises(IllegalMove, match="not legal"):
+        apply_move(s, Move(mt.MOVE_STACK, 1, 0, 1), check=True)
+    assert s.stacks == before.stacks and s.phase == before.phase
