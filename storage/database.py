@@ -69,8 +69,10 @@ class Database:
             yield self.conn
 
     async def fetchall(self, sql: str, params: tuple | list = ()) -> list[tuple]:
-        async with self.reading() as conn, conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        # execute_fetchall is one hop to the connection's thread; execute + fetchall + close
+        # would be three, and under load each hop waits for the thread to be scheduled.
+        async with self.reading() as conn:
+            return list(await conn.execute_fetchall(sql, params))
 
     async def close(self) -> None:
         async with self.lock:

@@ -130,10 +130,9 @@ class SyncedStore:
                 guard()
             held: dict[str, bytes] = {}
             for table, keys in groups.items():
-                async with conn.execute(
+                held.update(await conn.execute_fetchall(
                     f"SELECT key, version FROM {table.name} WHERE {_KEYS_IN}", (json.dumps(keys),)
-                ) as cur:
-                    held.update(await cur.fetchall())
+                ))
             held_rows = await self._tied_rows(conn, valid, held)
             plan = plan_merge(strategy, valid, held, held_rows.__getitem__, invalid)
             if not plan.writes:
@@ -175,11 +174,11 @@ class SyncedStore:
             else:
                 fetch.setdefault(table, []).append(row.key)
         for table, keys in fetch.items():
-            async with conn.execute(
+            records = await conn.execute_fetchall(
                 f"{table.select_sql} WHERE {_KEYS_IN}", (json.dumps(keys),)
-            ) as cur:
-                for record in await cur.fetchall():
-                    tied[record[0]] = table.to_wire(record)
+            )
+            for record in records:
+                tied[record[0]] = table.to_wire(record)
         return tied
 
     async def put(self, row: dict, guard: Callable[[], None] | None = None) -> MergeStats:
