@@ -28,6 +28,9 @@ without a log round per action:
   may override a promise, which is safe because the only lease such a promise protects is the
   one the old leader gave up before asking (a forced campaign is only for term T+1 of the
   leader of T, which sends at most one).
+- **Voter-set changes** go one voter at a time and carry a version `(writer's term, change)`;
+  voters refuse candidates holding an older set (Raft gets this from its log). See
+  `set_voters`.
 
 `is_leader_with_lease(now)` is the only thing leader duties may check; every leader action
 carries `term` as its fencing token (storage refuses writes older than the newest term seen).
@@ -294,7 +297,7 @@ class Election:
         self._promise_until = -math.inf
         self._election_deadline = math.inf
         self._started = False
-        # Campaign (pre-vote or vote): who granted, when requests were last (re)sent.
+        # Campaign (pre-vote or vote): who granted, when unanswered requests are resent.
         self._votes: set[str] = set()
         self._forced = False
         self._next_request = math.inf
@@ -396,6 +399,9 @@ class Election:
             return
         if type(term) is not int or not 0 <= term <= MAX_TERM:
             raise ValueError(f"observe: term {term!r}: expected an int in [0, {MAX_TERM}]")
+        if not isinstance(lease_until, (int, float)) or math.isnan(lease_until):
+            raise ValueError(f"observe: lease_until {lease_until!r}: expected a number in "
+                             "this core's clock")
         if term < self._term:
             return
         if term > self._term:
