@@ -512,36 +512,47 @@ class Membership:
         out.append(MemberChange(node_id, state, incarnation, rec.version))
 
     def _apply(self, src: str, updates: list[Update], now: float, out: list[object]) -> None:
+        # Claims that a node is suspect or dead which we know to be refuted already: the
+        # sender missed the refutation, and its suspicion timer would turn a live node dead.
+        # Answering it straight away closes that gap (gossip alone reaches everyone only
+        # with high probability).
+        answers: list[Update] = []
         for update in updates:
             if update.node_id == self.node_id:
-                if self._about_me(update) and src != self.node_id:
-                    # Answer the node that doubts us at once; gossip takes it to the rest.
-                    out.append(Send(src, Gossip([self._update_of(self._self, now)])))
-            else:
-                self._merge(update, now, out)
+                if self._about_me(update) or (update.state != "alive"
+                                              and self._self.state == "alive"):
+                    answers.append(self._update_of(self._self, now))
+            elif self._merge(update, now, out):
+                answers.append(self._update_of(self._members[update.node_id], now))
+        if answers and src != self.node_id:
+            out.append(Send(src, Gossip(answers)))
 
-    def _merge(self, u: Update, now: float, out: list[object]) -> None:
+    def _merge(self, u: Update, now: float, out: list[object]) -> bool:
+        """Merge one update about another node; True if it is a refuted suspicion."""
         rec = self._members.get(u.node_id)
         if u.manifest is not None and (rec is None or u.version > rec.version):
             manifest = self._verify(u.manifest)
             if (manifest is None or manifest.node_id != u.node_id
                     or manifest.freshness != u.version):
                 self.stats.invalid_updates += 1
-                return
+                return False
             if rec is None:
                 rec = _Record(u.node_id, u.state, u.incarnation, u.manifest, manifest, u.version)
                 self._add(rec)
                 self._set_state(rec, u.state, u.incarnation, now, u.suspected_for, out)
-                return
+                return False
             rec.signed, rec.manifest, rec.version = u.manifest, manifest, u.version
             if not supersedes((u.state, u.incarnation), (rec.state, rec.incarnation)):
                 self._queue[u.node_id] = 0
                 out.append(MemberChange(u.node_id, rec.state, rec.incarnation, rec.version))
-                return
+                return False
         elif rec is None:
-            return  # a claim about a node we cannot address yet; push-pull will bring it
+            return False  # a claim about a node we cannot address yet; push-pull brings it
         if supersedes((u.state, u.incarnation), (rec.state, rec.incarnation)):
             self._set_state(rec, u.state, u.incarnation, now, u.suspected_for, out)
+            return False
+        return (u.state in ("suspect", "dead") and rec.state == "alive"
+                and rec.incarnation > u.incarnation)
 
     def _about_me(self, u: Update) -> bool:
         """Refute a claim about us that would win over our own state; True if we did."""
@@ -575,6 +586,11 @@ class Membership:
         self._members[rec.node_id] = rec
         self._position[rec.node_id] = len(self._others)
         self._others.append(rec.node_id)
+        # Into the current probe round at a random place (as memberlist does): a node that
+        # joined a small cluster would otherwise finish a round over the first few members
+        # before it ever probes the rest.
+        order = self._probe_order
+        order.insert(self._rng.randrange(len(order) + 1), rec.node_id)
 
     def _remove(self, node_id: str) -> None:
         del self._members[node_id]
@@ -615,10 +631,12 @@ class Membership:
             if rec is None:
                 del self._queue[node_id]
                 continue
+            if budget < _UPDATE_BASE_BYTES:
+                break  # not even a bare update fits any more
             update = self._update_of(rec, now)
             size = _estimated_size(update)
             if size > budget:
-                continue
+                continue  # a smaller one further on may still fit
             budget -= size
             picked.append(update)
             if sent + 1 >= limit:
@@ -706,9 +724,13 @@ class Membership:
                           rec.last_heard, rec.manifest)
 
 
+# Encoded bytes of an update without a manifest: field names, node id, state, numbers.
+_UPDATE_BASE_BYTES = 128
+
+
 def _estimated_size(update: Update) -> int:
     """Encoded bytes of an update, near enough for the gossip budget (no encoding pass)."""
-    size = 128  # field names, node id, state, numbers
+    size = _UPDATE_BASE_BYTES
     if update.manifest is not None:
         size += len(update.manifest.body) + len(update.manifest.sig) + 16
     return size

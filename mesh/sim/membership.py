@@ -7,11 +7,14 @@ cluster converges, then `changes` manifest changes are made at random nodes, the
 - converge_999_s / converge_100_s: of all (change, node) deliveries, the 99.9th
   percentile of the delay, and the longest time any change took to reach every node;
 - detect_dead_s: longest time from a crash until every live node marks the node dead;
+- first_suspect_s: time from the crash to the first suspicion of it (the probe's luck);
 - false_dead: dead marks of nodes that were up at the time;
 - bytes_per_node_s: bytes each node sends per second over the measured part (after the
   join), envelope and HTTP framing included (see mesh.sim.net);
-- insync_round_bytes: bytes of one probe round (ping + ack) between two nodes that are
-  in sync (nothing to piggyback), measured over a quiet window.
+- insync_round_bytes: bytes of one probe round (ping + ack) between two nodes with
+  nothing to tell each other (no piggybacked news), measured over a quiet window: in
+  SWIM the probe is the only traffic an in-sync pair exchanges each round (gossip is
+  sent only when there is news), and push-pull, every 30-90 s, is in bytes_per_node_s.
 
 A run that breaks an invariant (views never agree, a change or a death never reaches
 every node, a live node marked dead) lists it under `failures`, with its seed.
@@ -22,12 +25,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+from collections.abc import Callable
 from typing import Any
 
 from mesh.identity import Identity
 from mesh.manifest import Manifest, ManifestError, SignedManifest, open_manifest, sign_manifest
 from mesh.membership import MemberChange, Membership, MembershipConfig
-from mesh.sim.net import SimNet
+from mesh.membership_messages import Ack, Ping
+from mesh.sim.net import SimNet, wire_size
 
 PORT = 7946
 # Joins are this far apart: a steady stream, not one instant storm on a single seed.
@@ -97,19 +102,22 @@ class Cluster:
     """A simulated cluster plus the bookkeeping the figures need."""
 
     def __init__(self, nodes: int, seed: int, loss: float = 0.0,
-                 config: MembershipConfig | None = None) -> None:
+                 config: MembershipConfig | None = None,
+                 sizer: Callable[[Any], int] = wire_size) -> None:
         if nodes < 2:
             raise ValueError(f"nodes must be at least 2, got {nodes}")
         self.n = nodes
         self.seed = seed
         self.config = config or MembershipConfig()
-        self.net = SimNet(seed, loss=loss)
+        self.net = SimNet(seed, loss=loss, sizer=sizer)
         self.verify = SharedVerifier()
         self._rng = random.Random(seed ^ 0x5EED)
         self.peers: dict[str, SimPeer] = {}
         self.order: list[str] = []
         # (time, observer, subject) of every dead mark; the test of false ones is at mark time.
         self.dead_marks: list[tuple[float, str, str]] = []
+        # (time, observer, subject, state) of every suspect and dead mark.
+        self.marks: list[tuple[float, str, str, str]] = []
         self.false_dead = 0
         self._watch: dict[str, tuple[tuple[int, int], dict[str, float]]] = {}
 
@@ -153,6 +161,8 @@ class Cluster:
     def _effect(self, observer: str, effect: Any) -> None:
         if not isinstance(effect, MemberChange):
             return
+        if effect.state in ("suspect", "dead"):
+            self.marks.append((self.net.now, observer, effect.node_id, effect.state))
         if effect.state == "dead":
             self.dead_marks.append((self.net.now, observer, effect.node_id))
             if self.net.is_up(effect.node_id):
@@ -249,13 +259,20 @@ def run_one(nodes: int, seed: int, loss: float, changes: int = 10, crashes: int 
         delays.extend(times)
         full_times.append(max(times))
 
-    # Quiet window: nothing new to say, so only the in-sync background traffic remains.
+    # Quiet window: the probe rounds of pairs with nothing to tell each other (no
+    # piggybacked news) are the in-sync cost: one ping and its ack, all framing included.
     net.run_until(net.now + 2 * CHANGE_SPACING_S)
-    kinds_before = dict(net.kind_bytes), dict(net.kind_msgs)
+    empty: dict[type, list[int]] = {Ping: [], Ack: []}
+
+    def record(src: str, dst: str, msg: Any, size: int) -> None:
+        if type(msg) in empty and not msg.updates:
+            empty[type(msg)].append(size)
+
+    net.on_send = record
     net.run_until(net.now + quiet_s)
-    ping_bytes = sum(net.kind_bytes.get(k, 0) - kinds_before[0].get(k, 0)
-                     for k in ("swim.ping", "swim.ack"))
-    pings = net.kind_msgs.get("swim.ping", 0) - kinds_before[1].get("swim.ping", 0)
+    net.on_send = None
+    insync = (sum(empty[Ping]) / len(empty[Ping]) + sum(empty[Ack]) / len(empty[Ack])
+              if empty[Ping] and empty[Ack] else math.nan)
 
     # Crashes: every live node must mark each victim dead.
     detect: list[float] = []
@@ -268,6 +285,8 @@ def run_one(nodes: int, seed: int, loss: float, changes: int = 10, crashes: int 
         net.run_until(net.now + 0.5)
         if all(len(cluster.crash_times(v, crash_at)) >= len(live) for v in victims):
             break
+    first_suspect = [t - crash_at for t, _, subject, state in cluster.marks
+                     if subject in victims and state == "suspect" and t >= crash_at]
     for victim in victims:
         marks = cluster.crash_times(victim, crash_at)
         if len(marks) < len(live):
@@ -289,16 +308,17 @@ def run_one(nodes: int, seed: int, loss: float, changes: int = 10, crashes: int 
         "converge_100_s": round(max(full_times), 3) if full_times else math.nan,
         "converge_mean_s": round(sum(delays) / len(delays), 3) if delays else math.nan,
         "detect_dead_s": round(max(detect), 3) if detect else math.nan,
+        "first_suspect_s": round(min(first_suspect), 3) if first_suspect else math.nan,
         "false_dead": cluster.false_dead,
         "bytes_per_node_s": round(sent / nodes / window, 1),
-        "insync_round_bytes": round(ping_bytes / pings, 1) if pings else math.nan,
+        "insync_round_bytes": round(insync, 1),
         "suspicion_timeout_s": round(cluster.config.suspicion_timeout(nodes), 3),
         "virtual_s": round(net.now, 3),
         "failures": failures,
     }
 
 
-_WORST = {"join_converge_s": max, "converge_999_s": max, "converge_100_s": max,
+_WORST = {"join_converge_s": max, "first_suspect_s": max, "converge_999_s": max, "converge_100_s": max,
           "converge_mean_s": max, "detect_dead_s": max, "false_dead": sum,
           "bytes_per_node_s": max, "insync_round_bytes": max}
 

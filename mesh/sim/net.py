@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import msgpack
 
+from mesh import codec
 from mesh.core import Send
 
 # Bytes of HTTP framing around one gossip message, measured once through a counting TCP
@@ -33,21 +34,22 @@ from mesh.core import Send
 # are below the layer we count.
 HTTP_OVERHEAD_BYTES = 297
 
-# Bytes the wire envelope adds around a body, not counting the kind string: the msgpack
-# map {v, cluster, from, ts, nonce, kind, body} with a 16-char cluster id, a 32-hex-char
-# node id, a millisecond timestamp and a 16-byte nonce, plus the 32-byte HMAC-SHA256 tag
-# (as msgpack bin). Computed from a template so it follows the field layout; the empty
-# kind and the nil body placeholders (1 byte each) are taken out again.
+# Bytes the wire envelope (mesh.wire) adds around a body, not counting the kind string:
+# the msgpack map {v, cluster, from, ts, nonce, kind, body} with a 32-hex-char cluster id
+# (what `init` creates), a 32-hex-char node id, a millisecond timestamp and a 16-byte
+# nonce, then the 32-byte HMAC-SHA256 tag appended. Computed from a template so it follows
+# the field layout (tests check it against Wire.seal); the empty kind and the nil body
+# placeholders (1 byte each) are taken out again.
 _ENVELOPE_TEMPLATE = {
     "v": 1,
-    "cluster": "c" * 16,
+    "cluster": "c" * 32,
     "from": "0" * 32,
     "ts": 1_800_000_000_000,
     "nonce": b"\0" * 16,
     "kind": "",
     "body": None,
 }
-_TAG_BYTES = 2 + 32
+_TAG_BYTES = 32
 ENVELOPE_OVERHEAD_BYTES = len(msgpack.packb(_ENVELOPE_TEMPLATE)) - 2 + _TAG_BYTES
 
 
@@ -59,46 +61,77 @@ class SimNode(Protocol):
     def tick(self, now: float) -> list[Any]: ...
 
 
-def _plain(value: Any) -> Any:
-    """Fallback body encoding for message classes the codec does not know (test doubles)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
-def _body_and_kind(msg: Any) -> tuple[Any, str]:
-    try:
-        from mesh import codec
-    except ImportError:  # mesh.codec is being written in parallel; size plainly until it lands
-        return _plain(msg), type(msg).__name__
-    try:
-        kind = codec.kind_of(msg)
-    except codec.EncodeError:  # an unregistered test double: still give it a realistic size
-        return _plain(msg), type(msg).__name__
-    return codec.to_body(msg), kind
-
-
 def kind_name(msg: Any) -> str:
-    """The registered kind of a message, or its class name for a test double."""
-    try:
-        from mesh import codec
-    except ImportError:
-        return type(msg).__name__
+    """The registered kind of a message, or its class name for an unregistered test double."""
     try:
         return codec.kind_of(msg)
     except codec.EncodeError:
         return type(msg).__name__
 
 
+def _framing(kind: str) -> int:
+    return len(msgpack.packb(kind)) + ENVELOPE_OVERHEAD_BYTES + HTTP_OVERHEAD_BYTES
+
+
+def strict_wire_size(msg: Any) -> int:
+    """`wire_size` computed through `codec.to_body`, which also validates every field.
+
+    Slower; use it (`SimNet(sizer=strict_wire_size)`) to prove a core only sends
+    messages the real wire would accept. Registered messages only.
+    """
+    body = codec.to_body(msg)
+    return len(msgpack.packb(body, use_bin_type=True)) + _framing(codec.kind_of(msg))
+
+
+# Encoded sizes of hashable message parts (a manifest-carrying update is sized once, not
+# once per gossip message it rides in). Bounded: cleared when it grows past this.
+_SIZE_CACHE: dict[Any, int] = {}
+_SIZE_CACHE_MAX = 200_000
+
+
+def _header(n: int, small: int) -> int:
+    """Bytes of a msgpack array/map header holding n items (`small`: fixarray/fixmap limit)."""
+    return 1 if n < small else 3 if n < 65536 else 5
+
+
+def _packed_len(value: Any) -> int:
+    """len(msgpack.packb(codec-style body of value)) without building the body."""
+    kind = type(value)
+    if value is None or kind is bool:
+        return 1
+    if kind in (int, float, str, bytes):
+        return len(msgpack.packb(value, use_bin_type=True))
+    if kind in (list, tuple):
+        return _header(len(value), 16) + sum(_packed_len(v) for v in value)
+    if kind is dict:
+        return _header(len(value), 16) + sum(
+            _packed_len(k) + _packed_len(v) for k, v in value.items())
+    if dataclasses.is_dataclass(value):
+        try:
+            return _SIZE_CACHE[value]
+        except KeyError:
+            cacheable = True
+        except TypeError:  # holds a list: not hashable, size it afresh
+            cacheable = False
+        fields = [f for f in dataclasses.fields(value) if f.init]
+        size = _header(len(fields), 16) + sum(
+            len(msgpack.packb(f.name)) + _packed_len(getattr(value, f.name)) for f in fields)
+        if cacheable:
+            if len(_SIZE_CACHE) >= _SIZE_CACHE_MAX:
+                _SIZE_CACHE.clear()
+            _SIZE_CACHE[value] = size
+        return size
+    return len(msgpack.packb(value, use_bin_type=True))
+
+
 def wire_size(msg: Any) -> int:
-    """Bytes one one-way message costs on the wire: body + envelope + HTTP framing."""
-    body, kind = _body_and_kind(msg)
-    encoded = msgpack.packb(body, use_bin_type=True)
-    return len(encoded) + len(msgpack.packb(kind)) + ENVELOPE_OVERHEAD_BYTES + HTTP_OVERHEAD_BYTES
+    """Bytes one one-way message costs on the wire: body + envelope + HTTP framing.
+
+    The body is sized as `codec.to_body` would encode it (dataclasses as maps of their
+    fields), without the validation pass, so a 500-node run is not spent re-checking
+    manifests; tests hold it equal to `strict_wire_size` and to a really sealed envelope.
+    """
+    return _packed_len(msg) + _framing(kind_name(msg))
 
 
 @dataclasses.dataclass(slots=True)
@@ -144,6 +177,8 @@ class SimNet:
         # Messages and bytes sent, by message kind, over all nodes.
         self.kind_msgs: dict[str, int] = {}
         self.kind_bytes: dict[str, int] = {}
+        # Called as on_send(src, dst, msg, size) for every message sent, lost or not.
+        self.on_send: Callable[[str, str, Any, int], None] | None = None
         self._sizer = sizer
         self._slots: dict[str, _Slot] = {}
         self._by_address: dict[str, str] = {}
@@ -241,6 +276,8 @@ class SimNet:
         kind = kind_name(msg)
         self.kind_msgs[kind] = self.kind_msgs.get(kind, 0) + 1
         self.kind_bytes[kind] = self.kind_bytes.get(kind, 0) + size
+        if self.on_send is not None:
+            self.on_send(src, dst, msg, size)
         if not dst:
             dst = self._by_address.get(address or "", "")
         if dst not in self._slots:

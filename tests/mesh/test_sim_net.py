@@ -167,3 +167,14 @@ def test_bad_parameters_are_refused_with_the_value() -> None:
     net.add("a", Echo([]))
     with pytest.raises(ValueError, match="'a'"):
         net.add("a", Echo([]))
+
+
+def test_wire_size_matches_a_really_sealed_envelope_plus_http_framing() -> None:
+    from mesh.keyring import Keyring
+    from mesh.membership_messages import Ack, Gossip, Ping, Update
+    from mesh.wire import Wire
+
+    wire = Wire("c" * 32, "0" * 32, Keyring([b"k" * 32]))
+    for msg in (Ping(5), Ack(123456), Gossip([Update("a" * 32, "dead", 7)])):
+        sealed = wire.seal(msg, 1_800_000_000_000, to="1" * 32)
+        assert wire_size(msg) == len(sealed) + HTTP_OVERHEAD_BYTES
