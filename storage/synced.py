@@ -8,6 +8,7 @@ describe rows that a rollback took away.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Sequence
 
@@ -124,6 +125,14 @@ class SyncedStore:
         valid, invalid, self.last_errors = validate_batch(rows, self._validate)
         if not valid:
             return MergeStats(invalid=invalid)
+        # The write runs to its end even if our caller is cancelled: a commit that happened
+        # must reach the in-memory digests, or they would describe rows the database lacks.
+        return await asyncio.shield(self._write(valid, invalid, strategy, guard))
+
+    async def _write(
+        self, valid: list[Row], invalid: int, strategy: Strategy,
+        guard: Callable[[], None] | None,
+    ) -> MergeStats:
         groups = self._by_table([r.key for r in valid])
         async with self._db.transaction() as conn:
             if guard is not None:

@@ -187,3 +187,28 @@ async def test_concurrent_merges_into_one_store_equal_sequential_merges(tmp_path
 async def test_merge_refuses_a_batch_that_is_not_a_list(stores) -> None:
     with pytest.raises(TypeError, match="list of rows"):
         await stores.matches.merge({"match_id": "x"})  # type: ignore[arg-type]
+
+
+async def test_a_merge_cancelled_during_its_commit_still_updates_the_digests(
+    stores, monkeypatch
+) -> None:
+    rows = [new_match(f"c{i}", ["a", "b"], "square8", 2, [1, 0], i, "n1") for i in range(300)]
+    real_execute = stores.db.conn.execute
+    caller: list[asyncio.Task] = []
+
+    def execute(sql, *args):
+        if sql == "COMMIT" and caller:
+            caller[0].cancel()  # the caller goes away while the commit is in flight
+        return real_execute(sql, *args)
+
+    monkeypatch.setattr(stores.db.conn, "execute", execute)
+    caller.append(asyncio.create_task(stores.matches.merge(rows)))
+    with pytest.raises(asyncio.CancelledError):
+        await caller[0]
+    monkeypatch.undo()
+    # Queued behind the shielded write on the connection's lock.
+    await stores.matches.merge([new_match("last", ["a", "b"], "square8", 2, [1, 0], 1, "n1")])
+    entries = await stores.matches.bucket_entries(list(range(256)))
+    scratch = Digests.from_hashes(*hash_rows([k for k, _ in entries], [v for _, v in entries]))
+    assert len(entries) == 301
+    assert await stores.matches.summary() == (301, scratch.root_hex())
