@@ -10,6 +10,8 @@ so the cost is paid per batch, not per row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -57,10 +59,14 @@ class Database:
             await self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
+                await self.conn.execute("COMMIT")
             except BaseException:
-                await self.conn.execute("ROLLBACK")
+                # Also after a failed COMMIT (disk full, I/O error): the connection must not be
+                # left inside a transaction, or every later BEGIN fails. When the COMMIT went
+                # through after all (its caller was cancelled), there is nothing to roll back.
+                with contextlib.suppress(sqlite3.Error):
+                    await self.conn.execute("ROLLBACK")
                 raise
-            await self.conn.execute("COMMIT")
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -212,3 +213,20 @@ async def test_a_merge_cancelled_during_its_commit_still_updates_the_digests(
     scratch = Digests.from_hashes(*hash_rows([k for k, _ in entries], [v for _, v in entries]))
     assert len(entries) == 301
     assert await stores.matches.summary() == (301, scratch.root_hex())
+
+
+async def test_a_failed_commit_leaves_the_connection_usable(stores, monkeypatch) -> None:
+    real_execute = stores.db.conn.execute
+
+    def execute(sql, *args):
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_execute(sql, *args)
+
+    monkeypatch.setattr(stores.db.conn, "execute", execute)
+    with pytest.raises(sqlite3.OperationalError):
+        await stores.matches.record_match("lost", ["a", "b"], "square8", 2, [1, 0])
+    monkeypatch.undo()
+    assert await stores.matches.summary() == MemoryStores().matches.summary()  # still empty
+    await stores.matches.record_match("kept", ["a", "b"], "square8", 2, [1, 0])
+    assert [m["match_id"] for m in await stores.matches.all_matches()] == ["kept"]
