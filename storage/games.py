@@ -19,7 +19,7 @@ class GameStore(SyncedStore):
 
     async def add_game(
         self, board_type: str, num_players: int, model_id: str, winner: int | None,
-        outcome: Sequence[float], moves: list,
+        outcome: Sequence[float], moves: Sequence,
     ) -> str:
         """Store a game this node played; returns its game_id (stamped with our clock)."""
         return (await self.add_games([{

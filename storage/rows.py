@@ -12,6 +12,7 @@ import functools
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 
 import msgpack
 
@@ -161,27 +162,28 @@ def _game_id(
 
 def game_id_for(
     board_type: str, num_players: int, model_id: str, winner: int | None,
-    outcome: list[float], moves: list, created_hlc: int, origin_node: str,
+    outcome: Sequence[float], moves: Sequence, created_hlc: int, origin_node: str,
 ) -> str:
     """The content hash (sha256 hex of the canonical encoding) that names a game."""
     outcome = [float(x) for x in outcome]
     return _game_id(
-        board_type, num_players, model_id, winner, outcome, pack_moves(moves), created_hlc,
+        board_type, num_players, model_id, winner, outcome, pack_moves(list(moves)), created_hlc,
         origin_node,
     )
 
 
 def new_game(
     board_type: str, num_players: int, model_id: str, winner: int | None,
-    outcome: list[float], moves: list, created_hlc: int, origin_node: str,
+    outcome: Sequence[float], moves: Sequence, created_hlc: int, origin_node: str,
 ) -> dict:
     """A game's wire dict, with its game_id computed from the content."""
     outcome = [float(x) for x in outcome]
+    moves = list(moves)
     return {
         "game_id": game_id_for(board_type, num_players, model_id, winner, outcome, moves,
                                created_hlc, origin_node),
         "board_type": board_type, "num_players": num_players, "model_id": model_id,
-        "winner": winner, "outcome": outcome, "moves": list(moves),
+        "winner": winner, "outcome": outcome, "moves": moves,
         "created_hlc": created_hlc, "origin_node": origin_node,
     }
 

@@ -119,7 +119,7 @@ async def test_merging_remote_rows_advances_the_local_clock(stores, tmp_path: Pa
 
 async def test_local_writes_round_trip_through_the_wire_form(stores) -> None:
     gid = await stores.games.add_game("hex8", 3, "model-1", None, [0.5, 0.5, 0.0],
-                                      [[i, {"to": i + 1}] for i in range(60)])
+                                      tuple((i, {"to": i + 1}) for i in range(60)))
     [game] = await stores.games.rows([gid])
     assert game["moves"][59] == [59, {"to": 60}]
     assert (await stores.games.merge([game])).skipped == 1
