@@ -6,7 +6,8 @@ Three pieces, all plain code that neither awaits nor reads a clock:
   stores whose root in the peer's manifest differs from ours and that we have not already
   pulled at that root. A pair in sync therefore exchanges nothing but manifests.
 - `pull_session(plan)` is a generator that walks one pull: digests -> differing buckets ->
-  their entries (paged) -> missing or older rows (batched) -> merge. It yields `LocalQuery`
+  (large stores) their sub-bucket digests -> entries of what differs (paged) -> missing or
+  older rows (batched) -> merge. It yields `LocalQuery`
   (a call on one of our stores) and `RemoteRequest` (a message to the peer) and is sent their
   answers; it returns a `PullOutcome`. Each batch is merged as soon as it arrives, so a pull
   cut short keeps what it merged, and the next one only sees what still differs. When the
@@ -28,13 +29,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
 import msgpack
+import numpy as np
 
 from mesh.sync_messages import (
     BLOB_STORE,
     MAX_BLOBS_PER_REQUEST,
+    MAX_BUCKETS_PER_SUBDIGESTS,
     MAX_ENTRIES_PER_REPLY,
     MAX_KEYS_PER_REQUEST,
     MAX_ROWS_REPLY_BYTES,
+    SUBS_PER_BUCKET,
     BlobsReply,
     BlobsRequest,
     DigestsReply,
@@ -43,11 +47,13 @@ from mesh.sync_messages import (
     EntriesRequest,
     RowsReply,
     RowsRequest,
+    SubDigestsReply,
+    SubDigestsRequest,
     SyncRefused,
     SyncReply,
     SyncRequest,
 )
-from storage.digests import NUM_BUCKETS, differing_buckets
+from storage.digests import NUM_BUCKETS, differing_buckets, hash_bytes, hash_rows
 from storage.merge import MergeStats
 
 
@@ -69,6 +75,11 @@ class SyncConfig:
     # Expected entries per reply that bucket grouping aims for, below the hard cap so that a
     # stale (low) row count in a manifest still rarely needs a second page.
     entries_target: int = MAX_ENTRIES_PER_REPLY * 3 // 4
+    # Expected entries per bucket above which differing buckets are compared by sub-bucket
+    # digests before listing: a sub-digest reply costs ~2.3 KB a bucket, a listing ~100 bytes
+    # an entry, so past ~25 entries a bucket the sub-digests win; 64 (a 16k-row store) keeps
+    # small stores on the one-step path.
+    subdivide_above: int = 64
     # A peer that held none of the blobs we lack is not asked for blobs again for this long:
     # a new model reaches peers as they fetch it, which takes a while for a large one.
     blob_retry_s: float = 30.0
@@ -187,7 +198,8 @@ def answer_steps(request: object, store_names: Collection[str]) -> Steps[SyncRep
     Requests are validated when built or decoded (`mesh.sync_messages`); what is left to check
     here is what only the responder knows: which stores exist.
     """
-    if not isinstance(request, (DigestsRequest, EntriesRequest, RowsRequest, BlobsRequest)):
+    if not isinstance(request, (DigestsRequest, SubDigestsRequest, EntriesRequest, RowsRequest,
+                                BlobsRequest)):
         return SyncRefused("bad_request", f"expected a sync request, got {type(request).__name__}")
     store = request.store
     if store not in store_names:
@@ -205,8 +217,13 @@ def answer_steps(request: object, store_names: Collection[str]) -> Steps[SyncRep
     if isinstance(request, DigestsRequest):
         digests = yield LocalQuery(store, "bucket_digests")
         return DigestsReply(store, list(digests))
+    if isinstance(request, SubDigestsRequest):
+        entries = yield LocalQuery(store, "bucket_entries", (list(request.buckets),))
+        return SubDigestsReply(store, sub_digests(entries, request.buckets))
     if isinstance(request, EntriesRequest):
         entries = yield LocalQuery(store, "bucket_entries", (list(request.buckets),))
+        if request.subs is not None:
+            entries = _in_subs(entries, set(request.subs))
         after = request.after
         listed = sorted((k, v) for k, v in entries if after is None or k > after)
         more = len(listed) > MAX_ENTRIES_PER_REPLY
@@ -232,6 +249,41 @@ def answer_steps(request: object, store_names: Collection[str]) -> Steps[SyncRep
 
 def _packed_size(row: object) -> int:
     return len(msgpack.packb(row, use_bin_type=True))
+
+
+def sub_bucket_ids(keys: Sequence[str]) -> np.ndarray:
+    """Sub-bucket id (bucket * 256 + next byte: the top 16 bits of the key hash) of each key."""
+    return (hash_bytes([k.encode() for k in keys]) >> _SUB_SHIFT).astype(np.intp)
+
+
+_SUB_SHIFT = np.uint64(64 - 16)
+
+
+def sub_digests(entries: Sequence[tuple[str, bytes]], buckets: Sequence[int]) -> list[int]:
+    """The 256 sub-bucket digests of each of `buckets` (in that order) over `entries`.
+
+    A sub-digest XORs the same row hashes as its bucket's digest (`storage.digests`), so the
+    256 sub-digests of a bucket XOR to the bucket digest.
+    """
+    out = np.zeros(len(buckets) * SUBS_PER_BUCKET, dtype=np.uint64)
+    if entries:
+        keys = [k for k, _ in entries]
+        _, hashes = hash_rows(keys, [v for _, v in entries])
+        subs = sub_bucket_ids(keys)
+        slot = np.full(NUM_BUCKETS, -1, dtype=np.intp)
+        slot[np.asarray(buckets, dtype=np.intp)] = np.arange(len(buckets))
+        base = slot[subs // SUBS_PER_BUCKET]
+        inside = base >= 0  # a store answering for other buckets too: those rows are ignored
+        np.bitwise_xor.at(out, base[inside] * SUBS_PER_BUCKET + subs[inside] % SUBS_PER_BUCKET,
+                          hashes[inside])
+    return out.tolist()
+
+
+def _in_subs(entries: Sequence[tuple[str, bytes]], subs: set[int]) -> list[tuple[str, bytes]]:
+    if not entries:
+        return []
+    ids = sub_bucket_ids([k for k, _ in entries]).tolist()
+    return [entry for entry, sub in zip(entries, ids, strict=True) if sub in subs]
 
 
 def answer(request: object, stores: Mapping[str, Any]) -> SyncReply:
@@ -350,22 +402,46 @@ def _pull_store(peer: str, store: str, remote_count: int, config: SyncConfig,
     remote = yield from _ask(peer, DigestsRequest(store), DigestsReply, tally)
     local = yield LocalQuery(store, "bucket_digests")
     differing = differing_buckets(list(local), remote.digests)
-    for group in bucket_groups(differing, remote_count, config.entries_target):
-        held = dict((yield LocalQuery(store, "bucket_entries", (group,))))
-        after: str | None = None
-        while True:
-            page = yield from _ask(peer, EntriesRequest(store, group, after), EntriesReply, tally)
-            if after is not None and page.entries and page.entries[0][0] <= after:
-                raise _PullFailed(f"{peer} listed key {page.entries[0][0][:40]!r} at or before "
-                                  f"the resume point {after[:40]!r}")
-            wanted = [key for key, version in page.entries
-                      if (mine := held.get(key)) is None or version > mine]
-            for start in range(0, len(wanted), MAX_KEYS_PER_REQUEST):
-                yield from _pull_rows(peer, store, wanted[start:start + MAX_KEYS_PER_REQUEST],
-                                      tally)
-            if not page.more:
-                break
-            after = page.entries[-1][0]
+    subdivide = remote_count / NUM_BUCKETS > config.subdivide_above
+    if subdivide:
+        groups = [differing[i:i + MAX_BUCKETS_PER_SUBDIGESTS]
+                  for i in range(0, len(differing), MAX_BUCKETS_PER_SUBDIGESTS)]
+    else:
+        groups = bucket_groups(differing, remote_count, config.entries_target)
+    for group in groups:
+        held_entries = yield LocalQuery(store, "bucket_entries", (group,))
+        subs: list[int] | None = None
+        if subdivide:
+            theirs = yield from _ask(peer, SubDigestsRequest(store, group), SubDigestsReply,
+                                     tally)
+            mine = sub_digests(held_entries, group)
+            if len(theirs.digests) != len(mine):
+                raise _PullFailed(f"{peer} sent {len(theirs.digests)} sub-digests for "
+                                  f"{len(group)} buckets")
+            subs = [group[i // SUBS_PER_BUCKET] * SUBS_PER_BUCKET + i % SUBS_PER_BUCKET
+                    for i, (a, b) in enumerate(zip(mine, theirs.digests, strict=True)) if a != b]
+            if not subs:
+                continue  # the buckets changed back since the digests: nothing differs now
+        yield from _pull_listed(peer, store, group, subs, dict(held_entries), tally)
+
+
+def _pull_listed(peer: str, store: str, buckets: list[int], subs: list[int] | None,
+                 held: dict[str, bytes], tally: _Tally) -> Steps[None]:
+    """Page through the peer's entries of `buckets` (or `subs`), pulling what is newer."""
+    after: str | None = None
+    while True:
+        page = yield from _ask(peer, EntriesRequest(store, buckets, after, subs), EntriesReply,
+                               tally)
+        if after is not None and page.entries and page.entries[0][0] <= after:
+            raise _PullFailed(f"{peer} listed key {page.entries[0][0][:40]!r} at or before "
+                              f"the resume point {after[:40]!r}")
+        wanted = [key for key, version in page.entries
+                  if (mine := held.get(key)) is None or version > mine]
+        for start in range(0, len(wanted), MAX_KEYS_PER_REQUEST):
+            yield from _pull_rows(peer, store, wanted[start:start + MAX_KEYS_PER_REQUEST], tally)
+        if not page.more:
+            return
+        after = page.entries[-1][0]
 
 
 def _pull_rows(peer: str, store: str, keys: list[str], tally: _Tally) -> Steps[None]:

@@ -1,7 +1,8 @@
-"""The anti-entropy messages (`sync.*`): four request/reply pairs and a refusal.
+"""The anti-entropy messages (`sync.*`): five request/reply pairs and a refusal.
 
-A puller asks a peer for its 256 bucket digests of one store, then for the `(key, version)`
-entries of the buckets that differ, then for the rows it lacks or holds older; and which of
+A puller asks a peer for its 256 bucket digests of one store, then (large stores) for the
+sub-bucket digests of the buckets that differ, then for the `(key, version)` entries of what
+differs, then for the rows it lacks or holds older; and which of
 the model blobs it lacks the peer holds (blobs themselves travel over the transport's blob
 endpoint). Every request is a read, so repeating one is harmless (a shell may retry it).
 
@@ -28,6 +29,14 @@ MAX_VERSION_LEN = 64
 # so 2048 entries are ~200 KB: big enough that a 256-bucket diff of a 100k-row store takes a
 # handful of round trips, small enough to stay far below the sync endpoint's body limit.
 MAX_ENTRIES_PER_REPLY = 2048
+# Each bucket splits into 256 sub-buckets by the next byte of the key hash; a sub-bucket id is
+# bucket * 256 + sub (the top 16 bits of the key hash). Large stores compare sub-digests of the
+# differing buckets before listing entries, so a few new rows in a million-row store cost a few
+# KB instead of whole bucket listings.
+SUBS_PER_BUCKET = 256
+NUM_SUBS = NUM_BUCKETS * SUBS_PER_BUCKET
+# Buckets per sub-digests request: 16 * 256 digests of ~9 bytes each are ~37 KB a reply.
+MAX_BUCKETS_PER_SUBDIGESTS = 16
 # Keys per rows request. Games are the large rows (a few KB of moves each); 64 of them are a few
 # hundred KB, and a failed batch costs little to redo.
 MAX_KEYS_PER_REQUEST = 64
@@ -77,25 +86,66 @@ class DigestsReply:
             raise ValueError(f"digests must hold exactly {NUM_BUCKETS} values, got {len(self.digests)}")
 
 
+def _check_buckets(buckets: list[int], most: int) -> None:
+    if not 0 < len(buckets) <= most:
+        raise ValueError(f"buckets must name 1..{most} buckets, got {len(buckets)}")
+    for b in buckets:
+        if not 0 <= b < NUM_BUCKETS:
+            raise ValueError(f"bucket {b!r} is outside 0..{NUM_BUCKETS - 1}")
+    if len(set(buckets)) != len(buckets):
+        raise ValueError(f"buckets must not repeat, got {sorted(buckets)[:8]}...")
+
+
+@codec.message("sync.subdigests")
+@dataclass(frozen=True, slots=True)
+class SubDigestsRequest:
+    """Send me the 256 sub-bucket digests of each of `buckets`."""
+
+    store: str = field(metadata={"max_len": MAX_STORE_NAME})
+    buckets: list[int] = field(metadata={"max_len": MAX_BUCKETS_PER_SUBDIGESTS, "min": 0,
+                                         "max": NUM_BUCKETS - 1})
+
+    def __post_init__(self) -> None:
+        _check_store(self.store)
+        _check_buckets(self.buckets, MAX_BUCKETS_PER_SUBDIGESTS)
+
+
+@codec.message("sync.subdigests_reply")
+@dataclass(frozen=True, slots=True)
+class SubDigestsReply:
+    store: str = field(metadata={"max_len": MAX_STORE_NAME})
+    # 256 per requested bucket, in the request's bucket order.
+    digests: list[int] = field(metadata={"max_len": MAX_BUCKETS_PER_SUBDIGESTS * SUBS_PER_BUCKET,
+                                         "min": 0, "max": (1 << 64) - 1})
+
+    def __post_init__(self) -> None:
+        if not self.digests or len(self.digests) % SUBS_PER_BUCKET:
+            raise ValueError(f"digests must hold 256 values per bucket, got {len(self.digests)}")
+
+
 @codec.message("sync.entries")
 @dataclass(frozen=True, slots=True)
 class EntriesRequest:
-    """Send me the `(key, version)` entries of `buckets` with key > `after`, in key order."""
+    """Send me the `(key, version)` entries of `buckets` with key > `after`, in key order;
+    with `subs`, only those in these sub-buckets (each inside one of `buckets`)."""
 
     store: str = field(metadata={"max_len": MAX_STORE_NAME})
     buckets: list[int] = field(metadata={"max_len": NUM_BUCKETS, "min": 0, "max": NUM_BUCKETS - 1})
     # Resume point of a paged listing: the last key of the previous page (None: from the start).
     after: str | None = field(default=None, metadata={"max_len": MAX_KEY_LEN})
+    subs: list[int] | None = field(default=None, metadata={
+        "max_len": MAX_BUCKETS_PER_SUBDIGESTS * SUBS_PER_BUCKET, "min": 0, "max": NUM_SUBS - 1})
 
     def __post_init__(self) -> None:
         _check_store(self.store)
-        if not self.buckets:
-            raise ValueError("buckets must name at least one bucket")
-        for b in self.buckets:
-            if not 0 <= b < NUM_BUCKETS:
-                raise ValueError(f"bucket {b!r} is outside 0..{NUM_BUCKETS - 1}")
-        if len(set(self.buckets)) != len(self.buckets):
-            raise ValueError(f"buckets must not repeat, got {sorted(self.buckets)[:8]}...")
+        _check_buckets(self.buckets, NUM_BUCKETS)
+        if self.subs is not None:
+            if not self.subs:
+                raise ValueError("subs, when given, must name at least one sub-bucket")
+            buckets = set(self.buckets)
+            for sub in self.subs:
+                if not 0 <= sub < NUM_SUBS or sub // SUBS_PER_BUCKET not in buckets:
+                    raise ValueError(f"sub-bucket {sub!r} is not in one of the buckets listed")
 
 
 @codec.message("sync.entries_reply")
@@ -196,5 +246,6 @@ class SyncRefused:
     detail: str = field(metadata={"max_len": MAX_DETAIL_LEN})
 
 
-SyncRequest = DigestsRequest | EntriesRequest | RowsRequest | BlobsRequest
-SyncReply = DigestsReply | EntriesReply | RowsReply | BlobsReply | SyncRefused
+SyncRequest = DigestsRequest | SubDigestsRequest | EntriesRequest | RowsRequest | BlobsRequest
+SyncReply = (DigestsReply | SubDigestsReply | EntriesReply | RowsReply | BlobsReply
+             | SyncRefused)

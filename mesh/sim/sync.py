@@ -55,6 +55,8 @@ from mesh.sync_messages import (
     EntriesRequest,
     RowsReply,
     RowsRequest,
+    SubDigestsReply,
+    SubDigestsRequest,
     SyncRefused,
 )
 from storage.hlc import HybridClock
@@ -62,7 +64,8 @@ from storage.memory import MemoryStores
 from storage.rows import new_game, new_match
 
 # Replies to each request kind (a refusal answers any of them).
-_REPLY_TO = {DigestsRequest: DigestsReply, EntriesRequest: EntriesReply, RowsRequest: RowsReply}
+_REPLY_TO = {DigestsRequest: DigestsReply, SubDigestsRequest: SubDigestsReply,
+             EntriesRequest: EntriesReply, RowsRequest: RowsReply}
 
 Summaries = dict[str, StoreSummary]
 
@@ -174,7 +177,7 @@ class SyncSimNode:
         return out
 
     def handle(self, src: str, msg: Any, now: float) -> list[Any]:
-        if isinstance(msg, (DigestsRequest, EntriesRequest, RowsRequest)):
+        if type(msg) in _REPLY_TO:
             return [Send(src, answer(msg, self._by_name))]
         pending = self._pending
         if pending is None or src != pending.step.peer:
@@ -245,8 +248,8 @@ def sync_wire_size(msg: Any) -> int:
 
 
 _SYNC_FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls))
-                for cls in (DigestsRequest, DigestsReply, EntriesRequest, EntriesReply,
-                            RowsRequest, RowsReply, SyncRefused)}
+                for cls in (DigestsRequest, DigestsReply, SubDigestsRequest, SubDigestsReply,
+                            EntriesRequest, EntriesReply, RowsRequest, RowsReply, SyncRefused)}
 
 
 def _identical(stores: Mapping[str, MemoryStores], ids: Iterable[str]) -> bool:

@@ -13,6 +13,8 @@ from mesh.sync_messages import (
     EntriesRequest,
     RowsReply,
     RowsRequest,
+    SubDigestsReply,
+    SubDigestsRequest,
     SyncRefused,
 )
 from storage.rows import new_game
@@ -72,6 +74,9 @@ def test_manifest_board_shows_a_post_only_after_the_gossip_delay() -> None:
     DigestsRequest("games"),
     DigestsReply("games", [2**63 + i for i in range(256)]),
     EntriesRequest("games", [1, 2, 3], after="k"),
+    EntriesRequest("games", [1, 2], subs=[256, 600]),
+    SubDigestsRequest("games", [4, 5]),
+    SubDigestsReply("games", [2**64 - 1 - i for i in range(512)]),
     EntriesReply("games", [("a", b"\x01" * 24), ("b", b"")], more=True),
     RowsRequest("games", ["a" * 64] * 3),
     RowsReply("games", [new_game("hex8", 3, "m", None, [0.5, 0.25, 0.25], [[1, [2, 3]], "x"],

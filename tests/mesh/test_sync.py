@@ -23,6 +23,8 @@ from mesh.sync import (
     drive,
     drive_async,
     pull_session,
+    sub_bucket_ids,
+    sub_digests,
 )
 from mesh.sync_messages import (
     MAX_ENTRIES_PER_REPLY,
@@ -35,6 +37,7 @@ from mesh.sync_messages import (
     EntriesRequest,
     RowsReply,
     RowsRequest,
+    SubDigestsRequest,
     SyncRefused,
 )
 from storage.digests import NUM_BUCKETS, key_bucket
@@ -264,7 +267,7 @@ def test_responder_refuses_unknown_stores_and_non_requests() -> None:
 @pytest.mark.parametrize("kind, body, named", [
     ("sync.entries", {"store": "games", "buckets": [256]}, "buckets[0]"),
     ("sync.entries", {"store": "games", "buckets": [-1]}, "buckets[0]"),
-    ("sync.entries", {"store": "games", "buckets": []}, "at least one bucket"),
+    ("sync.entries", {"store": "games", "buckets": []}, "1..256 buckets"),
     ("sync.entries", {"store": "games", "buckets": [3, 3]}, "must not repeat"),
     ("sync.entries", {"store": "games", "buckets": list(range(257))}, "buckets"),
     ("sync.rows", {"store": "games", "keys": ["k"] * (MAX_KEYS_PER_REQUEST + 1)}, "keys"),
@@ -513,4 +516,72 @@ def test_blob_questions_go_to_the_model_store_only() -> None:
 def test_bad_blob_questions_are_refused_naming_the_field(body: dict, named: str) -> None:
     with pytest.raises(codec.DecodeError) as err:
         codec.from_body("sync.blobs", body)
+    assert named in str(err.value)
+
+
+# --- sub-bucket digests (large stores) -----------------------------------------------------
+
+
+def test_sub_digests_of_a_bucket_fold_to_its_bucket_digest() -> None:
+    store = MemoryStores().games
+    store.merge([game(i) for i in range(600)])
+    buckets = [0, 17, 255]
+    subs = sub_digests(store.bucket_entries(buckets), buckets)
+    digests = store.bucket_digests()
+    for i, bucket in enumerate(buckets):
+        folded = 0
+        for value in subs[i * 256:(i + 1) * 256]:
+            folded ^= value
+        assert folded == digests[bucket]
+
+
+def test_large_stores_list_only_the_sub_buckets_that_differ() -> None:
+    a, b = MemoryStores(), MemoryStores()
+    shared = [game(i) for i in range(3000)]
+    a.games.merge(shared)
+    b.games.merge(shared)
+    new = [game(10_000 + i, origin="b") for i in range(5)]
+    b.games.merge(new)
+    log: Asked = []
+    config = SyncConfig(subdivide_above=8)  # 3000 rows: ~12 a bucket, so this store is large
+    outcome = drive(pull_session(full_plan("peer", b), config), a.by_name(), asker(b, log))
+    assert outcome.ok and outcome.rows_pulled == 5
+    asked_subs = [r for r in log if isinstance(r, SubDigestsRequest)]
+    listings = [r for r in log if isinstance(r, EntriesRequest)]
+    assert asked_subs and all(r.subs for r in listings)
+    assert sum(len(r.subs) for r in listings) == 5  # one sub-bucket per new row
+    assert a.games.summary() == b.games.summary()
+    # The same pull with one-step listings moves every entry of the 5 buckets.
+    c = MemoryStores()
+    c.games.merge(shared)
+    log_plain: Asked = []
+    drive(pull_session(full_plan("peer", b)), c.by_name(), asker(b, log_plain))
+    assert not any(isinstance(r, SubDigestsRequest) for r in log_plain)
+
+
+def test_a_listing_restricted_to_sub_buckets_holds_only_their_entries() -> None:
+    b = MemoryStores()
+    b.games.merge([game(i) for i in range(3000)])  # ~12 entries a bucket
+    bucket = max(range(NUM_BUCKETS), key=lambda n: len(b.games.bucket_entries([n])))
+    entries = b.games.bucket_entries([bucket])
+    wanted = int(sub_bucket_ids([entries[0][0]])[0])
+    reply = answer(EntriesRequest("games", [bucket], subs=[wanted]), b.by_name())
+    assert isinstance(reply, EntriesReply)
+    assert reply.entries and all(int(sub_bucket_ids([k])[0]) == wanted for k, _ in reply.entries)
+    assert len(reply.entries) < len(entries)
+
+
+@pytest.mark.parametrize("kind, body, named", [
+    ("sync.subdigests", {"store": "games", "buckets": list(range(17))}, "buckets"),
+    ("sync.subdigests", {"store": "games", "buckets": [256]}, "buckets[0]"),
+    ("sync.subdigests_reply", {"store": "games", "digests": [0] * 255}, "256 values per bucket"),
+    ("sync.entries", {"store": "games", "buckets": [1], "subs": [3 * 256]},
+     "not in one of the buckets"),
+    ("sync.entries", {"store": "games", "buckets": [1], "subs": []}, "at least one sub-bucket"),
+    ("sync.entries", {"store": "games", "buckets": [1], "subs": [65536]}, "subs[0]"),
+])
+def test_bad_sub_bucket_bodies_are_refused_naming_the_field(kind: str, body: dict,
+                                                            named: str) -> None:
+    with pytest.raises(codec.DecodeError) as err:
+        codec.from_body(kind, body)
     assert named in str(err.value)

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mesh.sync import LocalQuery, PullPlan, answer, pull_session
+from mesh.sync import LocalQuery, PullPlan, SyncConfig, answer, pull_session
 from storage.memory import MemoryStores
 from storage.rows import new_game, new_match
 
@@ -47,10 +47,10 @@ class _Session:
     """One pull in progress, advanced one step at a time so sessions interleave."""
 
     def __init__(self, puller: MemoryStores, peer: MemoryStores, peer_index: int,
-                 fail_after: int | None) -> None:
+                 fail_after: int | None, config: SyncConfig | None = None) -> None:
         self.puller = puller
         self.peer = peer
-        self.steps = pull_session(_plan(peer_index, peer))
+        self.steps = pull_session(_plan(peer_index, peer), config)
         self.fail_after = fail_after
         self.asked = 0
         self.result: Any = None
@@ -78,10 +78,14 @@ def _roots(stores: MemoryStores) -> dict[str, tuple[int, str]]:
     return {name: s.summary() for name, s in stores.by_name().items()}
 
 
+# Sub-bucket comparison on (0: every store is "large") or off (the default for small stores).
+configs = st.sampled_from([SyncConfig(), SyncConfig(subdivide_above=0)])
+
+
 @settings(deadline=None, max_examples=60)
-@given(writes, schedule)
+@given(writes, schedule, configs)
 def test_any_interleaving_of_pulls_then_one_sweep_gives_every_node_the_union(
-        written: list, steps: list) -> None:
+        written: list, steps: list, config: SyncConfig) -> None:
     nodes = [MemoryStores() for _ in range(NODES)]
     union = MemoryStores()
     for node, is_game, ident, hlc in written:
@@ -93,14 +97,14 @@ def test_any_interleaving_of_pulls_then_one_sweep_gives_every_node_the_union(
         session = slots[slot]
         if session is None or session.done:
             if puller != peer:
-                slots[slot] = _Session(nodes[puller], nodes[peer], peer, fail_after)
+                slots[slot] = _Session(nodes[puller], nodes[peer], peer, fail_after, config)
             continue
         session.step()
     # Whatever was cut short, one uninterrupted sweep (each node pulls from each other) heals.
     for i, puller in enumerate(nodes):
         for j, peer in enumerate(nodes):
             if i != j:
-                sweep = _Session(puller, peer, j, None)
+                sweep = _Session(puller, peer, j, None, config)
                 while not sweep.done:
                     sweep.step()
     for node in nodes:
@@ -109,9 +113,9 @@ def test_any_interleaving_of_pulls_then_one_sweep_gives_every_node_the_union(
 
 @settings(deadline=None, max_examples=40)
 @given(writes, st.lists(st.tuples(st.integers(0, NODES - 1), st.integers(0, NODES - 1),
-                                  st.none() | st.integers(0, 6)), max_size=30))
+                                  st.none() | st.integers(0, 6)), max_size=30), configs)
 def test_sequential_pulls_never_fetch_a_row_the_puller_already_holds(
-        written: list, pulls: list) -> None:
+        written: list, pulls: list, config: SyncConfig) -> None:
     nodes = [MemoryStores() for _ in range(NODES)]
     for node, is_game, ident, hlc in written:
         row = _row(node, is_game, ident, hlc)
@@ -119,7 +123,7 @@ def test_sequential_pulls_never_fetch_a_row_the_puller_already_holds(
     for puller, peer, fail_after in pulls:
         if puller == peer:
             continue
-        session = _Session(nodes[puller], nodes[peer], peer, fail_after)
+        session = _Session(nodes[puller], nodes[peer], peer, fail_after, config)
         while not session.done:
             session.step()
         assert session.skipped == 0
