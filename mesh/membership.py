@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from mesh.core import Send
-from mesh.manifest import Manifest, SignedManifest
+from mesh.manifest import Manifest, ManifestError, SignedManifest, open_manifest
 from mesh.membership_messages import (
     MAX_UPDATES,
     Ack,
@@ -49,6 +49,19 @@ _GONE = ("dead", "left")
 # Timers fire on the first tick at or after their time; this absorbs float drift from
 # adding 0.1 repeatedly so a timer due "at 0.2" is not pushed to the next tick.
 _EPS = 1e-9
+
+
+# Indirect probes we run for others at once. Honest load is about `indirect_checks` per
+# probe interval; the bound only stops a peer from growing our relay table without end.
+MAX_RELAYS = 256
+
+
+def verify_manifest(signed: SignedManifest) -> Manifest | None:
+    """The `verify` a real node passes to `Membership`: the opened manifest, or None."""
+    try:
+        return open_manifest(signed)
+    except ManifestError:
+        return None
 
 
 def supersedes(new: tuple[str, int], old: tuple[str, int]) -> bool:
@@ -220,9 +233,9 @@ class _Timers:
 class Membership:
     """SWIM-lite membership of one node. See the module docstring for the protocol.
 
-    `verify(signed)` opens and checks a signed manifest (the real one wraps
-    `mesh.manifest.open_manifest`), returning None when it is invalid; it is called only
-    for manifests newer than the one held. `renew(incarnation)` returns this node's current
+    `verify(signed)` opens and checks a signed manifest (`verify_manifest` for a real
+    node), returning None when it is invalid; it is called only for manifests newer than
+    the one held. `renew(incarnation)` returns this node's current
     manifest signed with that incarnation: the core asks for it to refute a suspicion.
     """
 
@@ -355,7 +368,8 @@ class Membership:
                 self._probe.acked = True
             self._apply(src, msg.updates, now, out)
         elif isinstance(msg, PingReq):
-            if msg.target in self._members and msg.target != self.node_id:
+            if (msg.target in self._members and msg.target != self.node_id
+                    and len(self._relays) < MAX_RELAYS):
                 seq = self._next_seq()
                 self._relays[seq] = _Relay(src, msg.seq, now + self.config.probe_interval)
                 out.append(Send(msg.target, Ping(seq, self._piggyback(now))))
@@ -462,6 +476,9 @@ class Membership:
                                  now)
             self.stats.indirect_probes += len(helpers)
             out.extend(Send(h, PingReq(probe.seq, probe.target)) for h in helpers)
+            # And once more directly, as memberlist's fallback ping does: a lost ping or ack
+            # is the common failure, and this path has two hops where a helper's has four.
+            out.append(Send(probe.target, Ping(probe.seq)))
         if now + _EPS >= probe.start + self.config.probe_interval:
             self._probe = None
             rec = self._members[probe.target]

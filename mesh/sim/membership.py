@@ -10,7 +10,8 @@ cluster converges, then `changes` manifest changes are made at random nodes, the
 - first_suspect_s: time from the crash to the first suspicion of it (the probe's luck);
 - false_dead: dead marks of nodes that were up at the time;
 - bytes_per_node_s: bytes each node sends per second over the measured part (after the
-  join), envelope and HTTP framing included (see mesh.sim.net);
+  join: the changes, the quiet window, the crash), envelope and HTTP framing included
+  (see mesh.sim.net); quiet_bytes_per_node_s: the same over the quiet window alone;
 - insync_round_bytes: bytes of one probe round (ping + ack) between two nodes with
   nothing to tell each other (no piggybacked news), measured over a quiet window: in
   SWIM the probe is the only traffic an in-sync pair exchanges each round (gossip is
@@ -29,8 +30,8 @@ from collections.abc import Callable
 from typing import Any
 
 from mesh.identity import Identity
-from mesh.manifest import Manifest, ManifestError, SignedManifest, open_manifest, sign_manifest
-from mesh.membership import MemberChange, Membership, MembershipConfig
+from mesh.manifest import Manifest, SignedManifest, sign_manifest
+from mesh.membership import MemberChange, Membership, MembershipConfig, verify_manifest
 from mesh.membership_messages import Ack, Ping
 from mesh.sim.net import SimNet, wire_size
 
@@ -44,7 +45,7 @@ PATIENCE_S = 120.0
 
 
 class SharedVerifier:
-    """`open_manifest` with its answers remembered, shared by every simulated node.
+    """`verify_manifest` with its answers remembered, shared by every simulated node.
 
     Verifying is a pure function of the signed bytes, so remembering it changes nothing
     but the run time: a 500-node run would otherwise check the same signature 500 times.
@@ -58,10 +59,7 @@ class SharedVerifier:
         key = (signed.body, signed.sig)
         if key not in self._seen:
             self.checks += 1
-            try:
-                self._seen[key] = open_manifest(signed)
-            except ManifestError:
-                self._seen[key] = None
+            self._seen[key] = verify_manifest(signed)
         return self._seen[key]
 
 
@@ -269,8 +267,10 @@ def run_one(nodes: int, seed: int, loss: float, changes: int = 10, crashes: int 
             empty[type(msg)].append(size)
 
     net.on_send = record
+    quiet_from = sum(t.bytes_sent for t in net.traffic.values())
     net.run_until(net.now + quiet_s)
     net.on_send = None
+    quiet_bytes = sum(t.bytes_sent for t in net.traffic.values()) - quiet_from
     insync = (sum(empty[Ping]) / len(empty[Ping]) + sum(empty[Ack]) / len(empty[Ack])
               if empty[Ping] and empty[Ack] else math.nan)
 
@@ -311,6 +311,7 @@ def run_one(nodes: int, seed: int, loss: float, changes: int = 10, crashes: int 
         "first_suspect_s": round(min(first_suspect), 3) if first_suspect else math.nan,
         "false_dead": cluster.false_dead,
         "bytes_per_node_s": round(sent / nodes / window, 1),
+        "quiet_bytes_per_node_s": round(quiet_bytes / nodes / quiet_s, 1),
         "insync_round_bytes": round(insync, 1),
         "suspicion_timeout_s": round(cluster.config.suspicion_timeout(nodes), 3),
         "virtual_s": round(net.now, 3),
@@ -320,7 +321,7 @@ def run_one(nodes: int, seed: int, loss: float, changes: int = 10, crashes: int 
 
 _WORST = {"join_converge_s": max, "first_suspect_s": max, "converge_999_s": max, "converge_100_s": max,
           "converge_mean_s": max, "detect_dead_s": max, "false_dead": sum,
-          "bytes_per_node_s": max, "insync_round_bytes": max}
+          "bytes_per_node_s": max, "quiet_bytes_per_node_s": max, "insync_round_bytes": max}
 
 
 def run(nodes: int = 100, seed: int = 1, seeds: int = 1, loss: float = 0.0,

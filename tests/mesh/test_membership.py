@@ -13,10 +13,12 @@ from mesh import codec
 from mesh.core import Send
 from mesh.manifest import sign_manifest
 from mesh.membership import (
+    MAX_RELAYS,
     MemberChange,
     Membership,
     MembershipConfig,
     supersedes,
+    verify_manifest,
 )
 from mesh.membership_messages import (
     Ack,
@@ -236,7 +238,28 @@ def test_restarted_node_claims_an_incarnation_above_its_previous_life() -> None:
     assert view is not None and (view.state, view.incarnation) == ("alive", 4)
 
 
+def test_relay_table_is_bounded_against_a_flood_of_probe_requests() -> None:
+    helper, requester, target = make_peers(3)
+    connect(helper.core, [requester, target])
+    pings = [s for seq in range(MAX_RELAYS + 50) for s in sends(
+        helper.core.handle(requester.node_id, PingReq(seq, target.node_id), 1.0), Ping)]
+    assert len(pings) == MAX_RELAYS
+    helper.core.tick(1.0)
+    helper.core.tick(5.0)  # expired relays are dropped, so honest requests work again
+    assert sends(helper.core.handle(requester.node_id, PingReq(1, target.node_id), 5.0), Ping)
+
+
 # -- validation of what peers send -------------------------------------------------------
+
+
+def test_verify_manifest_opens_good_and_rejects_bad_signatures() -> None:
+    (peer,) = make_peers(1)
+    good = alive(peer).manifest
+    assert good is not None
+    assert verify_manifest(good) == peer.manifest
+    assert verify_manifest(dataclasses.replace(good, sig=bytes(64))) is None
+    assert verify_manifest(dataclasses.replace(good, body=b"\xc1junk")) is None
+
 
 
 def test_forged_manifest_is_refused_and_counted() -> None:
