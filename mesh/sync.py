@@ -26,11 +26,12 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Collection, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgpack
 import numpy as np
 
+from mesh.manifest import StoreSummary
 from mesh.sync_messages import (
     BLOB_STORE,
     MAX_BLOBS_PER_REQUEST,
@@ -475,16 +476,6 @@ def _pull_blobs(peer: str, tally: _Tally) -> Steps[None]:
 
 
 # --- scheduler -----------------------------------------------------------------------------
-
-
-class StoreSummary(Protocol):
-    """What the scheduler reads of a store: a manifest's `StoreSummary` fits."""
-
-    @property
-    def count(self) -> int: ...
-
-    @property
-    def root(self) -> str: ...
 
 
 class SyncScheduler:
