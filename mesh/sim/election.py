@@ -84,7 +84,6 @@ class SafetyMonitor:
         self.lease_end: dict[str, float] = {}
         self.elections = 0
         self._seen: set[tuple[str, int]] = set()
-        self.on_new_leader: list[Callable[[str, int, float], None]] = []
         self.on_lease: list[Callable[[str, float], None]] = []
 
     def step(self, node_id: str, core: Election, clock: Clock, now: float,
@@ -111,8 +110,6 @@ class SafetyMonitor:
                 if connected_voters is not None and connected_voters < majority:
                     self.fail(now, f"{node_id} elected in term {core.term} inside a partition "
                                     f"holding {connected_voters} of {len(core.voters)} voters")
-                for hook in self.on_new_leader:
-                    hook(node_id, core.term, now)
         elif core.role is not Role.FOLLOWER and not core.is_voter:
             self.fail(now, f"non-voter {node_id} is {core.role} in term {core.term}")
         local = clock.local(now)
