@@ -7,20 +7,26 @@ from pathlib import Path
 
 import pytest
 
-from engine.vectors import load_state, main, run_vector
+from engine.rules import apply_move, legal_moves
+from engine.vectors import load_move, load_state, main, run_vector
 
 VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "contract-vectors"
 REPO = Path(__file__).resolve().parents[2]
 
-# This vector contradicts the spec: after the forced two-segment chain every legal
-# continuation gives S + 2 (each segment adds one departure marker; a landing marker's
-# removal is matched by the ring it costs), never the S + 4 it expects, and the 5-marker
-# line its notes describe cannot form (captured cells are left empty). Its numbers (4
-# markers, 2 stacks, S + 4) are what a landing on (6,3) gives if the two own markers
-# collapsed on the way were still counted as markers: a cell both marker and collapsed,
-# which RR-CANON-R021/R031 rule out. The upstream-skipped full_sequence_with_territory
-# vectors of the same family expect the same impossible S + 4. The adapter reports it
-# as failed; it is not hidden.
+# This vector contradicts the spec, and no reference runner checks the number it gets
+# wrong. From its start (S = 3) the chain has three legal completions, landing on the
+# own markers at (4,3), (5,3) or (6,3); each gives S + 2 (one departure marker per
+# segment; a jumped own marker turns into a collapsed space, M + C unchanged; a landing
+# marker's removal is matched by the cap ring it costs, RR-CANON-R092/R102), and no line
+# or region forms. Its stackCount 2 and markerCount 4 pin the landing it names, (4,3):
+# M 4, C 0, E 1, so S + 4 needs E = 3, which is what counting the two captured rings as
+# eliminated would give; but a captured ring goes to the bottom of the capturing stack
+# and stays in play (RR-CANON-R102; COMPLETE_RULES 9.1 and FAQ Q6), and E counts only
+# eliminated rings (RR-CANON-R191). Upstream, the generic runners skip it (TS: uses
+# initialMove; Python: tagged multi_phase) and the multi-phase runner's
+# validateAgainstAssertions never reads sInvariantDelta. The upstream-skipped
+# full_sequence_with_territory vectors of the same family expect the same impossible
+# S + 4. The adapter reports it as failed; it is not hidden.
 INCONSISTENT = {"multi_phase.placement_capture_line": "sInvariantDelta: expected 4, got 2"}
 
 needs_vectors = pytest.mark.skipif(not VECTORS.is_dir(), reason=f"no vectors at {VECTORS}")
@@ -50,6 +56,26 @@ def test_inconsistent_vector_fails_only_on_its_s_delta():
     assert (outcome.result, outcome.detail) == ("failed", INCONSISTENT[vector["id"]])
     vector["expectedOutput"]["assertions"]["sInvariantDelta"] = 2
     assert run_vector(vector).result == "passed"
+
+
+def _completions(state, mover, turn):
+    """Every state that ends the mover's turn, over all legal choices."""
+    if state.status != "active" or state.current != mover or state.turn != turn:
+        return [state]
+    return [end for m in legal_moves(state) for end in _completions(apply_move(state, m), mover, turn)]
+
+
+@needs_vectors
+def test_no_legal_completion_of_the_inconsistent_vector_gives_its_s_delta():
+    bundle = json.loads((VECTORS / "multi_phase_turn.vectors.json").read_text())
+    vector = next(v for v in bundle["vectors"] if v["id"] in INCONSISTENT)
+    start = load_state(vector["input"]["state"])
+    first = load_move(vector["input"]["initialMove"], start)
+    [opening] = [m for m in legal_moves(start)
+                 if (m.type, m.src, m.dst) == (first.type, first.src, first.dst)]
+    ends = _completions(apply_move(start, opening), start.current, start.turn)
+    assert len(ends) == 3  # the landings (4,3), (5,3), (6,3) of the forced second segment
+    assert {end.progress() - start.progress() for end in ends} == {2}
 
 
 @needs_vectors
