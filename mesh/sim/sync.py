@@ -143,7 +143,6 @@ class SyncSimNode:
         self._session: Any = None
         self._pending: _Pending | None = None
         self._summaries: Summaries | None = None  # cached until our stores change
-        self.outcomes: list[PullOutcome] = []
 
     def stores_changed(self) -> None:
         """Our stores were written outside a pull (a local write): summarise them afresh."""
@@ -222,7 +221,6 @@ class SyncSimNode:
         counters.requests += outcome.requests
         counters.rows_pulled += outcome.rows_pulled
         counters.duplicate_rows_pulled += outcome.merged.skipped
-        self.outcomes.append(outcome)
         self._session = None
         self._plan = None
 
