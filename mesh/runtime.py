@@ -46,7 +46,14 @@ from mesh.manifest import (
     sign_manifest,
 )
 from mesh.membership import MemberChange, Membership, MembershipConfig
-from mesh.sync import PullOutcome, SyncScheduler, answer_async, drive_async, pull_session
+from mesh.sync import (
+    PullOutcome,
+    SyncConfig,
+    SyncScheduler,
+    answer_async,
+    drive_async,
+    pull_session,
+)
 from mesh.sync_messages import SyncReply, SyncRequest
 from mesh.transport import MeshTransport, PeerError
 from mesh.voters import VoterSet, next_voter_set
@@ -61,8 +68,6 @@ STATE_VOTERS = "election.voters"
 STATE_PEERS = "mesh.peers"
 # Addresses remembered for the next start: enough to find the cluster again, few enough to try.
 MAX_REMEMBERED_PEERS = 16
-# Peers asked for one missing blob before giving up until the next round.
-BLOB_SOURCES_PER_ROUND = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +141,8 @@ class MeshRuntime:
         profile_wan = config.profile == "wan"
         self.membership_config = MembershipConfig.wan() if profile_wan else MembershipConfig.lan()
         self.election_config = ElectionConfig.wan() if profile_wan else ElectionConfig.lan()
-        self.scheduler = SyncScheduler(self._rng)
+        self.sync_config = SyncConfig()
+        self.scheduler = SyncScheduler(self._rng, self.sync_config)
         self.membership: Membership | None = None
         self.election: Election | None = None
         self.voter_set = VoterSet((), (0, 0))
@@ -185,7 +191,7 @@ class MeshRuntime:
                                       "Anti-entropy pull sessions by outcome", ["outcome"],
                                       registry=registry)
         self._m_rows_pulled = Counter("ringrift_sync_rows_pulled_total",
-                                      "Rows pulled from peers", ["store"], registry=registry)
+                                      "Rows pulled from peers", registry=registry)
         self._m_blobs_pulled = Counter("ringrift_sync_blobs_pulled_total",
                                        "Model blobs pulled from peers and verified",
                                        registry=registry)
@@ -555,7 +561,7 @@ class MeshRuntime:
     # --- anti-entropy ------------------------------------------------------------------------
 
     async def sync_round(self) -> PullOutcome | None:
-        """One anti-entropy round: pull from one peer whose roots differ, then missing blobs."""
+        """One anti-entropy round: pull from one peer whose roots differ (and missing blobs)."""
         assert self.membership is not None
         await self._refresh_summaries()
         peers = {}
@@ -563,59 +569,49 @@ class MeshRuntime:
             manifest = self.membership.manifest_of(node_id)
             if manifest is not None:
                 peers[node_id] = manifest.stores
-        now = time.monotonic()
-        plan = self.scheduler.plan(now, self._summaries, peers)
-        outcome = None
-        if plan is not None:
-            outcome = await drive_async(pull_session(plan), self.stores.by_name(), self._ask)
-            self.scheduler.finished(plan, outcome, time.monotonic())
-            self._m_sync_rounds.labels("ok" if outcome.ok else "failed").inc()
-            for store in plan.stores:
-                self._m_rows_pulled.labels(store)
-            if outcome.rows_pulled:
-                self._m_rows_pulled.labels(",".join(plan.stores)).inc(outcome.rows_pulled)
-            if not outcome.ok:
-                log.info("pull from %s stopped in %s: %s", plan.peer, outcome.failed,
-                         outcome.error)
-            else:
-                log.debug("pulled %d rows from %s", outcome.rows_pulled, plan.peer)
-        await self._pull_missing_blobs(plan.peer if plan else None)
+        blobs_missing = bool(await self.stores.models.missing_blobs())
+        plan = self.scheduler.plan(time.monotonic(), self._summaries, peers,
+                                   blobs_missing=blobs_missing)
+        if plan is None:
+            return None
+        outcome = await drive_async(pull_session(plan, self.sync_config), self.stores.by_name(),
+                                    self._ask, self._fetch_blob)
+        self.scheduler.finished(plan, outcome, time.monotonic())
+        self._m_sync_rounds.labels("ok" if outcome.ok else "failed").inc()
+        self._m_rows_pulled.inc(outcome.rows_pulled)
+        self._m_blobs_pulled.inc(outcome.blobs_fetched)
+        if outcome.ok:
+            log.debug("pulled %d rows, %d blobs from %s", outcome.rows_pulled,
+                      outcome.blobs_fetched, plan.peer)
+        else:
+            log.info("pull from %s stopped in %s: %s", plan.peer, outcome.failed, outcome.error)
         return outcome
 
     async def _ask(self, peer: str, request: SyncRequest) -> SyncReply | None:
+        """One sync request, retried: requests are reads, so a repeat is harmless."""
         address = self._address_of(peer)
         if address is None:
             return None
-        try:
-            reply = await self.transport.request(address, request, to=peer)
-        except PeerError as exc:
-            log.debug("sync request to %s failed: %s", peer, exc)
-            return None
-        return reply  # type: ignore[return-value]
+        for attempt in range(1, self.sync_config.request_attempts + 1):
+            try:
+                reply = await self.transport.request(
+                    address, request, to=peer, timeout_s=self.sync_config.request_timeout_s)
+            except PeerError as exc:
+                log.debug("sync request to %s failed (attempt %d): %s", peer, attempt, exc)
+                continue
+            return reply  # type: ignore[return-value]
+        return None
 
-    async def _pull_missing_blobs(self, preferred: str | None) -> None:
-        assert self.membership is not None
-        missing = await self.stores.models.missing_blobs()
-        if not missing:
-            return
-        peers = self.membership.alive_peers()
-        self._rng.shuffle(peers)
-        if preferred in peers:
-            peers.remove(preferred)
-            peers.insert(0, preferred)
-        for sha in missing:
-            for peer in peers[:BLOB_SOURCES_PER_ROUND]:
-                address = self._address_of(peer)
-                if address is None:
-                    continue
-                try:
-                    await self.transport.fetch_blob(address, sha,
-                                                    self.stores.models.blob_path(sha))
-                except PeerError as exc:
-                    log.debug("blob %s not pulled from %s: %s", sha, peer, exc)
-                    continue
-                self._m_blobs_pulled.inc()
-                break
+    async def _fetch_blob(self, peer: str, sha: str) -> bool:
+        address = self._address_of(peer)
+        if address is None:
+            return False
+        try:
+            await self.transport.fetch_blob(address, sha, self.stores.models.blob_path(sha))
+        except (PeerError, OSError) as exc:
+            log.info("blob %s not pulled from %s: %s", sha, peer, exc)
+            return False
+        return True
 
     # --- shutdown ----------------------------------------------------------------------------
 
