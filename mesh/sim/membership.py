@@ -67,12 +67,14 @@ class SimPeer:
     """One simulated node: its identity, its current manifest and its membership core."""
 
     def __init__(self, index: int, rng: random.Random, config: MembershipConfig,
-                 verify: SharedVerifier, incarnation: int = 0) -> None:
-        self.identity = Identity.from_seed(rng.randbytes(32))
+                 verify: SharedVerifier, identity: Identity | None = None) -> None:
+        """Node number `index` (its address); a restart passes the old `identity` back in."""
+        self.index = index
+        self.identity = identity or Identity.from_seed(rng.randbytes(32))
         self.address = f"10.{index // 65536}.{index // 256 % 256}.{index % 256}:{PORT}"
         self.manifest = Manifest(
             node_id=self.identity.node_id, public_key=self.identity.public_key,
-            address=self.address, version="sim", incarnation=incarnation, seq=0,
+            address=self.address, version="sim", incarnation=0, seq=0,
             device="cpu", device_mem_mb=0, cores=2, state="idle",
             stores={}, production_model=None, leader=None, term=0, lease_until_ms=0)
         self.core = Membership(sign_manifest(self.identity, self.manifest), config,
@@ -145,12 +147,7 @@ class Cluster:
     def restart(self, node_id: str, seed_id: str) -> SimPeer:
         """Bring a crashed node back as a fresh process (incarnation 0) joining via a seed."""
         old = self.peers[node_id]
-        fresh = SimPeer.__new__(SimPeer)
-        fresh.identity, fresh.address = old.identity, old.address
-        fresh.manifest = dataclasses.replace(old.manifest, incarnation=0, seq=0)
-        fresh.core = Membership(sign_manifest(fresh.identity, fresh.manifest), self.config,
-                                random.Random(self._rng.getrandbits(64)), self.verify,
-                                fresh.renew)
+        fresh = SimPeer(old.index, self._rng, self.config, self.verify, old.identity)
         self.peers[node_id] = fresh
         self.net.restart(node_id, fresh.core)
         self.net.emit(node_id, fresh.core.join([self.peers[seed_id].address]))
