@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from mesh.core import Send
 from mesh.manifest import Manifest, ManifestError, SignedManifest, open_manifest
 from mesh.membership_messages import (
+    MAX_MEMBERS,
     MAX_UPDATES,
     Ack,
     DigestRow,
@@ -233,6 +234,8 @@ class _Timers:
 class Membership:
     """SWIM-lite membership of one node. See the module docstring for the protocol.
 
+    `renew` must also make the new incarnation the one the owner signs later manifests
+    with (`update_manifest` refuses a version that is not newer than the current one).
     `verify(signed)` opens and checks a signed manifest (`verify_manifest` for a real
     node), returning None when it is invalid; it is called only for manifests newer than
     the one held. `renew(incarnation)` returns this node's current
@@ -554,6 +557,11 @@ class Membership:
                 self.stats.invalid_updates += 1
                 return False
             if rec is None:
+                if len(self._members) >= MAX_MEMBERS:
+                    # Digests must fit in a message; past this the cluster is misconfigured
+                    # or someone is minting identities, and either way we stop growing.
+                    self.stats.invalid_updates += 1
+                    return False
                 rec = _Record(u.node_id, u.state, u.incarnation, u.manifest, manifest, u.version)
                 self._add(rec)
                 self._set_state(rec, u.state, u.incarnation, now, u.suspected_for, out)

@@ -273,6 +273,16 @@ def test_forged_manifest_is_refused_and_counted() -> None:
     assert me.core.stats.invalid_updates == 1
 
 
+def test_member_table_stops_growing_at_its_bound(monkeypatch) -> None:
+    import mesh.membership
+
+    monkeypatch.setattr(mesh.membership, "MAX_MEMBERS", 3)
+    me, *others = make_peers(5)
+    me.core.handle(others[0].node_id, Gossip([alive(p) for p in others]), 1.0)
+    assert len(me.core.members()) == 3
+    assert me.core.stats.invalid_updates == 2
+
+
 def test_manifest_whose_version_lies_is_refused() -> None:
     me, other = make_peers(2)
     lying = Update(other.node_id, "alive", 5, alive(other, 1).manifest, (5, 0))
