@@ -231,15 +231,15 @@ def answer_steps(request: object, store_names: Collection[str]) -> Steps[SyncRep
         return EntriesReply(store, listed[:MAX_ENTRIES_PER_REPLY], more)
     keys = list(request.keys)
     # A store returns at most one row per key; the slice keeps a faulty one within the bound.
-    rows = list((yield LocalQuery(store, "rows", (keys,))))[:len(keys)]
-    if sum(map(_packed_size, rows)) <= MAX_ROWS_REPLY_BYTES:
-        return RowsReply(store, rows, len(keys))
+    packed = [_pack(row) for row in list((yield LocalQuery(store, "rows", (keys,))))[:len(keys)]]
+    if sum(map(len, packed)) <= MAX_ROWS_REPLY_BYTES:
+        return RowsReply(store, packed, len(keys))
     # Huge rows (long games): serve key by key so the reply says exactly which keys it answers.
-    served_rows: list[object] = []
+    served_rows: list[bytes] = []
     used = served = 0
     for key in keys:
-        one = list((yield LocalQuery(store, "rows", ([key],))))[:1]
-        size = sum(map(_packed_size, one))
+        one = [_pack(row) for row in list((yield LocalQuery(store, "rows", ([key],))))[:1]]
+        size = sum(map(len, one))
         if served and used + size > MAX_ROWS_REPLY_BYTES:
             break
         served_rows += one
@@ -248,8 +248,23 @@ def answer_steps(request: object, store_names: Collection[str]) -> Steps[SyncRep
     return RowsReply(store, served_rows, served)
 
 
-def _packed_size(row: object) -> int:
-    return len(msgpack.packb(row, use_bin_type=True))
+def _pack(row: object) -> bytes:
+    return msgpack.packb(row, use_bin_type=True)
+
+
+def unpack_rows(packed: Sequence[bytes]) -> list[object]:
+    """Rows as a peer sent them; one that is not msgpack stays bytes for the store to refuse.
+
+    The store validates every field of every row it merges and counts what it refuses, so a
+    bad row costs the sender its row, never the batch or the node.
+    """
+    rows: list[object] = []
+    for data in packed:
+        try:
+            rows.append(msgpack.unpackb(data, raw=False, strict_map_key=False))
+        except (ValueError, msgpack.UnpackException):
+            rows.append(data)
+    return rows
 
 
 def sub_bucket_ids(keys: Sequence[str]) -> np.ndarray:
@@ -453,7 +468,7 @@ def _pull_rows(peer: str, store: str, keys: list[str], tally: _Tally) -> Steps[N
             raise _PullFailed(f"{peer} sent {len(reply.rows)} rows serving {reply.served} keys "
                               f"for {len(keys)} keys asked")
         if reply.rows:
-            stats = yield LocalQuery(store, "merge", (reply.rows,))
+            stats = yield LocalQuery(store, "merge", (unpack_rows(reply.rows),))
             tally.rows_pulled += len(reply.rows)
             tally.merged = tally.merged + stats
         keys = keys[reply.served:]

@@ -25,6 +25,7 @@ from mesh.sync import (
     pull_session,
     sub_bucket_ids,
     sub_digests,
+    unpack_rows,
 )
 from mesh.sync_messages import (
     MAX_ENTRIES_PER_REPLY,
@@ -166,14 +167,15 @@ def test_bucket_groups_aim_at_one_reply_per_group() -> None:
 
 def test_interrupted_pull_keeps_what_it_merged_and_the_next_pulls_only_the_rest() -> None:
     a, b = MemoryStores(), MemoryStores()
-    b.games.merge([game(i) for i in range(400)])
+    total = MAX_KEYS_PER_REQUEST * 6
+    b.games.merge([game(i) for i in range(total)])
     first = pull(a, b, fail_after=5)  # digests, one listing, three row batches, then silence
     assert not first.ok and first.failed == "games" and "no reply" in first.error
     kept = len(a.games)
-    assert 0 < kept < 400
+    assert 0 < kept < total
     second = pull(a, b)
     assert second.ok
-    assert second.rows_pulled == 400 - kept  # nothing pulled twice
+    assert second.rows_pulled == total - kept  # nothing pulled twice
     assert second.merged.skipped == 0
     assert summaries(a)["games"] == summaries(b)["games"]
 
@@ -205,8 +207,8 @@ def test_rows_reply_stops_at_its_byte_budget_and_the_puller_asks_for_the_rest() 
     keys = sorted(g["game_id"] for g in big)
     reply = answer(RowsRequest("games", keys), b.by_name())
     assert isinstance(reply, RowsReply) and 1 <= reply.served < len(keys)
-    assert len(msgpack.packb(reply.rows)) <= MAX_ROWS_REPLY_BYTES
-    assert [r["game_id"] for r in reply.rows] == keys[:reply.served]
+    assert sum(map(len, reply.rows)) <= MAX_ROWS_REPLY_BYTES
+    assert [r["game_id"] for r in unpack_rows(reply.rows)] == keys[:reply.served]
     a = MemoryStores()
     log: Asked = []
     outcome = pull(a, b, log)
@@ -231,7 +233,7 @@ def _scripted(replies: dict[type, object]) -> Callable[[str, object], object]:
     ({DigestsRequest: SyncRefused("unknown_store", "no games here")}, "refused"),
     ({DigestsRequest: EntriesReply("games", [])}, "answered DigestsRequest"),
     ({DigestsRequest: DigestsReply("matches", [0] * NUM_BUCKETS)}, "for 'matches'"),
-    ({RowsRequest: RowsReply("games", [{}, {}], 1)}, "2 rows serving 1 keys"),
+    ({RowsRequest: RowsReply("games", [b"\x80", b"\x80"], 1)}, "2 rows serving 1 keys"),
 ])
 def test_out_of_protocol_replies_end_the_pull_with_a_reason(replies: dict, error: str) -> None:
     a = MemoryStores()
@@ -272,7 +274,7 @@ def test_responder_refuses_unknown_stores_and_non_requests() -> None:
     ("sync.entries", {"store": "games", "buckets": list(range(257))}, "buckets"),
     ("sync.rows", {"store": "games", "keys": ["k"] * (MAX_KEYS_PER_REQUEST + 1)}, "keys"),
     ("sync.rows", {"store": "games", "keys": ["k" * 200]}, "keys[0]"),
-    ("sync.rows", {"store": "games", "keys": []}, "1..64 keys"),
+    ("sync.rows", {"store": "games", "keys": []}, f"1..{MAX_KEYS_PER_REQUEST} keys"),
     ("sync.digests", {"store": ""}, "must not be empty"),
     ("sync.digests", {"store": 7}, "field store"),
     ("sync.digests_reply", {"store": "games", "digests": [0] * 255}, "exactly 256"),
@@ -295,7 +297,7 @@ def test_bad_bodies_are_refused_naming_the_field(kind: str, body: dict, named: s
     EntriesRequest("matches", [0, 255], after="m-1"),
     EntriesReply("matches", [("a", b"\x00\x01"), ("b", b"\xff")], more=True),
     RowsRequest("models", ["m:" + "0" * 64]),
-    RowsReply("games", [game(1)], 1),
+    RowsReply("games", [msgpack.packb(game(1))], 1),
     SyncRefused("unknown_store", "store 'x' is not one of ['games']"),
 ])
 def test_messages_round_trip_through_the_codec(msg: object) -> None:
@@ -585,3 +587,20 @@ def test_bad_sub_bucket_bodies_are_refused_naming_the_field(kind: str, body: dic
     with pytest.raises(codec.DecodeError) as err:
         codec.from_body(kind, body)
     assert named in str(err.value)
+
+
+def test_a_row_that_is_not_msgpack_is_refused_by_the_store_and_the_rest_merge() -> None:
+    b = MemoryStores()
+    b.games.merge([game(i) for i in range(3)])
+    honest = answer(RowsRequest("games", sorted(b.games.keys())), b.by_name())
+    assert isinstance(honest, RowsReply)
+    tampered = RowsReply("games", [b"\xc1not msgpack", *honest.rows[1:]], honest.served)
+    a = MemoryStores()
+    plan = PullPlan("peer", ("games",), (summaries(b)["games"].root,), (3,))
+
+    def ask(_peer: str, request: object) -> object:
+        return tampered if isinstance(request, RowsRequest) else answer(request, b.by_name())
+
+    outcome = drive(pull_session(plan), a.by_name(), ask)
+    assert outcome.merged.invalid == 1 and outcome.merged.added == 2
+    assert len(a.games) == 2
