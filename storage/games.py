@@ -7,14 +7,14 @@ from collections.abc import Mapping, Sequence
 from storage.database import Database
 from storage.hlc import HybridClock
 from storage.merge import InvalidRow
-from storage.rows import new_game, validate_game
+from storage.rows import new_game, screen_game, validate_game
 from storage.synced import SyncedStore
 from storage.tables import GAMES, config_filter
 
 
 class GameStore(SyncedStore):
     def __init__(self, db: Database, clock: HybridClock, node_id: str) -> None:
-        super().__init__(db, [GAMES], validate_game, clock)
+        super().__init__(db, [GAMES], validate_game, clock, screen_game)
         self._node_id = node_id
 
     async def add_game(

@@ -20,7 +20,14 @@ from storage.merge import (
     plan_merge,
     validate_batch,
 )
-from storage.rows import row_hlc, validate_game, validate_match, validate_registry
+from storage.rows import (
+    row_hlc,
+    screen_game,
+    screen_match,
+    validate_game,
+    validate_match,
+    validate_registry,
+)
 from storage.sync_limits import (
     check_bucket_list,
     check_key_list,
@@ -33,8 +40,12 @@ from storage.sync_limits import (
 class MemoryStore:
     """One store (games, matches or the model registry) held in dicts."""
 
-    def __init__(self, validate: Callable[[object], Row], clock: HybridClock | None = None):
+    def __init__(
+        self, validate: Callable[[object], Row], clock: HybridClock | None = None,
+        screen: Callable[[object], Row | None] | None = None,
+    ):
         self._validate = validate
+        self._screen = screen
         self._clock = clock
         self._rows: dict[str, Row] = {}
         self._buckets: list[dict[str, bytes]] = [{} for _ in range(NUM_BUCKETS)]
@@ -64,7 +75,7 @@ class MemoryStore:
 
     def merge(self, rows: Sequence[object], strategy: Strategy = Strategy.LAST_WRITE_WINS) -> MergeStats:
         """Validate and merge a batch; invalid rows are counted and skipped."""
-        valid, invalid, self.last_errors = validate_batch(rows, self._validate)
+        valid, invalid, self.last_errors = validate_batch(rows, self._validate, self._screen)
         held = self._rows
         versions = {r.key: held[r.key].version for r in valid if r.key in held}
         plan = plan_merge(strategy, valid, versions, lambda k: held[k].data, invalid)
@@ -122,8 +133,8 @@ class MemoryStores:
     """One simulated node's stores: games, matches, models (registry) and state."""
 
     def __init__(self, clock: HybridClock | None = None) -> None:
-        self.games = MemoryStore(validate_game, clock)
-        self.matches = MemoryStore(validate_match, clock)
+        self.games = MemoryStore(validate_game, clock, screen_game)
+        self.matches = MemoryStore(validate_match, clock, screen_match)
         self.models = MemoryStore(validate_registry, clock)
         self.state = MemoryState()
 

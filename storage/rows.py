@@ -37,7 +37,10 @@ MODEL_PREFIX, ALIAS_PREFIX, PROMOTION_PREFIX = "m:", "a:", "p:"
 
 _SHA_HEX = re.compile(r"[0-9a-f]{64}")
 _ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
-
+# One reusable packer for the bulk path (msgpack.packb builds a Packer per call); it resets
+# itself after a failed pack, and packing plain values runs no Python code that could switch
+# threads midway.
+_pack = msgpack.Packer(use_bin_type=True).pack
 
 
 # --- field checks -------------------------------------------------------------------------
@@ -126,6 +129,13 @@ def _hash_hex(values: list) -> str:
     return hashlib.sha256(canonical_bytes(values)).hexdigest()
 
 
+# The screens below are the bulk path's fast check of a whole row: the same tests as the
+# validator, inlined (no helper calls, no error text), returning None for anything they do
+# not accept so that the validator then names the problem. Rows are built with tuple.__new__
+# because a NamedTuple's own __new__ is a Python-level call per row.
+_new_tuple = tuple.__new__
+
+
 # --- games --------------------------------------------------------------------------------
 
 GAME_FIELDS = frozenset(
@@ -211,6 +221,53 @@ def validate_game(obj: object) -> Row:
     return Row(game_id, bytes.fromhex(game_id), row, packed)
 
 
+
+def screen_game(obj: object) -> Row | None:
+    """validate_game's Row for a game it accepts, else None (then validate_game says why)."""
+    if type(obj) is not dict or len(obj) != len(GAME_FIELDS):
+        return None
+    try:
+        # Nine distinct names all present in a nine-entry dict: exactly GAME_FIELDS.
+        game_id = obj["game_id"]
+        board_type = obj["board_type"]
+        n = obj["num_players"]
+        model_id = obj["model_id"]
+        winner = obj["winner"]
+        outcome = obj["outcome"]
+        moves = obj["moves"]
+        created_hlc = obj["created_hlc"]
+        origin = obj["origin_node"]
+    except KeyError:
+        return None
+    if (
+        type(game_id) is not str or _SHA_HEX.fullmatch(game_id) is None
+        or type(board_type) is not str or board_type not in BOARD_TYPES
+        or type(n) is not int or not MIN_PLAYERS <= n <= MAX_PLAYERS
+        or type(model_id) is not str or not _id_text(model_id)
+        or (winner is not None and (type(winner) is not int or not 0 <= winner < n))
+        or type(outcome) is not list or len(outcome) != n
+        or type(moves) is not list or len(moves) > MAX_MOVES
+        or type(created_hlc) is not int or not 0 <= created_hlc <= MAX_HLC
+        or type(origin) is not str or not _id_text(origin)
+    ):
+        return None
+    for x in outcome:
+        if type(x) is not float or not 0.0 <= x <= 1.0:
+            return None
+    try:
+        packed = _pack(moves)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if len(packed) > MAX_MOVES_BYTES:
+        return None
+    digest = hashlib.sha256(_pack(
+        [board_type, n, model_id, winner, outcome, packed, created_hlc, origin]
+    )).hexdigest()
+    if digest != game_id:
+        return None
+    return _new_tuple(Row, (game_id, bytes.fromhex(game_id), obj, packed))
+
+
 # --- Elo match rows -----------------------------------------------------------------------
 
 MATCH_FIELDS = frozenset(
@@ -249,6 +306,42 @@ def validate_match(obj: object) -> Row:
     if not _is_id(origin):
         raise InvalidRow(f"origin_node {origin!r:.200} is not an id")
     return Row(match_id, match_version(hlc, origin), row)
+
+
+
+
+def screen_match(obj: object) -> Row | None:
+    """validate_match's Row for a row it accepts, else None (then validate_match says why)."""
+    if type(obj) is not dict or len(obj) != len(MATCH_FIELDS):
+        return None
+    try:
+        # Seven distinct names all present in a seven-entry dict: exactly MATCH_FIELDS.
+        match_id = obj["match_id"]
+        participants = obj["participants"]
+        board_type = obj["board_type"]
+        num_players = obj["num_players"]
+        result = obj["result"]
+        hlc = obj["hlc"]
+        origin = obj["origin_node"]
+    except KeyError:
+        return None
+    if (
+        type(match_id) is not str or _ID.fullmatch(match_id) is None
+        or type(participants) is not list or not MIN_PLAYERS <= len(participants) <= MAX_PLAYERS
+        or type(board_type) is not str or board_type not in BOARD_TYPES
+        or type(num_players) is not int or not MIN_PLAYERS <= num_players <= MAX_PLAYERS
+        or type(result) is not list or len(result) != len(participants)
+        or type(hlc) is not int or not 0 <= hlc <= MAX_HLC
+        or type(origin) is not str or not _id_text(origin)
+    ):
+        return None
+    for p in participants:
+        if type(p) is not str or not _id_text(p):
+            return None
+    for x in result:
+        if type(x) is not float or not 0.0 <= x <= 1.0:
+            return None
+    return _new_tuple(Row, (match_id, hlc.to_bytes(8, "big") + origin.encode(), obj, b""))
 
 
 # --- model registry: metadata, aliases, promotion events ----------------------------------

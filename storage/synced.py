@@ -37,11 +37,12 @@ class SyncedStore:
 
     def __init__(
         self, db: Database, tables: Sequence[Table], validate: Callable[[object], Row],
-        clock: HybridClock,
+        clock: HybridClock, screen: Callable[[object], Row | None] | None = None,
     ) -> None:
         self._db = db
         self._tables = tuple(tables)
         self._validate = validate
+        self._screen = screen  # the kind's fast path for whole batches (merge.validate_batch)
         self._clock = clock
         self._digests = Digests()
         self._count = 0
@@ -122,7 +123,7 @@ class SyncedStore:
         `guard`, when given, runs inside the transaction before anything is read: a check that
         must hold at the moment of writing (fencing) raises there and the batch is not written.
         """
-        valid, invalid, self.last_errors = validate_batch(rows, self._validate)
+        valid, invalid, self.last_errors = validate_batch(rows, self._validate, self._screen)
         if not valid:
             return MergeStats(invalid=invalid)
         # The write runs to its end even if our caller is cancelled: a commit that happened

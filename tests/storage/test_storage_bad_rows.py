@@ -18,6 +18,8 @@ from storage.rows import (
     new_match,
     new_model,
     new_promotion,
+    screen_game,
+    screen_match,
     validate_game,
     validate_match,
     validate_registry,
@@ -142,6 +144,49 @@ def test_arbitrary_field_values_never_crash_validation(row: dict, data) -> None:
     for s in store.by_name().values():
         stats = s.merge([mutated])
         assert stats.invalid + stats.added + stats.skipped == 1
+
+
+def _validated(validate, obj: object):
+    try:
+        return validate(obj)
+    except InvalidRow:
+        return None
+
+
+SCREENED = [(screen_game, validate_game, GAME, BAD_GAMES),
+            (screen_match, validate_match, MATCH, BAD_MATCHES)]
+
+
+@pytest.mark.parametrize("screen,validate,good,bad", SCREENED, ids=["games", "matches"])
+def test_bulk_screens_accept_good_rows_as_the_validator_does_and_pass_bad_ones_on(
+    screen, validate, good, bad
+) -> None:
+    assert screen(good) == validate(good)
+    for row in bad:
+        assert screen(row) is None, row
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.sampled_from(SCREENED), st.data())
+def test_bulk_screens_never_accept_a_row_the_validator_refuses(case, data) -> None:
+    screen, validate, good, _ = case
+    mutated = dict(good)
+    for _ in range(data.draw(st.integers(1, 2))):
+        field = data.draw(st.sampled_from([*sorted(good), "extra"]))
+        mutated[field] = data.draw(json_like | st.sampled_from([0, 1, 2, 4, 1.0, 0.5, "x", None]))
+    if data.draw(st.booleans()):
+        mutated.pop(data.draw(st.sampled_from(sorted(good))))
+    screened = screen(mutated)
+    assert screened is None or screened == validate(mutated)
+
+
+def test_a_batch_with_one_bad_row_keeps_the_good_rows_and_names_the_bad_one() -> None:
+    rows = [new_match(f"m{i}", ["a", "b"], "square8", 2, [1.0, 0.0], 5, "n1") for i in range(5)]
+    rows[2] = changed(rows[2], hlc="5")
+    store = MemoryStores().matches
+    stats = store.merge(rows)
+    assert (stats.added, stats.invalid) == (4, 1)
+    assert store.last_errors == ["hlc '5' is not an int in 0..9223372036854775807"]
 
 
 def test_sync_call_arguments_are_checked() -> None:
