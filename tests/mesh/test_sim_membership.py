@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mesh.sim import membership as scenario
 from mesh.sim.membership import Cluster
@@ -166,3 +168,30 @@ def test_every_message_the_cores_send_passes_the_codec_and_is_sized_exactly() ->
     cluster.net.crash(cluster.order[7])
     cluster.net.run_until(40.0)
     assert {"Ping", "Ack", "PingReq", "Gossip", "SyncRequest", "SyncReply"} <= set(checked)
+
+
+@settings(deadline=None, max_examples=12)
+@given(seed=st.integers(0, 10_000), loss=st.sampled_from([0.0, 0.05, 0.2]),
+       crashed=st.integers(0, 2), split=st.integers(0, 4), split_s=st.floats(0.0, 40.0))
+def test_any_mix_of_loss_crashes_and_partitions_ends_in_one_agreed_view(
+        seed, loss, crashed, split, split_s) -> None:
+    cluster = Cluster(12, seed=seed, loss=loss)
+    net = cluster.net
+    cluster.start()
+    net.run_until(1.0)
+    assert cluster.run_until_converged() is not None, seed
+    for victim in cluster.order[-crashed:] if crashed else []:
+        net.crash(victim)
+    if split:
+        net.partition([set(cluster.order[:split])])
+        net.run_until(net.now + split_s)
+        net.heal()
+    net.run_until(net.now + 30.0)
+    # Converged: every live node sees exactly the live nodes alive, the crashed ones dead.
+    assert cluster.run_until_converged() is not None, seed
+    live = cluster.live()
+    for observer in live:
+        core = cluster.peers[observer].core
+        for victim in set(cluster.order) - set(live):
+            view = core.member(victim)
+            assert view is None or view.state == "dead", (seed, view)
