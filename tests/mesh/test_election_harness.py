@@ -32,6 +32,8 @@ class Harness:
         self.clocks = {n: Clock((rates or {}).get(n, 1.0), self.rng.uniform(0, 1000))
                        for n in self.ids}
         self.persisted: dict[str, tuple[int, str | None]] = {n: (0, None) for n in self.ids}
+        # The voter set (and its version) each node holds, as its shell would persist it.
+        self.adopted = {n: (self.voter_ids, (0, 1)) for n in self.ids}
         self.cores = {n: self._core(n) for n in self.ids}
         self.pending: list[InFlight] = []
         self.monitor = SafetyMonitor()
@@ -39,8 +41,25 @@ class Harness:
         self.down: set[str] = set()
 
     def _core(self, node_id: str) -> Election:
-        return Election(node_id, self.voter_ids, self.config,
-                        random.Random(self.rng.getrandbits(32)), self.persisted[node_id])
+        voters, version = self.adopted[node_id]
+        return Election(node_id, voters, self.config, random.Random(self.rng.getrandbits(32)),
+                        self.persisted[node_id], version)
+
+    def adopt(self, node_id: str, voters: frozenset[str], version: tuple[int, int]) -> None:
+        """`node_id` learns a voter set (as the agent does from gossip, newest version wins)."""
+        if version <= self.adopted[node_id][1]:
+            return
+        self.adopted[node_id] = (voters, version)
+        if node_id in self.down:
+            return
+        core = self.cores[node_id]
+        if len(core.voters ^ voters) > 1:
+            # Missed a change: a fresh core, as the agent does (and as after a restart).
+            self.monitor.crashed(node_id, self.now)
+            self.cores[node_id] = self._core(node_id)
+        else:
+            core.set_voters(voters, version)
+        self.monitor.step(node_id, self.cores[node_id], self.clocks[node_id], self.now)
 
     def local(self, node_id: str) -> float:
         return self.clocks[node_id].local(self.now)
@@ -55,8 +74,12 @@ class Harness:
                     f"{out.voted_for}")
                 self.persisted[node_id] = (out.term, out.voted_for)
             elif isinstance(out, Send):
-                # What a sent message claims must already be durable.
+                # What a sent message claims must already be durable: the persisted term and
+                # vote, or the term of the voter set the shell persisted, if later.
                 term, voted_for = self.persisted[node_id]
+                set_term = self.adopted[node_id][1][0]
+                if set_term > term:
+                    term, voted_for = set_term, None
                 core = self.cores[node_id]
                 if core.is_voter:
                     assert (term, voted_for) == (core.term, core.voted_for), (
