@@ -430,10 +430,10 @@ def failover_run(seed: int, voters: int, non_voters: int, loss: float, config: E
 
 
 def stable_run(seed: int, voters: int, non_voters: int, loss: float = 0.1,
-               duration: float = 600.0, config: ElectionConfig | None = None) -> dict[str, Any]:
+               duration: float = 600.0, wan: bool = False) -> dict[str, Any]:
     """No crashes, no partitions, only loss: count leader changes after the first leader."""
-    config = config or ElectionConfig.lan()
-    cluster = Cluster(seed, voters, non_voters, config, loss, LAN_DELAY)
+    config = ElectionConfig.wan() if wan else ElectionConfig.lan()
+    cluster = Cluster(seed, voters, non_voters, config, loss, WAN_DELAY if wan else LAN_DELAY)
     cluster.net.run_until(duration)
     up = cluster.up()
     non_voter_ids = [n for n in up if n not in cluster.voter_ids]
@@ -547,19 +547,22 @@ def run(nodes: int | None = None, seed: int = 0, seeds: int = 1, loss: float = 0
     if stable:
         voters, non_voters = _cluster_size(1, nodes)  # the larger voter set
         report = stable_run(seed, voters, non_voters, stable_loss, stable_duration)
+        wan_report = stable_run(seed, voters, non_voters, stable_loss, stable_duration, wan=True)
         summary.update({
             "leader_changes_stable": report["leader_changes"],
+            "leader_changes_stable_wan": wan_report["leader_changes"],
             "stable_duration_s": stable_duration,
             "stable_loss": stable_loss,
             "stable_bytes_per_voter_per_s": round(report["bytes_per_voter_per_s"], 1),
             "stable_non_voters_knowing_leader": (f"{report['non_voters_knowing_leader']}"
                                                  f"/{report['non_voters']}"),
         })
-        summary["safety_violations"] += len(report["violations"])
-        failures += [f"seed {seed} (stable run): {v}" for v in report["violations"]]
-        if report["leader_changes"]:
-            failures.append(f"seed {seed} (stable run): {report['leader_changes']} leader "
-                            "changes without crashes")
+        for name, outcome in (("stable run", report), ("stable WAN run", wan_report)):
+            summary["safety_violations"] += len(outcome["violations"])
+            failures += [f"seed {seed} ({name}): {v}" for v in outcome["violations"]]
+            if outcome["leader_changes"]:
+                failures.append(f"seed {seed} ({name}): {outcome['leader_changes']} leader "
+                                "changes without crashes")
         summary["first_violation"] = failures[0] if failures else None
     summary["failures"] = failures[:MAX_FAILURES_SHOWN]
     return summary

@@ -46,9 +46,9 @@ def test_failover_on_wan_defaults_gives_a_new_lease_within_15_s() -> None:
     assert max(times) <= scenario.WAN_FAILOVER_TARGET_S
 
 
-def test_ten_simulated_minutes_at_10_percent_loss_have_no_leader_change() -> None:
-    for seed, voters in ((0, 5), (1, 3)):
-        report = scenario.stable_run(seed, voters, 2, loss=0.1, duration=600.0)
+def test_ten_simulated_minutes_at_10_percent_loss_have_no_leader_change_on_lan_or_wan() -> None:
+    for seed, voters, wan in ((0, 5, False), (1, 3, False), (2, 5, True)):
+        report = scenario.stable_run(seed, voters, 2, loss=0.1, duration=600.0, wan=wan)
         assert report["violations"] == []
         assert report["leader_changes"] == 0
         assert report["leader"] is not None
@@ -120,7 +120,8 @@ def test_the_same_seed_replays_the_same_run() -> None:
 def test_the_summary_carries_the_reported_figures() -> None:
     summary = scenario.run(seed=0, seeds=2, loss=0.1, stable=True, stable_duration=60.0)
     for key in ("safety_violations", "failover_p50_s", "failover_p99_s", "failover_max_s",
-                "leader_changes_stable", "failover_wan_max_s", "failing_seeds", "failures"):
+                "leader_changes_stable", "leader_changes_stable_wan", "failover_wan_max_s",
+                "failing_seeds", "failures"):
         assert key in summary
     assert summary["failover_samples"] == 4 and summary["failover_wan_samples"] == 2
 
