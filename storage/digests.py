@@ -58,14 +58,43 @@ def hash_bytes(items: Sequence[bytes], seed: np.uint64 = _KEY_SEED) -> np.ndarra
     return h
 
 
+def key_hashes(keys: Sequence[str]) -> np.ndarray:
+    """64-bit hashes (uint64 array) of keys; a key's bucket is its hash's top byte."""
+    return hash_bytes([k.encode() for k in keys], _KEY_SEED)
+
+
+def row_hashes(
+    hashed_keys: np.ndarray, versions: Sequence[bytes]
+) -> tuple[np.ndarray, np.ndarray]:
+    """hash_rows for keys already hashed with `key_hashes`."""
+    if len(hashed_keys) != len(versions):
+        raise ValueError(f"{len(hashed_keys)} keys but {len(versions)} versions")
+    hashed_keys = np.asarray(hashed_keys, dtype=np.uint64)
+    version_hashes = hash_bytes(versions, _VERSION_SEED)
+    buckets = (hashed_keys >> _S56).astype(np.intp)
+    return buckets, _fmix(hashed_keys + _fmix(version_hashes ^ _GOLDEN))
+
+
 def hash_rows(keys: Sequence[str], versions: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """(bucket per row as intp array, row hash per row as uint64 array) for (key, version) pairs."""
     if len(keys) != len(versions):
         raise ValueError(f"{len(keys)} keys but {len(versions)} versions")
-    key_hashes = hash_bytes([k.encode() for k in keys], _KEY_SEED)
-    version_hashes = hash_bytes(versions, _VERSION_SEED)
-    buckets = (key_hashes >> _S56).astype(np.intp)
-    return buckets, _fmix(key_hashes + _fmix(version_hashes ^ _GOLDEN))
+    return row_hashes(key_hashes(keys), versions)
+
+
+def bucket_ranges(buckets: Sequence[int]) -> list[tuple[int, int]]:
+    """Inclusive ranges of key hashes, as signed 64-bit ints (SQLite's INTEGER), that cover
+    exactly the given buckets: runs of consecutive buckets are merged into one range."""
+    ranges: list[tuple[int, int]] = []
+    for b in sorted(set(buckets)):
+        lo, hi = b << 56, ((b + 1) << 56) - 1
+        if b >= NUM_BUCKETS // 2:  # the upper half of uint64 is negative as int64
+            lo, hi = lo - (1 << 64), hi - (1 << 64)
+        if ranges and ranges[-1][1] + 1 == lo:
+            ranges[-1] = (ranges[-1][0], hi)
+        else:
+            ranges.append((lo, hi))
+    return ranges
 
 
 def key_bucket(key: str) -> int:

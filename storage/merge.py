@@ -171,6 +171,14 @@ def plan_merge(
     MergeConflictError under Strategy.RAISE before anything is written.
     """
     plan = MergePlan()
+    if not held_versions:
+        # Nothing held (an import into new keys): every row is added unless a key repeats
+        # within the batch, which the general loop below then orders.
+        writes = {row[0]: row for row in batch}
+        if len(writes) == len(batch):
+            plan.writes = writes
+            plan.stats = MergeStats(added=len(batch), invalid=invalid)
+            return plan
     added = skipped = conflicts = resolved = 0
     writes = plan.writes
     for row in batch:

@@ -4,18 +4,22 @@ A store spans one or more tables (the model registry spans three, told apart by 
 and keeps one set of bucket digests over all of them, in memory: rebuilt from the stored row
 hashes at open, updated only after a merge's transaction has committed, so the digests never
 describe rows that a rollback took away.
+
+Rows are found by their key's 64-bit hash (`khash`, the one the digests use; schema v2): a
+lookup asks for the hashes of the wanted keys and keeps the records whose key is one of them,
+so two keys with one hash are still told apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import numpy as np
 
 from storage.database import Database
-from storage.digests import Digests, hash_rows
+from storage.digests import Digests, bucket_ranges, hash_rows, key_hashes, row_hashes
 from storage.hlc import HybridClock
 from storage.merge import (
     InvalidRow,
@@ -29,7 +33,25 @@ from storage.rows import row_hlc
 from storage.sync_limits import check_bucket_list, check_key_list
 from storage.tables import Table
 
-_KEYS_IN = "key IN (SELECT value FROM json_each(?))"
+_KHASH_IN = "khash IN (SELECT value FROM json_each(?))"
+_S56 = np.uint64(56)
+
+Fetch = Callable[[str, Sequence[object]], Awaitable[Sequence[tuple]]]
+
+
+def _signed_key_hashes(keys: Sequence[str]) -> list[int]:
+    """Key hashes as the signed 64-bit ints SQLite stores."""
+    return key_hashes(keys).view(np.int64).tolist()
+
+
+async def _fetch_keys(fetch: Fetch, table: Table, columns: str, keys: Sequence[str]) -> list[tuple]:
+    """`SELECT columns` (the first being `key`) of the held rows among `keys`."""
+    wanted = set(keys)
+    records = await fetch(
+        f"SELECT {columns} FROM {table.name} WHERE {_KHASH_IN}",
+        (json.dumps(_signed_key_hashes(keys)),),
+    )
+    return [r for r in records if r[0] in wanted]
 
 
 class SyncedStore:
@@ -50,15 +72,15 @@ class SyncedStore:
         self.last_errors: list[str] = []
 
     async def load(self) -> None:
-        """Rebuild digests and count from the stored (bucket, h) of every row."""
+        """Rebuild digests and count from the stored (khash, h) of every row."""
         buckets: list[np.ndarray] = []
         hashes: list[np.ndarray] = []
         for table in self._tables:
-            records = await self._db.fetchall(f"SELECT bucket, h FROM {table.name}")
+            records = await self._db.fetchall(f"SELECT khash, h FROM {table.name}")
             if records:
-                pairs = np.array(records, dtype=np.int64)
-                buckets.append(pairs[:, 0])
-                hashes.append(pairs[:, 1].view(np.uint64))
+                pairs = np.array(records, dtype=np.int64).view(np.uint64)
+                buckets.append((pairs[:, 0] >> _S56).astype(np.intp))
+                hashes.append(pairs[:, 1])
         if buckets:
             self._digests = Digests.from_hashes(np.concatenate(buckets), np.concatenate(hashes))
         self._count = sum(len(b) for b in buckets)
@@ -70,6 +92,8 @@ class SyncedStore:
         return None
 
     def _by_table(self, keys: Sequence[str]) -> dict[Table, list[str]]:
+        if len(self._tables) == 1 and not self._tables[0].prefix:
+            return {self._tables[0]: list(keys)} if keys else {}
         groups: dict[Table, list[str]] = {}
         for key in keys:
             table = self._table_of(key)
@@ -89,13 +113,16 @@ class SyncedStore:
     async def bucket_entries(self, buckets: Sequence[int]) -> list[tuple[str, bytes]]:
         """(key, version) of every row in the given buckets."""
         check_bucket_list(buckets)
-        wanted = json.dumps(sorted(set(buckets)))
+        ranges = bucket_ranges(buckets)
+        if not ranges:
+            return []
+        # A bucket is the top byte of the key hash: a range scan of the khash index each.
+        where = " OR ".join(["khash BETWEEN ? AND ?"] * len(ranges))
+        bounds = [bound for pair in ranges for bound in pair]
         entries: list[tuple[str, bytes]] = []
         for table in self._tables:
             entries += await self._db.fetchall(
-                f"SELECT key, version FROM {table.name} "
-                "WHERE bucket IN (SELECT value FROM json_each(?))",
-                (wanted,),
+                f"SELECT key, version FROM {table.name} WHERE {where}", bounds
             )
         return entries
 
@@ -104,9 +131,7 @@ class SyncedStore:
         check_key_list(keys)
         out: list[dict] = []
         for table, group in self._by_table(keys).items():
-            records = await self._db.fetchall(
-                f"{table.select_sql} WHERE {_KEYS_IN}", (json.dumps(group),)
-            )
+            records = await _fetch_keys(self._db.fetchall, table, table.stored_columns, group)
             out += [table.to_wire(r) for r in records]
         return out
 
@@ -134,36 +159,55 @@ class SyncedStore:
         self, valid: list[Row], invalid: int, strategy: Strategy,
         guard: Callable[[], None] | None,
     ) -> MergeStats:
-        groups = self._by_table([r.key for r in valid])
+        keys = [r[0] for r in valid]
+        groups = self._by_table(keys)
         async with self._db.transaction() as conn:
             if guard is not None:
                 guard()
             held: dict[str, bytes] = {}
-            for table, keys in groups.items():
-                held.update(await conn.execute_fetchall(
-                    f"SELECT key, version FROM {table.name} WHERE {_KEYS_IN}", (json.dumps(keys),)
-                ))
-            held_rows = await self._tied_rows(conn, valid, held)
+            rowids: dict[str, int] = {}
+            for table, table_keys in groups.items():
+                for key, version, rowid in await _fetch_keys(
+                    conn.execute_fetchall, table, "key, version, rowid", table_keys
+                ):
+                    held[key] = version
+                    rowids[key] = rowid
+            held_rows = await self._tied_rows(conn, valid, held) if held else {}
             plan = plan_merge(strategy, valid, held, held_rows.__getitem__, invalid)
             if not plan.writes:
                 return plan.stats
             writes = list(plan.writes.values())
-            new_buckets, new_hashes = hash_rows([w.key for w in writes], [w.version for w in writes])
-            signed = new_hashes.view(np.int64).tolist()
-            per_table: dict[Table, list[tuple]] = {}
-            for row, bucket, h in zip(writes, new_buckets.tolist(), signed, strict=True):
-                table = self._table_of(row.key)
-                assert table is not None  # validated keys always carry a known prefix
-                per_table.setdefault(table, []).append(table.params(row, bucket, h))
-            for table, params in per_table.items():
-                await conn.executemany(table.insert_sql, params)
+            hashed = key_hashes(list(plan.writes))
+            new_buckets, new_hashes = row_hashes(hashed, [w[1] for w in writes])
+            khashes, signed = hashed.view(np.int64).tolist(), new_hashes.view(np.int64).tolist()
+            parts: dict[Table, tuple[list[Row], list[int], list[int]]] = {}
+            if len(self._tables) == 1:
+                parts[self._tables[0]] = (writes, khashes, signed)
+            else:
+                for row, khash, h in zip(writes, khashes, signed, strict=True):
+                    table = self._table_of(row.key)
+                    assert table is not None  # validated keys always carry a known prefix
+                    part = parts.setdefault(table, ([], [], []))
+                    part[0].append(row)
+                    part[1].append(khash)
+                    part[2].append(h)
+            for table, (rows, table_khashes, table_hashes) in parts.items():
+                replaced = [rowids[row.key] for row in rows if row.key in plan.replaced]
+                if replaced:
+                    await conn.execute(
+                        f"DELETE FROM {table.name} WHERE rowid IN (SELECT value FROM json_each(?))",
+                        (json.dumps(replaced),),
+                    )
+                await conn.executemany(
+                    table.insert_sql, table.params_many(rows, table_khashes, table_hashes)
+                )
             # Inside the transaction: a guard of a later write then sees what this one holds.
             self._merged(writes)
         old_keys = list(plan.replaced)
         self._digests.toggle(*hash_rows(old_keys, [plan.replaced[k] for k in old_keys]))
         self._digests.toggle(new_buckets, new_hashes)
         self._count += plan.stats.added
-        self._clock.update(max(row_hlc(w.data) for w in writes))
+        self._clock.update(max(map(row_hlc, [w[2] for w in writes])))
         return plan.stats
 
     def _merged(self, writes: list[Row]) -> None:
@@ -184,9 +228,7 @@ class SyncedStore:
             else:
                 fetch.setdefault(table, []).append(row.key)
         for table, keys in fetch.items():
-            records = await conn.execute_fetchall(
-                f"{table.select_sql} WHERE {_KEYS_IN}", (json.dumps(keys),)
-            )
+            records = await _fetch_keys(conn.execute_fetchall, table, table.stored_columns, keys)
             for record in records:
                 tied[record[0]] = table.to_wire(record)
         return tied

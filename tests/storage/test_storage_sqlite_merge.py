@@ -230,3 +230,25 @@ async def test_a_failed_commit_leaves_the_connection_usable(stores, monkeypatch)
     assert await stores.matches.summary() == MemoryStores().matches.summary()  # still empty
     await stores.matches.record_match("kept", ["a", "b"], "square8", 2, [1, 0])
     assert [m["match_id"] for m in await stores.matches.all_matches()] == ["kept"]
+
+
+async def test_keys_sharing_one_key_hash_are_still_told_apart(stores, monkeypatch) -> None:
+    import numpy as np
+
+    import storage.synced
+
+    # Every key hashes alike: lookups by hash must still pick the right key's row.
+    monkeypatch.setattr(
+        storage.synced, "key_hashes", lambda keys: np.full(len(keys), 7 << 56, dtype=np.uint64)
+    )
+    old = [new_match(f"m{i}", ["a", "b"], "square8", 2, [1, 0], 5, "n1") for i in range(3)]
+    newer = new_match("m1", ["a", "b"], "square8", 2, [0, 1], 9, "n1")
+    assert (await stores.matches.merge(old)).added == 3
+    stats = await stores.matches.merge([*old, newer])
+    assert (stats.added, stats.skipped, stats.resolved) == (0, 3, 1)
+    held = {r["match_id"]: r for r in await stores.matches.rows(["m0", "m1", "m2", "m3"])}
+    assert held == {"m0": old[0], "m1": newer, "m2": old[2]}
+    assert await stores.matches.rows(["m1"]) == [newer]
+    assert await stores.matches.get("m3") is None
+    assert (await stores.matches.summary())[0] == 3
+    assert len(await stores.db.fetchall("SELECT key FROM matches")) == 3
