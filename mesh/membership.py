@@ -279,6 +279,8 @@ class Membership:
         self._join_backoff = config.probe_interval
         self._catching_up = False
         self._catch_up_at: float | None = None
+        # A message from a node we do not know means our view missed news: pull soon.
+        self._heard_stranger = False
 
     # -- queries -----------------------------------------------------------------------
 
@@ -383,14 +385,17 @@ class Membership:
             out.extend(self._answer_sync(src, msg.digest, now))
         elif isinstance(msg, SyncReply):
             self._apply(src, msg.updates, now, out)
-            if self._catch_up_at is not None:
-                self._catching_up = False
+            if self._catching_up and self._catch_up_at is not None and self._timers:
+                self._catching_up = False  # caught up: back to the regular period
+                self._timers.push_pull = now + self._push_pull_period()
             if self._seeds and self.address_of(src) in self._seeds:
                 self._seeds = []  # a seed answered: joined
                 self._catching_up = True
             wanted = [self._members[n] for n in msg.wanted if n in self._members]
             for chunk in self._chunks([self._update_of(r, now, full=True) for r in wanted]):
                 out.append(Send(src, Gossip(chunk)))
+        if src not in self._members:
+            self._heard_stranger = True  # even what it sent did not introduce it
         return out
 
     def tick(self, now: float) -> list[object]:
@@ -435,6 +440,12 @@ class Membership:
                     if not updates:
                         break
                     out.append(Send(peer, Gossip(updates)))
+        if self._heard_stranger and self._catch_up_at is not None:
+            # A stranger spoke to us after we joined: news about it passed us by. Pull from
+            # a random peer within a couple of probe intervals rather than a full period;
+            # at most once per such window however many strangers call.
+            self._heard_stranger = False
+            timers.push_pull = min(timers.push_pull, now + 2 * cfg.probe_interval)
         if active and now + _EPS >= timers.push_pull:
             timers.push_pull = now + (2 * cfg.probe_interval if self._catching_up
                                       else self._push_pull_period())

@@ -355,6 +355,28 @@ def test_lost_join_is_retried_until_a_seed_answers() -> None:
     assert later == []  # even when the seed stops answering probes later on
 
 
+def test_a_stranger_calling_after_the_join_triggers_an_early_push_pull() -> None:
+    from mesh.sim.net import SimNet
+
+    seed, joiner, stranger, *rest = make_peers(6)
+    net = SimNet(3)
+    for peer in (seed, joiner, stranger, *rest):
+        net.add(peer.node_id, peer.core, address=peer.address)
+    for peer in rest:
+        net.emit(peer.node_id, peer.core.join([seed.address]))
+    net.run_until(5.0)
+    pulls: list[float] = []
+    net.on_send = lambda src, dst, msg, size: pulls.append(net.now) if (
+        src == joiner.node_id and isinstance(msg, SyncRequest)) else None
+    net.emit(joiner.node_id, joiner.core.join([seed.address]))
+    net.run_until(12.0)
+    assert len(pulls) == 2  # the join, then catching up once, then quiet
+    assert pulls[1] - pulls[0] < 2.5
+    net.emit(stranger.node_id, [Send(joiner.node_id, Ping(1))])  # it never joined
+    net.run_until(14.5)
+    assert len([t for t in pulls if t > 12.0]) == 1
+
+
 def test_manifest_update_spreads_and_stale_one_is_refused() -> None:
     me, other = make_peers(2)
     connect(me.core, [other])
