@@ -16,6 +16,12 @@ to `gossip_fanout` random peers each gossip interval, each item `retransmit_mult
 log10(N+1)` times; a periodic push-pull of digests repairs whatever gossip missed and is
 also how a node joins.
 
+Beyond memberlist: a suspicion travels with its age, so every node's timer runs out
+together (detection does not grow by a gossip hop per relay); a node that hears a
+suspicion it knows to be refuted answers the sender with the refutation at once (gossip
+alone misses a node now and then, and that node would mark a live peer dead); and a
+message from a node not in our view brings the next push-pull forward.
+
 The core never reads a clock or does I/O: the shell (or the simulator) feeds it
 `handle(src, msg, now)` and `tick(now)` and carries out the `Send`s it returns; state
 changes are reported as `MemberChange` effects.
