@@ -226,13 +226,18 @@ def holds_for_a_while(check: Callable[[], None]) -> None:
         time.sleep(0.1)
 
 
+def all_alive(cluster: Cluster) -> bool:
+    views = statuses(cluster.nodes)
+    return all(sorted(m["state"] for m in v["members"]) == ["alive"] * 3 for v in views)
+
+
 def assert_alone_without_lease(status: dict[str, Any], term: int) -> None:
     """A cut-off voter: no leader, no lease, no duties, and (pre-vote) its term unchanged:
     campaigning alone must not raise it, or its return would depose the majority's leader."""
     assert status["leader"] is None, status
     assert status["leader_duties"] is False, status
     assert status["lease_until"] is None, status
-    assert status["role"] != "leader", status
+    assert status["role"] in ("follower", "pre_candidate"), status
     assert status["term"] == term, status
 
 
@@ -267,6 +272,8 @@ def test_isolated_follower_loses_the_leader_and_rejoins_without_deposing_it(clus
         # It did campaign while alone (so its unchanged term is pre-vote at work, not silence).
         assert metric(alone, "ringrift_elections_started_total") > campaigns
         holds_for_a_while(lambda: assert_one_leader(cluster, (leader, term)))
+        # Membership heals too: each side had declared the other dead during the cut.
+        wait_until(lambda: all_alive(cluster), timeout=30, what="every member alive everywhere")
 
 
 def test_isolated_leader_gives_up_its_lease_before_the_majority_elects_another(cluster):
@@ -308,3 +315,4 @@ def test_isolated_leader_gives_up_its_lease_before_the_majority_elects_another(c
         wait_until(lambda: status_inside(old)["leader"] == new, timeout=30,
                    what="the old leader following the new one after the heal")
         holds_for_a_while(lambda: assert_one_leader(cluster, (new, new_term)))
+        wait_until(lambda: all_alive(cluster), timeout=30, what="every member alive everywhere")
