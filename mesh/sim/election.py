@@ -3,8 +3,9 @@
 Per seed it runs two clusters (voter sets of 3 and 5 alternate with the seed, plus
 non-voters that learn the leader by emulated gossip):
 
-- a **chaos run** on LAN defaults: loss, delay, random partitions (often isolating the leader),
-  crashes and restarts (often of the leader), leadership transfers;
+- **chaos runs** on LAN and on WAN defaults: loss, delay, random partitions (often isolating
+  the leader), crashes and restarts (often of the leader), leadership transfers, and voter-set
+  changes written by the leader and learned by each node at its own moment;
 - **failover runs** on LAN and WAN defaults: a leader crashes, and the time until another node
   holds a lease is measured in true virtual time.
 
@@ -325,13 +326,20 @@ class SeedResult:
 
 
 def chaos_run(seed: int, voters: int, non_voters: int, loss: float, duration: float = 40.0,
-              config: ElectionConfig | None = None, drift: float | None = None) -> Cluster:
-    """Random partitions, crashes, restarts and transfers; returns the cluster to inspect."""
-    config = config or ElectionConfig.lan()
-    cluster = Cluster(seed, voters, non_voters, config, loss, LAN_DELAY, drift)
+              drift: float | None = None, wan: bool = False) -> Cluster:
+    """Random partitions, crashes, restarts, transfers and voter changes; returns the cluster.
+
+    `duration` is in LAN election timeouts' worth of seconds: on WAN defaults the run and the
+    gaps between actions stretch by the ratio of the election timeouts.
+    """
+    config = ElectionConfig.wan() if wan else ElectionConfig.lan()
+    cluster = Cluster(seed, voters, non_voters, config, loss, WAN_DELAY if wan else LAN_DELAY,
+                      drift)
     net, rng = cluster.net, cluster.rng
+    scale = config.election_timeout_min / ElectionConfig.lan().election_timeout_min
+    duration *= scale
     crashed: set[str] = set()
-    t = 2.0
+    t = 2.0 * scale
     while t < duration:
         net.run_until(t)
         leader = cluster.leader_with_lease()
@@ -367,11 +375,11 @@ def chaos_run(seed: int, voters: int, non_voters: int, loss: float, duration: fl
             voters = cluster.voter_ids
             others = [n for n in cluster.ids if n not in voters]
             if others and (len(voters) < 4 or rng.random() < 0.5):
-                cluster.change_voters(leader, voters | {rng.choice(others)}, spread=3.0)
+                cluster.change_voters(leader, voters | {rng.choice(others)}, spread=3.0 * scale)
             elif len(voters) > 2:
                 cluster.change_voters(leader, voters - {rng.choice(sorted(voters))},
-                                      spread=3.0)
-        t += rng.uniform(0.2, 4.0)
+                                      spread=3.0 * scale)
+        t += rng.uniform(0.2, 4.0) * scale
     # End healed and whole, so the run also shows the cluster recovers.
     cluster.heal()
     for node_id in sorted(crashed):
@@ -462,11 +470,13 @@ def run_seed(seed: int, nodes: int | None, loss: float, wan: bool = True,
              chaos_duration: float = 40.0, drift: float | None = None) -> SeedResult:
     voters, non_voters = _cluster_size(seed, nodes)
     result = SeedResult(seed, voters)
-    chaos = chaos_run(seed, voters, non_voters, loss, chaos_duration, drift=drift)
-    result.violations += chaos.monitor.violations
-    result.elections += chaos.monitor.elections
-    if chaos.leader_with_lease() is None:
-        result.stalls.append("no leader with a lease after the chaos run healed")
+    for on_wan in (False, True) if wan else (False,):
+        chaos = chaos_run(seed, voters, non_voters, loss, chaos_duration, drift, on_wan)
+        result.violations += chaos.monitor.violations
+        result.elections += chaos.monitor.elections
+        if chaos.leader_with_lease() is None:
+            result.stalls.append(f"no leader with a lease after the {'WAN ' * on_wan}chaos "
+                                 "run healed")
     lan, failed, cluster = failover_run(seed, voters, non_voters, loss, ElectionConfig.lan(),
                                         LAN_DELAY)
     result.failovers_lan, result.failed_failovers = lan, failed
