@@ -166,14 +166,33 @@ class SyncedStore:
                 guard()
             held: dict[str, bytes] = {}
             rowids: dict[str, int] = {}
+            stored: dict[str, tuple] = {}  # key -> (key, body...): for tie-breaks
             for table, table_keys in groups.items():
-                for key, version, rowid in await _fetch_keys(
-                    conn.execute_fetchall, table, "key, version, rowid", table_keys
+                # Content-addressed rows never need their body: an equal version is equal content.
+                columns = "key, version, rowid" + (
+                    "" if table.content_addressed else ", " + table.stored_columns
+                )
+                for record in await _fetch_keys(
+                    conn.execute_fetchall, table, columns, table_keys
                 ):
-                    held[key] = version
-                    rowids[key] = rowid
-            held_rows = await self._tied_rows(conn, valid, held) if held else {}
-            plan = plan_merge(strategy, valid, held, held_rows.__getitem__, invalid)
+                    key = record[0]
+                    held[key] = record[1]
+                    rowids[key] = record[2]
+                    if not table.content_addressed:
+                        stored[key] = record[3:]
+
+            # Content-addressed rows whose version ties with the held one carry its content.
+            same = {r[0]: r[2] for r in valid if held.get(r[0]) == r[1]} if held else {}
+
+            def held_row(key: str) -> dict:
+                record = stored.get(key)
+                if record is None:
+                    return same[key]
+                table = self._table_of(key)
+                assert table is not None
+                return table.to_wire(record)
+
+            plan = plan_merge(strategy, valid, held, held_row, invalid)
             if not plan.writes:
                 return plan.stats
             writes = list(plan.writes.values())
@@ -213,25 +232,6 @@ class SyncedStore:
     def _merged(self, writes: list[Row]) -> None:
         """Called with the rows a merge writes, just before its commit; subclasses learn from
         them (a commit that then fails leaves them having seen rows a peer will offer again)."""
-
-    async def _tied_rows(self, conn, valid: list[Row], held: dict[str, bytes]) -> dict[str, dict]:
-        """Held wire dicts of rows whose incoming version equals the held one (tie-breaks)."""
-        tied: dict[str, dict] = {}
-        fetch: dict[Table, list[str]] = {}
-        for row in valid:
-            if held.get(row.key) != row.version:
-                continue
-            table = self._table_of(row.key)
-            assert table is not None
-            if table.content_addressed:
-                tied[row.key] = row.data  # same content hash: same content
-            else:
-                fetch.setdefault(table, []).append(row.key)
-        for table, keys in fetch.items():
-            records = await _fetch_keys(conn.execute_fetchall, table, table.stored_columns, keys)
-            for record in records:
-                tied[record[0]] = table.to_wire(record)
-        return tied
 
     async def put(self, row: dict, guard: Callable[[], None] | None = None) -> MergeStats:
         """Merge one locally made row; raises InvalidRow if it is bad."""

@@ -112,9 +112,12 @@ def run(quick: bool) -> dict[str, float | int | str]:
         t, again = asyncio.run(_import(matches, "matches", 10_000, root / "m"))
         figures["match_import_rows_per_s"] = round(n_matches / t)
         figures["match_reimport_rows_per_s"] = round(n_matches / again)
+        # Rows per merge call: each call is one transaction and one fsync (synchronous=FULL),
+        # a cost per batch that small batches cannot spread. MESH_BATCH is what a pull merges.
         few = matches[: n_matches // 4]
-        t, _ = asyncio.run(_import(few, "matches", MESH_BATCH, root / "m64"))
-        figures["match_import_rows_per_s_batch64"] = round(len(few) / t)
+        for batch in (MESH_BATCH, 512, 2048):
+            t, _ = asyncio.run(_import(few, "matches", batch, root / f"m{batch}"))
+            figures[f"match_import_rows_per_s_batch{batch}"] = round(len(few) / t)
         t, again = asyncio.run(_import(games, "games", 2_000, root / "g"))
         figures["game_import_games_per_s"] = round(n_games / t)
         figures["game_reimport_games_per_s"] = round(n_games / again)
