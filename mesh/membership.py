@@ -29,6 +29,7 @@ changes are reported as `MemberChange` effects.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections.abc import Callable, Iterable
@@ -115,6 +116,13 @@ class MembershipConfig:
     # Forget dead and left nodes after this long. Serf's reconnect/tombstone timeout: 24 h,
     # long enough to reconnect after a day-long partition; records are ~1 KB each.
     reap_after: float = 24 * 3600.0
+    # Pull early when this many pings/acks in a row came from peers whose view hash
+    # differs from ours. News reaches everyone within about a second and a node hears ~2
+    # pings/acks a second, so 3 mismatches in a row mean we (or they) missed something.
+    repair_after: int = 3
+    # At most one such early pull per this many seconds, so a busy cluster (views always
+    # a little apart) pays at most a digest exchange per node every 10 s.
+    repair_interval: float = 10.0
     # Updates per push-pull reply message. 256 (the most a message may carry) keeps a reply
     # to a cluster of up to 256 nodes whole, so it arrives or is lost as one, as it would
     # in one HTTP body; 256 manifests are ~180 KB, within the 512 KB gossip body limit.
@@ -125,12 +133,12 @@ class MembershipConfig:
     def __post_init__(self) -> None:
         for name in ("probe_interval", "probe_timeout", "gossip_interval", "suspicion_mult",
                      "push_pull_interval", "gossip_to_dead", "reconnect_interval",
-                     "reap_after", "tick_interval"):
+                     "reap_after", "tick_interval", "repair_interval"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         for name in ("indirect_checks", "gossip_fanout", "gossip_max_bytes", "retransmit_mult",
-                     "sync_chunk"):
+                     "sync_chunk", "repair_after"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -197,6 +205,7 @@ class MembershipStats:
     refutations: int = 0
     invalid_updates: int = 0
     push_pulls: int = 0
+    repairs: int = 0
 
 
 @dataclass(slots=True)
@@ -209,6 +218,7 @@ class _Record:
     version: tuple[int, int]
     last_heard: float | None = None
     state_since: float = 0.0  # suspect/dead/left: when this node's clock would have seen it
+    digest: int = 0  # this record's share of the view hash (0 until counted in)
 
 
 @dataclass(slots=True)
@@ -269,6 +279,9 @@ class Membership:
         self._self = _Record(self.node_id, "alive", manifest.incarnation, self_manifest, manifest,
                              manifest.freshness)
         self._members: dict[str, _Record] = {self.node_id: self._self}
+        # XOR of every member's digest: two nodes with equal hashes hold the same view.
+        self._self.digest = _record_digest(self._self)
+        self._view_hash = self._self.digest
         # Other members' ids in a list (with positions) for O(1) random picks and removal.
         self._others: list[str] = []
         self._position: dict[str, int] = {}
@@ -287,6 +300,10 @@ class Membership:
         self._catch_up_at: float | None = None
         # A message from a node we do not know means our view missed news: pull soon.
         self._heard_stranger = False
+        # Pings/acks in a row whose sender's view hash differed from ours, and the last one.
+        self._mismatches = 0
+        self._mismatch_peer = ""
+        self._repair_after = 0.0
 
     # -- queries -----------------------------------------------------------------------
 
@@ -346,14 +363,14 @@ class Membership:
         rec.signed, rec.manifest, rec.version = signed, manifest, manifest.freshness
         if rec.state == "alive":
             rec.incarnation = manifest.incarnation
-        self._queue[self.node_id] = 0
+        self._changed(rec)
 
     def leave(self, now: float) -> list[Send]:
         """Announce that we leave: peers mark us left (not dead) and stop probing us."""
         rec = self._self
         rec.state, rec.state_since = "left", now
         self._probe = None
-        self._queue[self.node_id] = 0
+        self._changed(rec)
         update = self._update_of(rec, now)
         return [Send(p, Gossip([update])) for p in self._pick(self.config.gossip_fanout,
                                                               self._gossipable, now)]
@@ -370,11 +387,13 @@ class Membership:
                 probe.acked = True  # any direct word from the target proves it is up
         if isinstance(msg, Ping):
             self._apply(src, msg.updates, now, out)
-            out.append(Send(src, Ack(msg.seq, self._piggyback(now))))
+            self._compare_views(src, msg.view)
+            out.append(Send(src, Ack(msg.seq, self._piggyback(now), self._view_hash)))
         elif isinstance(msg, Ack):
+            self._compare_views(src, msg.view)
             relay = self._relays.pop(msg.seq, None)
             if relay is not None:
-                out.append(Send(relay.requester, Ack(relay.seq)))
+                out.append(Send(relay.requester, Ack(relay.seq, view=self._view_hash)))
             elif self._probe is not None and msg.seq == self._probe.seq:
                 self._probe.acked = True
             self._apply(src, msg.updates, now, out)
@@ -383,7 +402,7 @@ class Membership:
                     and len(self._relays) < MAX_RELAYS):
                 seq = self._next_seq()
                 self._relays[seq] = _Relay(src, msg.seq, now + self.config.probe_interval)
-                out.append(Send(msg.target, Ping(seq, self._piggyback(now))))
+                out.append(Send(msg.target, Ping(seq, self._piggyback(now), self._view_hash)))
         elif isinstance(msg, Gossip):
             self._apply(src, msg.updates, now, out)
         elif isinstance(msg, SyncRequest):
@@ -452,6 +471,14 @@ class Membership:
             # at most once per such window however many strangers call.
             self._heard_stranger = False
             timers.push_pull = min(timers.push_pull, now + 2 * cfg.probe_interval)
+        if (active and self._mismatches >= cfg.repair_after and now >= self._repair_after
+                and self._members.get(self._mismatch_peer) is not None):
+            # Our view has differed from every peer we heard lately: pull from the last.
+            self._mismatches = 0
+            self._repair_after = now + cfg.repair_interval
+            self.stats.repairs += 1
+            out.append(Send(self._mismatch_peer, SyncRequest(
+                self._digest(), [self._update_of(self._self, now)])))
         if active and now + _EPS >= timers.push_pull:
             timers.push_pull = now + (2 * cfg.probe_interval if self._catching_up
                                       else self._push_pull_period())
@@ -480,7 +507,7 @@ class Membership:
         self.stats.probes += 1
         probe = _Probe(target, self._next_seq(), now, self._members[target].incarnation)
         self._probe = probe
-        out.append(Send(target, Ping(probe.seq, self._piggyback(now))))
+        out.append(Send(target, Ping(probe.seq, self._piggyback(now), self._view_hash)))
 
     def _advance_probe(self, now: float, out: list[object]) -> None:
         probe = self._probe
@@ -498,7 +525,7 @@ class Membership:
             out.extend(Send(h, PingReq(probe.seq, probe.target)) for h in helpers)
             # And once more directly, as memberlist's fallback ping does: a lost ping or ack
             # is the common failure, and this path has two hops where a helper's has four.
-            out.append(Send(probe.target, Ping(probe.seq)))
+            out.append(Send(probe.target, Ping(probe.seq, view=self._view_hash)))
         if now + _EPS >= probe.start + self.config.probe_interval:
             self._probe = None
             rec = self._members[probe.target]
@@ -545,7 +572,7 @@ class Membership:
         elif state in _GONE:
             rec.state_since = now
             self._gone.add(node_id)
-        self._queue[node_id] = 0
+        self._changed(rec)
         out.append(MemberChange(node_id, state, incarnation, rec.version))
 
     def _apply(self, src: str, updates: list[Update], now: float, out: list[object]) -> None:
@@ -585,7 +612,7 @@ class Membership:
                 return False
             rec.signed, rec.manifest, rec.version = u.manifest, manifest, u.version
             if not supersedes((u.state, u.incarnation), (rec.state, rec.incarnation)):
-                self._queue[u.node_id] = 0
+                self._changed(rec)
                 out.append(MemberChange(u.node_id, rec.state, rec.incarnation, rec.version))
                 return False
         elif rec is None:
@@ -622,7 +649,28 @@ class Membership:
         me = self._self
         me.signed, me.manifest, me.version = signed, manifest, manifest.freshness
         me.incarnation = incarnation
-        self._queue[self.node_id] = 0
+        self._changed(me)
+
+    def _compare_views(self, src: str, view: int) -> None:
+        if not view or src == self.node_id:
+            return
+        if view == self._view_hash:
+            self._mismatches = 0
+        else:
+            self._mismatches += 1
+            self._mismatch_peer = src
+
+    @property
+    def view_hash(self) -> int:
+        """XOR of the members' digests: equal on two nodes that hold the same view."""
+        return self._view_hash
+
+    def _changed(self, rec: _Record) -> None:
+        """`rec`'s state or manifest changed: recount it in the view hash, queue the news."""
+        self._view_hash ^= rec.digest
+        rec.digest = _record_digest(rec)
+        self._view_hash ^= rec.digest
+        self._queue[rec.node_id] = 0
 
     def _add(self, rec: _Record) -> None:
         self._members[rec.node_id] = rec
@@ -635,7 +683,7 @@ class Membership:
         order.insert(self._rng.randrange(len(order) + 1), rec.node_id)
 
     def _remove(self, node_id: str) -> None:
-        del self._members[node_id]
+        self._view_hash ^= self._members.pop(node_id).digest
         pos = self._position.pop(node_id)
         last = self._others.pop()
         if last != node_id:
@@ -768,6 +816,12 @@ class Membership:
 
 # Encoded bytes of an update without a manifest: field names, node id, state, numbers.
 _UPDATE_BASE_BYTES = 128
+
+
+def _record_digest(rec: _Record) -> int:
+    """64-bit hash of what two nodes must agree on about a member (XOR-ed into the view)."""
+    text = f"{rec.node_id}|{rec.state}|{rec.incarnation}|{rec.version[0]}|{rec.version[1]}"
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") or 1
 
 
 def _estimated_size(update: Update) -> int:

@@ -76,6 +76,9 @@ class Ping:
 
     seq: int = field(metadata={"min": 0, "max": _MAX_U64})
     updates: list[Update] = field(default_factory=list, metadata={"max_len": MAX_UPDATES})
+    # The sender's view hash (XOR of its members' digests; 0: not given): a receiver whose
+    # hash keeps differing from its peers' has missed news and pulls it.
+    view: int = field(default=0, metadata={"min": 0, "max": _MAX_U64})
 
 
 @codec.message("swim.ack")
@@ -85,6 +88,7 @@ class Ack:
 
     seq: int = field(metadata={"min": 0, "max": _MAX_U64})
     updates: list[Update] = field(default_factory=list, metadata={"max_len": MAX_UPDATES})
+    view: int = field(default=0, metadata={"min": 0, "max": _MAX_U64})  # as in Ping
 
 
 @codec.message("swim.ping_req")

@@ -249,6 +249,45 @@ def test_relay_table_is_bounded_against_a_flood_of_probe_requests() -> None:
     assert sends(helper.core.handle(requester.node_id, PingReq(1, target.node_id), 5.0), Ping)
 
 
+def test_equal_views_have_equal_hashes_whatever_the_order_they_were_learnt_in() -> None:
+    a, b, *others = make_peers(5)
+    for update in [alive(p) for p in others]:
+        a.core.handle(others[0].node_id, Gossip([update]), 0.0)
+    for update in reversed([alive(p) for p in others]):
+        b.core.handle(others[0].node_id, Gossip([update]), 0.0)
+    a.core.handle(b.node_id, Gossip([alive(b)]), 0.0)
+    b.core.handle(a.node_id, Gossip([alive(a)]), 0.0)
+    assert a.core.view_hash == b.core.view_hash
+    b.core.handle(a.node_id, Gossip([Update(others[1].node_id, "suspect", 0)]), 1.0)
+    assert a.core.view_hash != b.core.view_hash
+    a.core.handle(b.node_id, Gossip([Update(others[1].node_id, "suspect", 0)]), 1.0)
+    assert a.core.view_hash == b.core.view_hash
+
+
+def test_a_view_that_keeps_differing_from_the_peers_pulls_early_and_not_too_often() -> None:
+    me, *others = make_peers(5)
+    connect(me.core, others[:3])  # others[3] is news that passed us by
+    full = others[0].core
+    connect(full, [me, *others[1:]])
+    theirs = full.view_hash
+    assert theirs != me.core.view_hash
+    now = 1.0
+    me.core.tick(now)
+    for i in range(CFG.repair_after):
+        me.core.handle(others[0].node_id, Ping(100 + i, view=theirs), now)
+    pulls = sends(me.core.tick(now + 0.1), SyncRequest)
+    assert [p.to for p in pulls] == [others[0].node_id]
+    for i in range(CFG.repair_after):
+        me.core.handle(others[0].node_id, Ack(200 + i, view=theirs), now + 0.2)
+    assert not sends(me.core.tick(now + 0.3), SyncRequest)  # rate-limited
+    # An agreeing peer resets the count.
+    for i in range(CFG.repair_after - 1):
+        me.core.handle(others[0].node_id, Ping(300 + i, view=theirs), now + 11)
+    me.core.handle(others[1].node_id, Ping(400, view=me.core.view_hash), now + 11)
+    me.core.handle(others[0].node_id, Ping(401, view=theirs), now + 11)
+    assert not sends(me.core.tick(now + 11.1), SyncRequest)
+
+
 # -- validation of what peers send -------------------------------------------------------
 
 
