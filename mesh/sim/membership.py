@@ -114,10 +114,9 @@ class Cluster:
         self._rng = random.Random(seed ^ 0x5EED)
         self.peers: dict[str, SimPeer] = {}
         self.order: list[str] = []
-        # (time, observer, subject) of every dead mark; the test of false ones is at mark time.
-        self.dead_marks: list[tuple[float, str, str]] = []
         # (time, observer, subject, state) of every suspect and dead mark.
         self.marks: list[tuple[float, str, str, str]] = []
+        # Dead marks of nodes that were up at that moment (judged when the mark is made).
         self.false_dead = 0
         self._watch: dict[str, tuple[tuple[int, int], dict[str, float]]] = {}
 
@@ -158,10 +157,8 @@ class Cluster:
             return
         if effect.state in ("suspect", "dead"):
             self.marks.append((self.net.now, observer, effect.node_id, effect.state))
-        if effect.state == "dead":
-            self.dead_marks.append((self.net.now, observer, effect.node_id))
-            if self.net.is_up(effect.node_id):
-                self.false_dead += 1
+        if effect.state == "dead" and self.net.is_up(effect.node_id):
+            self.false_dead += 1
         watch = self._watch.get(effect.node_id)
         if watch is not None and effect.version >= watch[0] and observer not in watch[1]:
             watch[1][observer] = self.net.now
@@ -209,8 +206,8 @@ class Cluster:
     def crash_times(self, victim: str, at: float) -> dict[str, float]:
         """Delays after `at` at which each live node marked `victim` dead."""
         out: dict[str, float] = {}
-        for t, observer, subject in self.dead_marks:
-            if subject == victim and t >= at and observer not in out:
+        for t, observer, subject, state in self.marks:
+            if state == "dead" and subject == victim and t >= at and observer not in out:
                 out[observer] = t - at
         return out
 
