@@ -334,6 +334,11 @@ class Membership:
     def incarnation(self) -> int:
         return self._self.incarnation
 
+    @property
+    def view_hash(self) -> int:
+        """XOR of the members' digests: equal on two nodes that hold the same view."""
+        return self._view_hash
+
     # -- commands ----------------------------------------------------------------------
 
     def join(self, seed_addresses: Iterable[str]) -> list[Send]:
@@ -659,11 +664,6 @@ class Membership:
         else:
             self._mismatches += 1
             self._mismatch_peer = src
-
-    @property
-    def view_hash(self) -> int:
-        """XOR of the members' digests: equal on two nodes that hold the same view."""
-        return self._view_hash
 
     def _changed(self, rec: _Record) -> None:
         """`rec`'s state or manifest changed: recount it in the view hash, queue the news."""
