@@ -66,6 +66,8 @@ STATE_INCARNATION = "mesh.incarnation"
 STATE_ELECTION = "election.term_vote"
 STATE_VOTERS = "election.voters"
 STATE_PEERS = "mesh.peers"
+# How often a leader re-announces its lease in its manifest when nothing else changed.
+LEASE_ANNOUNCE_S = 30.0
 # Addresses remembered for the next start: enough to find the cluster again, few enough to try.
 MAX_REMEMBERED_PEERS = 16
 
@@ -480,10 +482,14 @@ class MeshRuntime:
         self._incarnation = max(self._incarnation, self.membership.incarnation)
         current = self._manifest
         draft = replace(self._build_manifest(self._incarnation), seq=current.seq)
-        # The leader re-announces its lease once the announced one has run out: non-voters
-        # learn who leads from it, and once per lease keeps gossip small.
-        lease_lapsed = bool(draft.lease_until_ms) and current.lease_until_ms < self._wall_ms()
-        if _same_content(draft, current) and not lease_lapsed:
+        # Non-voters learn who leads from the leader's manifest. Its lease moves with every
+        # heartbeat; re-announcing it that often would put a manifest broadcast on the wire
+        # every second for nothing (non-voters never act on a lease), so it is re-announced
+        # only every LEASE_ANNOUNCE_S, besides every change of leader or term.
+        wall = self._wall_ms()
+        lease_stale = (bool(draft.lease_until_ms)
+                       and current.lease_until_ms + LEASE_ANNOUNCE_S * 1000 < wall)
+        if _same_content(draft, current) and not lease_stale:
             self._seq -= 1
             return
         if self._incarnation > int(await self.stores.state.get_state(STATE_INCARNATION, 0)):
