@@ -229,7 +229,8 @@ class MeshRuntime:
         self.membership = Membership(signed, self.membership_config, self._rng,
                                      verify=_verify, renew=self._renew)
         self.election = Election(self.node_id, frozenset(self.voter_set.voters),
-                                 self.election_config, self._rng, (term, voted_for))
+                                 self.election_config, self._rng, (term, voted_for),
+                                 voters_version=self.voter_set.version)
         remembered = await state.get_state(STATE_PEERS, [])
         seeds = [s for s in dict.fromkeys([*self.config.seeds, *(remembered or [])])
                  if s != self.address]
@@ -549,9 +550,12 @@ class MeshRuntime:
             # timeout as after a restart, so no promise it made can be broken.
             election = self.election
             self.election = Election(self.node_id, voters, self.election_config, self._rng,
-                                     (election.term, election.voted_for))
+                                     (election.term, election.voted_for),
+                                     voters_version=voter_set.version)
         else:
-            self.election.set_voters(voters)
+            # The version makes voters refuse candidates holding an older set, and moves this
+            # node to the writer's term (mesh/election.py, set_voters).
+            self.election.set_voters(voters, version=voter_set.version)
         log.info("voter set is now %s (version %s)", ", ".join(voter_set.voters),
                  voter_set.version)
 
