@@ -42,10 +42,9 @@ from mesh.manifest import (
     ManifestError,
     SignedManifest,
     StoreSummary,
-    open_manifest,
     sign_manifest,
 )
-from mesh.membership import MemberChange, Membership, MembershipConfig
+from mesh.membership import MemberChange, Membership, MembershipConfig, verify_manifest
 from mesh.sync import (
     PullOutcome,
     SyncConfig,
@@ -227,7 +226,7 @@ class MeshRuntime:
         self._manifest = self._build_manifest(self._incarnation)
         signed = sign_manifest(self.identity, self._manifest)
         self.membership = Membership(signed, self.membership_config, self._rng,
-                                     verify=_verify, renew=self._renew)
+                                     verify=verify_manifest, renew=self._renew)
         self.election = Election(self.node_id, frozenset(self.voter_set.voters),
                                  self.election_config, self._rng, (term, voted_for),
                                  voters_version=self.voter_set.version)
@@ -656,14 +655,6 @@ class _FencingCollector(Collector):
             "Leader writes refused because a newer term had been seen",
             value=self._stores.models.stale_term_total,
         )
-
-
-def _verify(signed: SignedManifest) -> Manifest | None:
-    try:
-        return open_manifest(signed)
-    except ManifestError as exc:
-        log.info("dropping a manifest that does not verify: %s", exc)
-        return None
 
 
 def _term_vote(raw: object) -> tuple[int, str | None]:
