@@ -459,12 +459,13 @@ def test_dead_members_are_reaped_after_the_reap_timeout() -> None:
 # -- configuration -----------------------------------------------------------------------
 
 
-def test_lan_defaults_are_memberlists() -> None:
+def test_lan_defaults_are_memberlists_but_a_shorter_suspicion() -> None:
     lan = MembershipConfig.lan()
     assert (lan.probe_interval, lan.probe_timeout, lan.indirect_checks) == (1.0, 0.5, 3)
     assert (lan.gossip_interval, lan.gossip_fanout) == (0.2, 3)
-    assert lan.suspicion_timeout(100) == pytest.approx(8.0)
-    assert lan.suspicion_timeout(3) == pytest.approx(4.0)  # log10 floored at 1
+    # memberlist's multiplier is 4; 3 keeps crash detection at 100 nodes under 10 s.
+    assert lan.suspicion_timeout(100) == pytest.approx(6.0)
+    assert lan.suspicion_timeout(3) == pytest.approx(3.0)  # log10 floored at 1
     assert lan.retransmit_limit(100) == 12
     assert lan.push_pull_period(32) == 30.0
     assert lan.push_pull_period(100) == 90.0
