@@ -223,7 +223,8 @@ class MeshRuntime:
         if self.config.voters:
             self.voter_set = VoterSet(tuple(sorted(self.config.voters)), (0, 0))
         term, voted_for = _term_vote(await state.get_state(STATE_ELECTION))
-        self._manifest = self._build_manifest(self._incarnation)
+        self._seq = 1
+        self._manifest = self._build_manifest(self._incarnation, self._seq)
         signed = sign_manifest(self.identity, self._manifest)
         self.membership = Membership(signed, self.membership_config, self._rng,
                                      verify=verify_manifest, renew=self._renew)
@@ -448,12 +449,11 @@ class MeshRuntime:
             return 0
         return self._wall_ms() + int((election.lease_until - time.monotonic()) * 1000)
 
-    def _build_manifest(self, incarnation: int) -> Manifest:
+    def _build_manifest(self, incarnation: int, seq: int) -> Manifest:
         election = self.election
-        self._seq += 1
         return Manifest(
             node_id=self.node_id, public_key=self.identity.public_key, address=self.address,
-            version=self.version, incarnation=incarnation, seq=self._seq,
+            version=self.version, incarnation=incarnation, seq=seq,
             device=self.device.device, device_mem_mb=self.device.device_mem_mb,
             cores=self.device.cores, state=self._state, stores=dict(self._summaries),
             production_model=self._production_model,
@@ -467,7 +467,8 @@ class MeshRuntime:
     def _renew(self, incarnation: int) -> SignedManifest:
         """Membership refutes a suspicion with a higher incarnation: re-sign at it."""
         self._incarnation = max(self._incarnation, incarnation)
-        self._manifest = self._build_manifest(incarnation)
+        self._seq += 1
+        self._manifest = self._build_manifest(incarnation, self._seq)
         return sign_manifest(self.identity, self._manifest)
 
     async def _refresh_summaries(self) -> None:
@@ -480,8 +481,9 @@ class MeshRuntime:
         await self._refresh_summaries()
         await self._adopt_newest_voters()
         self._incarnation = max(self._incarnation, self.membership.incarnation)
+        await self._remember_peers()
         current = self._manifest
-        draft = replace(self._build_manifest(self._incarnation), seq=current.seq)
+        draft = self._build_manifest(self._incarnation, current.seq)
         # Non-voters learn who leads from the leader's manifest. Its lease moves with every
         # heartbeat; re-announcing it that often would put a manifest broadcast on the wire
         # every second for nothing (non-voters never act on a lease), so it is re-announced
@@ -490,14 +492,15 @@ class MeshRuntime:
         lease_stale = (bool(draft.lease_until_ms)
                        and current.lease_until_ms + LEASE_ANNOUNCE_S * 1000 < wall)
         if _same_content(draft, current) and not lease_stale:
-            self._seq -= 1
             return
         if self._incarnation > int(await self.stores.state.get_state(STATE_INCARNATION, 0)):
             await self.stores.state.set_state(STATE_INCARNATION, self._incarnation)
-        self._manifest = replace(draft, seq=self._seq)
         async with self._lock:
+            # Under the lock: a refutation (`_renew`) cannot slip in between numbering and use.
+            self._seq += 1
+            self._incarnation = max(self._incarnation, self.membership.incarnation)
+            self._manifest = replace(draft, seq=self._seq, incarnation=self._incarnation)
             self.membership.update_manifest(sign_manifest(self.identity, self._manifest))
-        await self._remember_peers()
 
     async def _remember_peers(self) -> None:
         assert self.membership is not None
