@@ -151,7 +151,6 @@ class MeshRuntime:
         self._seq = 0
         self._manifest: Manifest | None = None
         self._summaries: dict[str, StoreSummary] = {}
-        self._production_model: str | None = None
         self._state = "idle"
         self._lock = asyncio.Lock()  # one core step at a time: outputs keep their order
         self._send_tasks: set[asyncio.Task[None]] = set()
@@ -439,8 +438,12 @@ class MeshRuntime:
 
     # --- manifest ----------------------------------------------------------------------------
 
-    def set_state(self, state: str) -> None:
+    @property
+    def work_state(self) -> str:
         """The node's work state as its manifest announces it (idle, selfplay, ...)."""
+        return self._state
+
+    def set_state(self, state: str) -> None:
         self._state = state
 
     def _lease_until_ms(self) -> int:
@@ -456,7 +459,8 @@ class MeshRuntime:
             version=self.version, incarnation=incarnation, seq=seq,
             device=self.device.device, device_mem_mb=self.device.device_mem_mb,
             cores=self.device.cores, state=self._state, stores=dict(self._summaries),
-            production_model=self._production_model,
+            # Which config's production model a node announces is the pipeline's to define.
+            production_model=None,
             leader=election.leader if election else None,
             term=election.term if election else 0,
             lease_until_ms=self._lease_until_ms(),

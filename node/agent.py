@@ -79,7 +79,7 @@ class Agent:
             "node_id": self.node_id,
             "cluster_id": self.files.cluster.cluster_id,
             "version": __version__,
-            "state": "idle",
+            "state": self.mesh.work_state if self.mesh is not None else "idle",
             "address": self.address,
             "uptime_s": round(self.uptime_s(), 3),
             "stores": stores,
