@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from node.address import advertise_address
-from node.config import Config, ConfigError, check_data_dir_writable, load_config, parse_address
+from node.config import Config, ConfigError, check_address, check_data_dir_writable, load_config
 from node.datadir import (
     DataDirError,
     NodeFiles,
@@ -145,7 +145,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 def cmd_join(args: argparse.Namespace) -> int:
     config = load(args)
     _setup_logging(config)
-    parse_address(args.peer, key="peer")
+    check_address(args.peer, key="peer")
     from node.join import JoinError, join_cluster
 
     try:
@@ -157,11 +157,10 @@ def cmd_join(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     if args.peer:
-        host, port = parse_address(args.peer, key="--peer")
+        peer = check_address(args.peer, key="--peer")
     else:
-        config = load_config(args.config)
-        host, port = "127.0.0.1", config.node.port
-    url = f"http://{host}:{port}/api/v1/status"
+        peer = f"127.0.0.1:{load_config(args.config).node.port}"
+    url = f"http://{peer}/api/v1/status"
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             status = json.loads(response.read())

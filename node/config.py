@@ -17,6 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mesh.manifest import is_address
+
 ENV_PREFIX = "RINGRIFT_"
 PROFILES = ("lan", "wan")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -218,11 +220,11 @@ def _validate(config: Config) -> None:
     if node.log_level not in LOG_LEVELS:
         raise ConfigError(f"node.log_level = {node.log_level!r}: expected one of {LOG_LEVELS}")
     if node.advertise_address:
-        parse_address(node.advertise_address, key="node.advertise_address")
+        check_address(node.advertise_address, key="node.advertise_address")
     if mesh.profile not in PROFILES:
         raise ConfigError(f"mesh.profile = {mesh.profile!r}: expected one of {PROFILES}")
     for seed in mesh.seeds:
-        parse_address(seed, key="mesh.seeds")
+        check_address(seed, key="mesh.seeds")
     if not 0.1 <= mesh.sync_interval_s <= 3600:
         raise ConfigError(
             f"mesh.sync_interval_s = {mesh.sync_interval_s}: expected seconds in 0.1..3600"
@@ -242,13 +244,14 @@ def _validate(config: Config) -> None:
         )
 
 
-def parse_address(text: str, key: str = "address") -> tuple[str, int]:
-    """Split "host:port" (IPv6 as "[::1]:7420"), or raise a ConfigError naming `key`."""
-    host, sep, port_text = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ConfigError(f"{key} = {text!r}: expected host:port with a port in 1..65535")
-    return host, int(port_text)
+def check_address(text: str, key: str = "address") -> str:
+    """`text` if it is a peer address by the mesh's one rule (`mesh.manifest.is_address`), so a
+    seed the config accepts is one the transport will dial; else a ConfigError naming `key`."""
+    if not is_address(text):
+        raise ConfigError(
+            f"{key} = {text!r}: expected host:port (IPv6 as [addr]:port) with a port in 1..65535"
+        )
+    return text
 
 
 def check_data_dir_writable(path: Path) -> None:

@@ -43,6 +43,10 @@ def test_env_values_are_parsed_by_the_default_type():
     assert config.mesh.sync_interval_s == 5.0
 
 
+def test_ipv6_seeds_in_brackets_are_accepted():
+    assert load_config(env={"RINGRIFT_MESH_SEEDS": "[::1]:7420"}).mesh.seeds == ("[::1]:7420",)
+
+
 def test_command_line_overrides_win_over_environment():
     config = load_config(env={"RINGRIFT_NODE_PORT": "9000"}, overrides={"node": {"port": 9100}})
     assert config.node.port == 9100
@@ -63,6 +67,7 @@ def test_command_line_overrides_win_over_environment():
         ('[mesh]\nprofile = "moon"\n', "mesh.profile = 'moon'"),
         ('[mesh]\nseeds = "a:1"\n', "mesh.seeds = 'a:1': expected a list of strings"),
         ('[mesh]\nseeds = ["a:99999"]\n', "mesh.seeds = 'a:99999'"),
+        ('[mesh]\nseeds = ["http://a:80"]\n', "mesh.seeds = 'http://a:80'"),
         ("[mesh]\nzeroconf = 1\n", "mesh.zeroconf = 1: expected true or false"),
         ('[mesh]\nsync_interval_s = "x"\n', "mesh.sync_interval_s = 'x': expected a number"),
         ("[mesh]\nsync_interval_s = 0\n", "mesh.sync_interval_s = 0.0: expected seconds"),
