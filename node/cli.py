@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load(args: argparse.Namespace) -> Config:
+    """The config with the flags this subcommand has (--data-dir, --host, --port) on top."""
     node: dict[str, Any] = {}
     for flag, key in (("data_dir", "data_dir"), ("host", "host"), ("port", "port")):
         value = getattr(args, flag, None)
@@ -199,8 +200,7 @@ def format_status(status: dict[str, Any]) -> str:
 
 def cmd_leave(args: argparse.Namespace) -> int:
     """SIGTERM the local agent: its shutdown hands off leadership and announces leave."""
-    overrides = {"node": {"data_dir": str(args.data_dir)}} if args.data_dir else None
-    config = load_config(args.config, overrides=overrides)
+    config = load(args)
     pid_file = config.node.data_dir / "node.pid"
     try:
         pid = int(pid_file.read_text(encoding="ascii").strip())
@@ -231,8 +231,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if args.action == "generate":
         print(generate_secret())
         return 0
-    overrides = {"node": {"data_dir": str(args.data_dir)}} if args.data_dir else None
-    data_dir = load_config(args.config, overrides=overrides).node.data_dir
+    data_dir = load(args).node.data_dir
     if args.action == "list":
         cluster = read_cluster(data_dir)
     else:
