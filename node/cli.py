@@ -34,7 +34,9 @@ from node.datadir import (
     is_initialised,
     join_token,
     open_data_dir,
+    read_cluster,
 )
+from node.keys import change_keys, fingerprint, generate_secret, signal_running_node
 
 log = logging.getLogger("ringrift.cli")
 
@@ -225,9 +227,6 @@ def cmd_leave(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from node.datadir import read_cluster
-    from node.keys import change_keys, fingerprint, generate_secret, signal_running_node
-
     if args.action == "generate":
         print(generate_secret())
         return 0

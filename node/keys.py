@@ -10,6 +10,7 @@ these commands send when a node runs in the data dir):
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import signal
@@ -52,6 +53,4 @@ def signal_running_node(data_dir: Path) -> int | None:
 
 def fingerprint(secret: bytes) -> str:
     """A short, safe-to-print name for a secret (never print the secret itself)."""
-    import hashlib
-
     return hashlib.sha256(b"ringrift-key-fingerprint" + secret).hexdigest()[:12]
