@@ -10,15 +10,14 @@ current version: Raft's rule that a configuration must be committed before the n
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mesh.election import Election
 from mesh.identity import is_node_id
+from mesh.manifest import MAX_VOTERS
 from mesh.membership import MemberView
-
-# Raft-class clusters use 3 or 5 voters: more voters make every election and lease renewal wait
-# for more acks without tolerating a failure that matters at this scale.
-MAX_VOTERS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +57,19 @@ def next_voter_set(current: VoterSet, members: Iterable[MemberView], term: int) 
         return None
     voters = tuple(sorted((*current.voters, asking[0])))
     return VoterSet(voters, (term, current.version[1] + 1))
+
+
+def adopt_voters(election: Election, voter_set: VoterSet, rng: random.Random) -> Election:
+    """The election core to run under `voter_set` (newer than the one `election` holds).
+
+    One voter more or fewer: the core changes its set in place (`Election.set_voters`). More
+    than one (we missed changes: a new node, a long partition): a fresh core on the new set. It
+    keeps term and vote, and a fresh core withholds its vote for one election timeout as after
+    a restart, so no promise the old one made can be broken.
+    """
+    voters = frozenset(voter_set.voters)
+    if len(voters ^ election.voters) > 1:
+        return Election(election.self_id, voters, election.config, rng,
+                        (election.term, election.voted_for), voters_version=voter_set.version)
+    election.set_voters(voters, version=voter_set.version)
+    return election

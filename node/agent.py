@@ -52,9 +52,6 @@ class Agent:
         self.stores: Any = None
         self.mesh: MeshRuntime | None = None
         self.duties: LeaderDuties | None = None
-        self._store_rows = Gauge(
-            "ringrift_store_rows", "Rows held per store", ["store"], registry=self.registry
-        )
         Gauge(
             "ringrift_node_uptime_seconds", "Seconds since the agent started", registry=self.registry
         ).set_function(self.uptime_s)
@@ -74,7 +71,6 @@ class Agent:
         for name in STORE_NAMES:
             count, root = await getattr(self.stores, name).summary()
             stores[name] = {"count": count, "root": root}
-            self._store_rows.labels(store=name).set(count)
         status: dict[str, Any] = {
             "node_id": self.node_id,
             "cluster_id": self.files.cluster.cluster_id,
@@ -88,6 +84,7 @@ class Agent:
             status.update(self.mesh.leader_view())
             status["members"] = self.mesh.members_view()
             status["leader_duties"] = self.duties is not None and self.duties.active
+            status["leader_duty_status"] = {} if self.duties is None else self.duties.status()
         return status
 
     async def run(self) -> None:
@@ -148,13 +145,19 @@ class Agent:
                 voters=cfg.election.voters,
                 wants_voter=self.files.wants_voter,
                 zeroconf=cfg.mesh.zeroconf,
+                lease_announce_s=cfg.mesh.lease_announce_s,
+                remembered_peers=cfg.mesh.remembered_peers,
+                stores_refresh_s=cfg.mesh.stores_refresh_s,
             ),
             device=detect_device(),
             wall_ms=wall_ms,
         )
 
     def _build_duties(self, mesh: MeshRuntime) -> LeaderDuties:
-        duties = LeaderDuties(mesh.is_leader, lambda: mesh.election.term if mesh.election else 0)
+        duties = LeaderDuties(mesh.is_leader, lambda: mesh.election.term if mesh.election else 0,
+                              retry_s=self.config.leader.duty_retry_s,
+                              retry_max_s=self.config.leader.duty_retry_max_s,
+                              registry=self.registry)
         duties.add("admit_voters", self._admit_voters_duty)
         return duties
 
