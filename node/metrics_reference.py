@@ -127,7 +127,8 @@ class ReferenceMetrics:
             "ringrift_elo_sync_operations_total", "Pulls of Elo match rows from a peer, by result",
             ["remote_host", "result"], registry=registry)
         self.sync_added = Counter(
-            "ringrift_elo_sync_matches_added_total", "Match rows new to this node taken from a peer",
+            "ringrift_elo_sync_matches_added_total",
+            "Match rows new to this node taken from a peer",
             ["remote_host"], registry=registry)
         self.sync_conflicts = Counter(
             "ringrift_elo_sync_conflicts_total",

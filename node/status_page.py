@@ -213,7 +213,8 @@ def _section(title: str, body: str) -> str:
 def _table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     th = "".join(f"<th>{escape(h)}</th>" for h in head)
     trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<div class=scroll><table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table></div>"
+    return (f"<div class=scroll><table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody>"
+            "</table></div>")
 
 
 def _short(value: object) -> str:
