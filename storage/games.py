@@ -5,12 +5,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import msgpack
+
 from storage.database import Database
-from storage.hlc import HybridClock
+from storage.hlc import COUNTER_BITS, HybridClock
 from storage.merge import InvalidRow
-from storage.rows import new_game, screen_game, validate_game
+from storage.rows import (
+    BOARD_TYPES,
+    MAX_PLAYERS,
+    MIN_PLAYERS,
+    new_game,
+    screen_game,
+    validate_game,
+)
 from storage.synced import SyncedStore
 from storage.tables import GAMES, config_filter
+
+
+def all_configs() -> list[tuple[str, int]]:
+    return [(b, n) for b in sorted(BOARD_TYPES) for n in range(MIN_PLAYERS, MAX_PLAYERS + 1)]
 
 
 class GameStore(SyncedStore):
@@ -38,6 +51,29 @@ class GameStore(SyncedStore):
         where, params = config_filter(board_type, num_players, since_hlc)
         records = await self._db.fetchall(f"SELECT COUNT(*) FROM games {where}", params)
         return int(records[0][0])
+
+    async def origins_since(self, since_hlc: int) -> dict[str, int]:
+        """Games created at or after `since_hlc`, counted by the node that made them."""
+        counts: dict[str, int] = {}
+        for board_type, num_players in all_configs():
+            where, params = config_filter(board_type, num_players, since_hlc)
+            for (body,) in await self._db.fetchall(f"SELECT body FROM games {where}", params):
+                origin = msgpack.unpackb(body, raw=False).get("origin_node")
+                if isinstance(origin, str):
+                    counts[origin] = counts.get(origin, 0) + 1
+        return counts
+
+    async def hourly_counts(self, since_hlc: int) -> dict[int, int]:
+        """Games created at or after `since_hlc` by the hour (unix hour number) they were made."""
+        counts: dict[int, int] = {}
+        for board_type, num_players in all_configs():
+            # One config at a time: each is a range of the (config, created_hlc) index.
+            where, params = config_filter(board_type, num_players, since_hlc)
+            sql = (f"SELECT (created_hlc >> {COUNTER_BITS}) / 3600000 AS hour, COUNT(*) "
+                   f"FROM games {where} GROUP BY hour")
+            for hour, count in await self._db.fetchall(sql, params):
+                counts[int(hour)] = counts.get(int(hour), 0) + int(count)
+        return counts
 
     async def games_for(
         self, board_type: str, num_players: int, since_hlc: int = 0, limit: int | None = None
