@@ -62,8 +62,10 @@ def record_permanent_eliminations(state: GameState) -> list[int]:
 
 
 def check_victory(state: GameState) -> None:
-    """Checked after every move: credits only ever go to the mover, so checking early
-    never changes who wins, and a game ends as soon as its winner is certain."""
+    """Checked when a turn ends, in the canonical engine's order: ring elimination,
+    territory, then a last player standing who alone controls stacks while no one else
+    has a ring anywhere (in hand or on the board), then, on a bare board
+    where nobody can place, the stalemate resolution."""
     n = state.num_players
     threshold = state.victory_threshold
     for p in range(1, n + 1):
@@ -77,16 +79,20 @@ def check_victory(state: GameState) -> None:
         if t >= minimum and 2 * t > total:
             finish(state, p, TERRITORY)
             return
-    alive = record_permanent_eliminations(state)
+    record_permanent_eliminations(state)
     if n < 2:
         return  # a one-seat fixture has no opponent to win against
-    if not any(state.stacks) and is_global_stalemate(state):
-        resolve_stalemate(state)
-    elif len(alive) == 1:
-        # Everyone else is out of the rotation for good, so the survivor is the only
-        # seat that can ever act again: last player standing without waiting 3 rounds.
-        finish(state, alive[0], RESIGNATION if state.out else LAST_PLAYER_STANDING)
-    elif not alive:
+    controllers = 0
+    for s in state.stacks:
+        if s:
+            controllers |= 1 << s[-1]
+    if controllers and controllers & (controllers - 1) == 0:
+        owner = controllers.bit_length() - 1
+        if not any(state.in_hand[q] or state.board_rings[q] for q in range(1, n + 1)
+                   if q != owner):
+            finish(state, owner, LAST_PLAYER_STANDING)
+            return
+    if not controllers and is_global_stalemate(state):
         resolve_stalemate(state)
 
 
