@@ -80,4 +80,27 @@ DEPARTURES: tuple[Departure, ...] = (
         "tests/engine/test_departures.py::"
         "test_two_or_three_rings_go_only_where_one_ring_could",
     ),
+    Departure(
+        "line-before-reward",
+        "While a line's one-ring reward is owed, another line of exactly the required "
+        "length may be collapsed first (process_line; not the 3-marker lines of hex8 "
+        "with 3-4 players), and a single ring then pays for both.",
+        "RR-CANON-R122/R123: each exact line costs one ring, paid by the "
+        "eliminate_rings_from_stack that follows it.",
+        "engine/rules.py::_line_phase",
+        "tests/engine/test_departures.py::"
+        "test_a_second_line_may_be_collapsed_before_the_reward_and_one_ring_pays_for_both",
+    ),
+    Departure(
+        "stalemate-ladder",
+        "At a global stalemate rings in hand stay in hand; the winner is the single "
+        "leader above zero of territory (reason territory), else of eliminated rings "
+        "plus rings in hand (ring_elimination), else of markers, else the player whose "
+        "move ended the turn (both last_player_standing).",
+        "RR-CANON-R173: rings in hand become eliminated rings, and the tiebreak cascade "
+        "(territory, eliminated rings, markers, last actor) decides the winner.",
+        "engine/victory.py::resolve_stalemate",
+        "tests/engine/test_turns.py::"
+        "test_global_stalemate_keeps_hands_and_ranks_by_territory_first",
+    ),
 )

@@ -86,12 +86,12 @@ def legal_moves(state: GameState) -> list[Move]:
 def _placement_phase(state: GameState, p: int) -> list[Move]:
     out: list[Move] = []
     placement_moves(state, p, out)
-    if out:
-        # Placement is optional only when something else can be done instead (R080):
-        # a stack that can move, or a recovery the player may prefer (R110).
-        if has_stack_move(state, p) or recovery_eligible(state, p):
-            out.append(Move(mt.SKIP_PLACEMENT, p))
-    else:
+    # With rings in hand, placement is optional only when something else can be done
+    # instead (R080): a stack that can move, or a recovery the player may prefer (R110).
+    # That holds even when no placement is legal: the skip is the move then.
+    if state.in_hand[p] > 0 and (has_stack_move(state, p) or recovery_eligible(state, p)):
+        out.append(Move(mt.SKIP_PLACEMENT, p))
+    elif not out:
         out.append(Move(mt.NO_PLACEMENT_ACTION, p))
     if state.swap_eligible and p == 2 and state.turn == 2 and state.num_players == 2:
         out.append(Move(mt.SWAP_SIDES, p))
@@ -136,7 +136,13 @@ def _line_phase(state: GameState, p: int) -> list[Move]:
     if state.pending == PENDING_LINE:
         targets = state.controlled_cells(p)
         if targets:  # else nothing can pay: the cost is waived (R122)
-            return [Move(mt.ELIMINATE_RINGS_FROM_STACK, p, -1, c) for c in targets]
+            out = [Move(mt.ELIMINATE_RINGS_FROM_STACK, p, -1, c) for c in targets]
+            # Another exact line may be collapsed before paying, and one ring then pays
+            # for both (departure line-before-reward); not the 3-marker lines of hex8
+            # with 3-4 players, which the canonical engine offers only as options.
+            if not (state.board.name == "hex8" and state.num_players >= 3):
+                out.extend(m for m in _line_options(state, p) if m.type == mt.PROCESS_LINE)
+            return out
     out = _line_options(state, p)
     if not out:
         out.append(Move(mt.NO_LINE_ACTION, p))
@@ -222,7 +228,6 @@ def apply_move_in_place(state: GameState, move: Move) -> None:
 
 def _acted(state: GameState, p: int) -> None:
     state.turn_changed = True
-    state.acted_at[p] = state.move_number
 
 
 def _place(state: GameState, m: Move) -> None:
@@ -392,7 +397,6 @@ def _forced(state: GameState, m: Move) -> None:
     s = state.stacks[m.dst]
     if s:
         _eliminate_top(state, p, m.dst, cap_height(s))
-    state.acted_at[p] = state.move_number
     end_turn(state)
 
 

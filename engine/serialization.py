@@ -56,7 +56,6 @@ def serialize_state(state: GameState) -> dict[str, Any]:
         "lpsRounds": state.lps_rounds,
         "swapEligible": state.swap_eligible,
         "swapped": state.swapped,
-        "actedAt": state.acted_at[1:],
         "elimTurn": state.elim_turn[1:],
         "out": state.out,
     }
@@ -155,7 +154,6 @@ def deserialize_state(data: object) -> GameState:
     s.lps_rounds = _int(data, "lpsRounds", 0, big)
     s.swap_eligible = _bool(data, "swapEligible")
     s.swapped = _bool(data, "swapped")
-    s.acted_at = [0, *_int_list(data, "actedAt", n, big)]
     s.elim_turn = [0, *_int_list(data, "elimTurn", n, big)]
     s.out = _int(data, "out", 0, mask)
     return s
@@ -210,7 +208,7 @@ def encode_state(state: GameState) -> bytes:
         state.round_real, state.round_seen, state.lps_rounds, state.lps_first,
     )
     per_player = struct.pack(
-        f"<{4 * n}I", *state.in_hand[1:], *state.eliminated[1:], *state.acted_at[1:],
+        f"<{3 * n}I", *state.in_hand[1:], *state.eliminated[1:],
         *state.elim_turn[1:],
     )
     ranks = bytes(state.ranks) if state.ranks is not None else b""
@@ -260,15 +258,14 @@ def decode_state(blob: bytes) -> GameState:
         raise ValueError(f"encoded state: last-player-standing round opener {lps_first} > {n}")
     s.lps_first = lps_first
     pos = _HEADER.size
-    size = 16 * n
+    size = 12 * n
     if len(blob) < pos + size:
         raise ValueError("encoded state truncated in the player counters")
-    vals = struct.unpack_from(f"<{4 * n}I", blob, pos)
+    vals = struct.unpack_from(f"<{3 * n}I", blob, pos)
     pos += size
     s.in_hand = [0, *vals[:n]]
     s.eliminated = [0, *vals[n:2 * n]]
-    s.acted_at = [0, *vals[2 * n:3 * n]]
-    s.elim_turn = [0, *vals[3 * n:]]
+    s.elim_turn = [0, *vals[2 * n:]]
     if flags & 32:
         if len(blob) < pos + n:
             raise ValueError("encoded state truncated in the ranks")

@@ -49,7 +49,6 @@ class GameState:
     """A mutable game state. ``copy()`` is cheap (a handful of list copies)."""
 
     __slots__ = (
-        "acted_at",
         "board",
         "board_rings",
         "chain_pos",
@@ -121,7 +120,6 @@ class GameState:
     lps_rounds: int  # how many consecutive rounds lps_player was the sole real actor
     swap_eligible: bool  # player 2 may still play swap_sides (pie rule, R180)
     swapped: bool
-    acted_at: list[int]  # move number of each player's last turn action (stalemate tiebreak)
     elim_turn: list[int]  # turn a player was permanently eliminated (0: never)
     out: int  # bitmask of players who resigned or timed out
 
@@ -158,7 +156,6 @@ class GameState:
         new.lps_rounds = self.lps_rounds
         new.swap_eligible = self.swap_eligible
         new.swapped = self.swapped
-        new.acted_at = self.acted_at.copy()
         new.elim_turn = self.elim_turn.copy()
         new.out = self.out
         return new
@@ -257,7 +254,6 @@ def empty_state(cfg: BoardConfig, num_players: int, in_hand: int, swap: bool) ->
     s.lps_rounds = 0
     s.swap_eligible = swap
     s.swapped = False
-    s.acted_at = [0] * (num_players + 1)
     s.elim_turn = [0] * (num_players + 1)
     s.out = 0
     return s

@@ -8,7 +8,6 @@ from .state import COMPLETED, GAME_OVER, GameState
 RING_ELIMINATION = "ring_elimination"
 TERRITORY = "territory"
 LAST_PLAYER_STANDING = "last_player_standing"
-STALEMATE = "stalemate"
 RESIGNATION = "resignation"
 
 
@@ -109,16 +108,23 @@ def is_global_stalemate(state: GameState) -> bool:
 
 
 def resolve_stalemate(state: GameState) -> None:
-    """Rings in hand become eliminated rings of their owner; the cascade picks the
-    winner, the last player to have acted breaking a complete tie."""
-    for p in range(1, state.num_players + 1):
-        state.eliminated[p] += state.in_hand[p]
-        state.in_hand[p] = 0
+    """Global stalemate, resolved as the canonical engine does (departure
+    ``stalemate-ladder``): the first of these with a single leader above zero wins:
+    territory (a territory win), eliminated rings counting rings in hand (a ring
+    elimination win), markers on the board, and finally the player whose move ended
+    the turn (both last player standing). Rings in hand stay in hand."""
     record_permanent_eliminations(state)
     players = [p for p in range(1, state.num_players + 1) if not (state.out >> p) & 1]
-    if not players:
-        players = list(range(1, state.num_players + 1))
-    best = max(_score(state, p) for p in players)
-    tied = [p for p in players if _score(state, p) == best]
-    winner = max(tied, key=lambda p: state.acted_at[p])
-    finish(state, winner, STALEMATE)
+    players = players or list(range(1, state.num_players + 1))
+    ladder = (
+        (TERRITORY, lambda p: state.territory[p]),
+        (RING_ELIMINATION, lambda p: state.eliminated[p] + state.in_hand[p]),
+        (LAST_PLAYER_STANDING, state.markers.count),
+    )
+    for reason, score in ladder:
+        best = max(score(p) for p in players)
+        leaders = [p for p in players if score(p) == best]
+        if best > 0 and len(leaders) == 1:
+            finish(state, leaders[0], reason)
+            return
+    finish(state, state.current, LAST_PLAYER_STANDING)

@@ -8,7 +8,7 @@ from engine import moves as mt
 from engine.departures import DEPARTURES
 from engine.movement import _fresh_stack_counts
 from engine.rules import apply_move, legal_moves
-from engine.state import RING_PLACEMENT, TERRITORY_PROCESSING
+from engine.state import LINE_PROCESSING, RING_PLACEMENT, TERRITORY_PROCESSING
 from engine.territory import find_regions
 
 from .scenario import cell, make_state, moves_of
@@ -83,3 +83,20 @@ def test_two_or_three_rings_go_only_where_one_ring_could():
     assert at_corner == []
     rays = s.board.rays[cell(s, "0,0")]
     assert _fresh_stack_counts(s.stacks, s.collapsed, rays, 3) & 0b1110 == 0b1100  # 2 and 3 rings could act
+
+
+def test_a_second_line_may_be_collapsed_before_the_reward_and_one_ring_pays_for_both():
+    s = make_state(players=3, stacks={"7,7": (1, 1), "7,0": (2,), "0,7": (3,)},
+                   markers={"0,0": 1, "1,0": 1, "2,0": 1, "0,4": 1, "1,4": 1, "2,4": 1},
+                   phase=LINE_PROCESSING)
+    first, second = moves_of(legal_moves(s), mt.PROCESS_LINE)
+    s = apply_move(s, first)
+    owed = legal_moves(s)
+    assert moves_of(owed, mt.PROCESS_LINE) == [second]
+    assert [m.dst for m in moves_of(owed, mt.ELIMINATE_RINGS_FROM_STACK)] == [cell(s, "7,7")]
+    s = apply_move(s, second)
+    [pay] = legal_moves(s)
+    assert pay.type == mt.ELIMINATE_RINGS_FROM_STACK
+    s = apply_move(s, pay)
+    assert [m.type for m in legal_moves(s)] == [mt.NO_LINE_ACTION]
+    assert s.eliminated[1] == 1 and s.territory[1] == 6

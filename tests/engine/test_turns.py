@@ -130,7 +130,7 @@ def test_sole_real_actor_for_three_full_rounds_wins_last_player_standing():
     assert s.ranks == (1, 2)
 
 
-def test_global_stalemate_converts_hands_and_ranks_by_territory_first():
+def test_global_stalemate_keeps_hands_and_ranks_by_territory_first():
     cells = [f"{x},{y}" for y in range(8) for x in range(8)]
     free = {"0,0", "7,7"}
     collapsed = {}
@@ -139,9 +139,10 @@ def test_global_stalemate_converts_hands_and_ranks_by_territory_first():
     s = make_state(stacks={"0,0": (1, 1)}, collapsed=collapsed, in_hand=[0, 2],
                    phase=FORCED_ELIMINATION)
     after = apply_move(s, Move(mt.FORCED_ELIMINATION, 1, -1, cell(s, "0,0")))
-    assert after.phase == GAME_OVER and after.victory_reason == "stalemate"
+    # Departure stalemate-ladder: the territory leader wins by territory; hands stay.
+    assert after.phase == GAME_OVER and after.victory_reason == "territory"
     assert after.winner == 1 and after.ranks == (1, 2)
-    assert after.in_hand[2] == 0 and after.eliminated[2] == 2
+    assert after.in_hand[2] == 2 and after.eliminated[2] == 0
 
 
 def test_resignation_leaves_the_other_player_the_winner():
