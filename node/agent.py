@@ -34,6 +34,7 @@ from node.leader import LeaderDuties
 from node.refusal_metrics import RefusalCollector
 from storage.admission import RowPolicy
 from storage.database import DB_FILE, DatabaseCorruptError
+from node.monitoring import Monitoring
 from storage.hlc import HybridClock
 from storage.stores import Stores, open_stores
 
@@ -59,6 +60,7 @@ class Agent:
         self.mesh: MeshRuntime | None = None
         self.duties: LeaderDuties | None = None
         self.disk: DiskWatch | None = None
+        self.monitoring: Monitoring | None = None
         self._store_rows = Gauge(
             "ringrift_store_rows", "Rows held per store", ["store"], registry=self.registry
         )
@@ -96,6 +98,8 @@ class Agent:
             status.update(self.mesh.leader_view())
             status["members"] = self.mesh.members_view()
             status["leader_duties"] = self.duties is not None and self.duties.active
+        if self.monitoring is not None:
+            await self.monitoring.extend(status)
         return status
 
     async def run(self) -> None:
@@ -112,6 +116,9 @@ class Agent:
             add_read_only_routes(app, self.status, self.registry)
             self.address = advertise_address(self.config, self.config.node.port)
             self.mesh = self._build_mesh(app)
+            self.monitoring = Monitoring(
+                self.config, identity=self.files.identity, stores=self.stores, mesh=self.mesh,
+                app=app, registry=self.registry, version=__version__, wall_ms=wall_ms)
             guard = ConnectionGuard(ServerLimits(self.config.node.max_connections,
                                                  self.config.node.idle_timeout_s),
                                     self.stores.refusals)
@@ -135,8 +142,10 @@ class Agent:
             async with asyncio.TaskGroup() as tasks:
                 await self.mesh.run(tasks)
                 disk_watch = tasks.create_task(disk.run())
+                await self.monitoring.start(tasks)
                 await self._stop.wait()
                 log.info("stopping node %s", self.node_id)
+                self.monitoring.stop()
                 await self.duties.stop()
                 await self.mesh.stop()
                 disk_watch.cancel()
