@@ -3,8 +3,10 @@
 Without them, 20,000 idle connections exhausted the node's file descriptors and 200
 connections that each sent all but the last byte of a body held 1.6 GiB forever. Here:
 
-- at most `max_connections` at once: one more is accepted and closed at once (so the kernel's
-  queue drains instead of filling), counted and logged at most once a minute;
+- at most `max_connections` at once: past it, a new connection closes the oldest idle one (a
+  flood of idle connections only evicts itself) or, when all are busy with requests, is
+  accepted and closed at once (so the kernel's queue drains instead of filling); counted and
+  logged at most once a minute;
 - a connection must deliver a whole request head within `idle_timeout_s` of opening or of its
   last response (aiohttp's keep-alive timer, which also closes a connection whose head trickles
   in byte by byte); bodies have their own timeout and budget (`mesh.transport`);
@@ -76,11 +78,20 @@ class ConnectionGuard:
 
     def protocol_factory(self, server: web.Server) -> Callable[[], asyncio.BaseProtocol]:
         def make() -> asyncio.BaseProtocol:
-            open_now = len(server.connections)
-            if open_now >= self.max_connections:
-                self.ledger.refuse(SCOPE, "limit", f"{open_now} connections open, the limit "
-                                                   f"is {self.max_connections}")
-                return _Refused()
+            connections = server.connections
+            if len(connections) >= self.max_connections:
+                # Make room by closing the oldest connection that is between requests (idle,
+                # or still trickling a request head): a flood of idle connections then only
+                # evicts itself, and a peer's new connection still gets in.
+                idle = next((h for h in connections if h.transport is not None
+                             and not getattr(h, "_request_in_progress", True)), None)
+                if idle is None:
+                    self.ledger.refuse(SCOPE, "limit", f"{len(connections)} connections busy, "
+                                                       f"the limit is {self.max_connections}")
+                    return _Refused()
+                self.ledger.refuse(SCOPE, "evicted_idle", f"{len(connections)} connections "
+                                   f"open (limit {self.max_connections}): closed an idle one")
+                idle.force_close()
             return server()
         return make
 

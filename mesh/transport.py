@@ -168,6 +168,11 @@ class MeshTransport:
         app.router.add_get(BLOB_PATH, self._handle_blob)
         app.on_cleanup.append(self._close_on_cleanup)
 
+    @property
+    def bodies_in_flight(self) -> int:
+        """Bytes of request bodies being received now (bounded by `bodies_in_flight_bytes`)."""
+        return self._bodies_in_flight
+
     # --- server side -----------------------------------------------------------------------
 
     async def _handle_gossip(self, request: web.Request) -> web.StreamResponse:
@@ -179,7 +184,7 @@ class MeshTransport:
         except Refusal as refusal:
             return self._refuse(refusal, request)
         except _Overloaded as over:
-            return self._overloaded(over, request)
+            return await self._overloaded(over, request)
         self._bytes_in.labels("gossip").inc(len(data))
         await self._on_gossip(opened.sender, opened.msg)
         return web.Response(status=204)
@@ -193,7 +198,7 @@ class MeshTransport:
         except Refusal as refusal:
             return self._refuse(refusal, request)
         except _Overloaded as over:
-            return self._overloaded(over, request)
+            return await self._overloaded(over, request)
         self._bytes_in.labels("sync").inc(len(data))
         reply = await self._on_sync(opened.sender, opened.msg)
         body = self.wire.seal(reply, self._clock_ms(), reply_to=opened.nonce)
@@ -251,12 +256,18 @@ class MeshTransport:
         finally:
             self._bodies_in_flight -= held
 
-    def _overloaded(self, over: _Overloaded, request: web.Request) -> web.Response:
+    async def _overloaded(self, over: _Overloaded, request: web.Request) -> web.Response:
         self.ledger.refuse("body", over.reason, f"{request.method} {request.path} from "
                                                 f"{request.remote}: {over}")
-        # The connection may still hold the rest of the body: close it rather than read on.
-        return web.Response(status=over.status, text=f"{over.reason}: {over}\n",
-                            headers={"Connection": "close"})
+        response = web.Response(status=over.status, text=f"{over.reason}: {over}\n")
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        # The rest of the body may still be on its way: close now, instead of reading on (as
+        # aiohttp would, for up to its lingering time) for a sender we just cut off.
+        if request.protocol is not None:
+            request.protocol.force_close()
+        return response
 
     def _refuse(self, refusal: Refusal, request: web.Request) -> web.Response:
         self._count_refusal(refusal)

@@ -32,8 +32,10 @@ from node.disk import DiskWatch
 from node.http import add_read_only_routes
 from node.leader import LeaderDuties
 from node.refusal_metrics import RefusalCollector
+from node.replay_check import ReplayChecker
 from storage.admission import RowPolicy
 from storage.database import DB_FILE, DatabaseCorruptError
+from storage.game_checks import GameChecks
 from node.monitoring import Monitoring
 from storage.hlc import HybridClock
 from storage.stores import Stores, open_stores
@@ -60,6 +62,7 @@ class Agent:
         self.mesh: MeshRuntime | None = None
         self.duties: LeaderDuties | None = None
         self.disk: DiskWatch | None = None
+        self.game_checks: GameChecks | None = None
         self.monitoring: Monitoring | None = None
         self._store_rows = Gauge(
             "ringrift_store_rows", "Rows held per store", ["store"], registry=self.registry
@@ -94,6 +97,9 @@ class Agent:
             "stores": stores,
             "disk_full": self.stores.db.full,
         }
+        if self.game_checks is not None:
+            count, origins = await self.game_checks.quarantined()
+            status["games_quarantined"] = {"count": count, "origins": origins}
         if self.mesh is not None:
             status.update(self.mesh.leader_view())
             status["members"] = self.mesh.members_view()
@@ -106,6 +112,7 @@ class Agent:
         self._install_signal_handlers()
         self.stores = await self._open_stores()
         self.disk = DiskWatch(self.stores.db, self.config.storage.disk_retry_s)
+        self.game_checks = GameChecks(self.stores.db)
         disk = self.disk
         self.registry.register(RefusalCollector(self.stores, lambda: disk.pauses))
         runner: web.AppRunner | None = None
@@ -142,6 +149,8 @@ class Agent:
             async with asyncio.TaskGroup() as tasks:
                 await self.mesh.run(tasks)
                 disk_watch = tasks.create_task(disk.run())
+                replay_check = tasks.create_task(
+                    ReplayChecker(self.game_checks, disk, self.stores.refusals).run())
                 await self.monitoring.start(tasks)
                 await self._stop.wait()
                 log.info("stopping node %s", self.node_id)
@@ -149,6 +158,7 @@ class Agent:
                 await self.duties.stop()
                 await self.mesh.stop()
                 disk_watch.cancel()
+                replay_check.cancel()
         finally:
             if listener is not None:
                 listener.close()
