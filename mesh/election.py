@@ -348,6 +348,7 @@ class Election:
         # acks brought, and its certificate (a majority of them).
         self._endorsements: dict[str, bytes] = {}
         self._quorum: dict[str, bytes] = {}
+        self._quorum_term = -1
         # Follower: its endorsement of (term, leader), signed once and sent with acks.
         self._endorsed: tuple[int, str, bytes] = (-1, "", b"")
         # The (term, leader) whose certificate this node last checked, and the highest term
@@ -404,8 +405,9 @@ class Election:
 
     @property
     def quorum(self) -> dict[str, bytes]:
-        """While leading: the certificate of this node's election (empty otherwise)."""
-        return dict(self._quorum) if self._role is Role.LEADER else {}
+        """The certificate of this node's win of the current term, kept after it steps down
+        within that term (it still proves who won it); empty if it did not win this term."""
+        return dict(self._quorum) if self._quorum_term == self._term else {}
 
     def is_leader_with_lease(self, now: float) -> bool:
         """True only while this node leads and a majority-granted lease covers `now`."""
@@ -734,7 +736,6 @@ class Election:
         self._leader = leader
         self._votes.clear()
         self._endorsements = {}
-        self._quorum = {}
         self._forced = False
 
     def _campaign(self, now: float, *, pre: bool, force: bool = False) -> list[Output]:
@@ -773,7 +774,7 @@ class Election:
         self._leader = self.self_id
         # The certificate: a majority of the current voters' signed votes, no more (it rides
         # on every heartbeat and in the manifest).
-        self._quorum = {}
+        self._quorum, self._quorum_term = {}, self._term
         self._refresh_quorum()
         self._proven = (self._term, self.self_id)
         self._proven_term = max(self._proven_term, self._term)

@@ -488,7 +488,7 @@ class MeshRuntime:
             lease_until_ms=self._lease_until_ms(),
             voters=self.voter_set.voters, voters_version=self.voter_set.version,
             wants_voter=self.config.wants_voter and self.node_id not in self.voter_set.voters,
-            quorum=election.quorum if election and self._lease_until_ms() else {},
+            quorum=election.quorum if election else {},
         )
 
     def _renew(self, incarnation: int) -> SignedManifest:
@@ -563,8 +563,8 @@ class MeshRuntime:
         newest = self.voter_set
         for member in self.membership.members():
             m = member.manifest
-            if m.voters_version <= newest.version or m.leader != m.node_id:
-                continue  # only a leader's own announcement can move the set
+            if m.voters_version <= newest.version or not m.quorum:
+                continue  # only a proven leader's announcement can move the set
             if authorised(self.voter_set, m, self.notary):
                 newest = VoterSet(tuple(m.voters), m.voters_version)
             elif (m.node_id, m.voters_version) not in self._refused_sets:

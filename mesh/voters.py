@@ -7,9 +7,9 @@ they see. Changes go one voter at a time (any majority of the old set then overl
 of the new one), and the next change waits until a majority of the current voters announce the
 current version: Raft's rule that a configuration must be committed before the next one starts.
 
-A node takes a newer set only from the lease announcement of a proven leader (`authorised`):
-the manifest of a node that names itself leader of its term and carries a quorum certificate
-for that term from a majority of the set this node holds. A key holder can sign a manifest
+A node takes a newer set only from a proven leader (`authorised`): the manifest of a node
+carrying the quorum certificate of its win of its current term, from a majority of the set
+this node holds. A key holder can sign a manifest
 naming itself sole voter at any version, but cannot sign a majority's votes for itself.
 """
 
@@ -73,13 +73,14 @@ def next_voter_set(current: VoterSet, members: Iterable[MemberView], term: int) 
 def authorised(current: VoterSet, manifest: Manifest, notary: Notary) -> bool:
     """Whether `manifest` may move a node holding `current` to the newer set it announces.
 
-    Only a leader's own announcement counts, its set written no later than the term it proves
-    with a certificate checked against `current` (a node that holds no set yet checks it
-    against the announced set itself: it has nothing else to trust).
+    Only the manifest of the winner of its current term counts (it may have lost its lease
+    since: the writer of a set that needs a new voter's ack loses it at once), its set
+    written no later than that term, proven by a certificate checked against `current` (a node
+    that holds no set yet checks it against the announced set itself: it has nothing else to
+    trust).
     """
     version = manifest.voters_version
-    if (version <= current.version or not manifest.voters
-            or manifest.leader != manifest.node_id or version[0] > manifest.term
+    if (version <= current.version or not manifest.voters or version[0] > manifest.term
             or version[1] > current.version[1] + MAX_CHANGE_STEP):
         return False
     judges = frozenset(current.voters or manifest.voters)
