@@ -12,7 +12,7 @@ import random
 from mesh.election import MAX_TERM, MAX_TERM_STEP, Election, ElectionConfig, Heartbeat, \
     HeartbeatAck, RequestVote, Role, VoteReply
 from mesh.identity import Identity
-from mesh.manifest import Manifest, sign_manifest
+from mesh.manifest import Manifest, StoreSummary, sign_manifest
 from mesh.membership import MAX_INCARNATION_STEP, verify_manifest
 from mesh.membership_messages import Gossip, SyncRequest, Update
 from mesh.quorum import Notary
@@ -233,3 +233,17 @@ def test_shared_verifier_is_the_real_one() -> None:
     signed = sign_manifest(peer.identity, peer.manifest)
     bad = dataclasses.replace(signed, sig=bytes(64))
     assert SharedVerifier()(signed) is not None and SharedVerifier()(bad) is None
+
+
+def test_a_leader_manifest_with_the_largest_certificate_fits_the_manifest_cap() -> None:
+    # Seven configured voters: a majority of four endorsements, with an IPv6 address.
+    leader = Identity.from_seed(b"\x11" * 32)
+    voters = [Identity.from_seed(bytes([i]) * 32) for i in range(20, 27)]
+    quorum = {v.node_id: Notary(v).endorse(MAX_TERM, leader.node_id) for v in voters[:4]}
+    manifest = _manifest(leader, address="[2001:db8::1234:5678:9abc]:65535", leader=leader.node_id,
+                         term=MAX_TERM, lease_until_ms=U64_MAX, incarnation=U64_MAX,
+                         seq=U64_MAX, voters=tuple(sorted(v.node_id for v in voters)),
+                         voters_version=(MAX_TERM, MAX_TERM), quorum=quorum, stores={
+                             s: StoreSummary(U64_MAX, "ab" * 16)
+                             for s in ("games", "matches", "models", "settings")})
+    assert verify_manifest(sign_manifest(leader, manifest)) == manifest
