@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mesh.election import MAX_TERM, MAX_TERM_STEP, Election, ElectionConfig, Heartbeat, \
     HeartbeatAck, RequestVote, Role, VoteReply
 from mesh.identity import Identity
@@ -247,3 +250,25 @@ def test_a_leader_manifest_with_the_largest_certificate_fits_the_manifest_cap() 
                              s: StoreSummary(U64_MAX, "ab" * 16)
                              for s in ("games", "matches", "models", "settings")})
     assert verify_manifest(sign_manifest(leader, manifest)) == manifest
+
+
+_terms = st.one_of(st.integers(0, 5), st.just(MAX_TERM), st.integers(0, MAX_TERM))
+_minted = st.sampled_from(["m1", "m2", "m3"])
+_attacks = st.one_of(
+    st.builds(lambda t, s: Heartbeat(t, s, 0.5, quorum=_quorum("m1", t, ["m1", "m2", "m3"])),
+              _terms, st.integers(0, 100)),
+    st.builds(lambda t: RequestVote(t), _terms),
+    st.builds(lambda t: RequestVote(t, pre=True), _terms),
+    st.builds(lambda t, g: VoteReply(t, granted=g), _terms, st.booleans()),
+    st.builds(lambda t, ok: HeartbeatAck(t, 1, ok=ok), _terms, st.booleans()),
+)
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(st.tuples(_minted, _attacks, st.floats(0.0, 30.0)), max_size=12))
+def test_nothing_from_minted_ids_moves_a_voter(attacks) -> None:
+    core = _follower()
+    for src, msg, now in sorted(attacks, key=lambda a: a[2]):
+        assert core.handle(src, msg, now) == []
+    assert (core.term, core.leader, core.voted_for, core.proven_term) == (0, None, None, 0)
+    assert core.refused["not_voter"] == len(attacks)
