@@ -11,7 +11,7 @@ import importlib
 import json
 import sys
 
-SUITES = ("storage", "rules", "sync")
+SUITES = ("storage", "rules", "sync", "signatures")
 
 
 def main(argv: list[str] | None = None) -> int:
