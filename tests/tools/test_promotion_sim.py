@@ -6,6 +6,7 @@ these runs are small and seeded, so they check the direction, not the third deci
 
 import json
 
+from tools.bench.promotion import run
 from tools.promotion_sim import main, simulate
 
 
@@ -24,8 +25,6 @@ def test_cli_prints_json(capsys):
 
 
 def test_quick_promotion_benchmark_reports_every_figure():
-    from tools.bench.promotion import run
-
     figures = run(quick=True)
     for name in ("evaluate_promotion_us", "rating_tally_s", "rating_fit_s", "drift_check_ms"):
         assert figures[name] > 0
