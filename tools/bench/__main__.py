@@ -11,7 +11,7 @@ import importlib
 import json
 import sys
 
-SUITES = ("storage", "rules", "promotion")
+SUITES = ("storage", "rules", "sync", "promotion")
 
 
 def main(argv: list[str] | None = None) -> int:
