@@ -19,8 +19,13 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
+from .moves import Move
+from .net import Evaluator, Model
 from .players import HeuristicPlayer, Player, RandomPlayer, play_game
-from .state import ACTIVE, initial_state
+from .rules import legal_moves
+from .state import ACTIVE, GameState, initial_state
 
 RANDOM, HEURISTIC = "random", "heuristic"
 BASELINES = (HEURISTIC, RANDOM)  # seat fillers of 3-4 player rounds, in this order
@@ -37,6 +42,32 @@ class GameResult:
 def baseline_player(name: str) -> Player:
     """The built-in opponent a participant id names; KeyError for any other id."""
     return {RANDOM: RandomPlayer, HEURISTIC: HeuristicPlayer}[name]()
+
+
+class PolicyPlayer:
+    """A network's policy: sampled for the first `opening_moves` moves of a game, so the
+    trials of a test are not one game replayed, then its most likely move."""
+
+    def __init__(self, model: Model, device: str = "cpu", opening_moves: int = 8) -> None:
+        self.evaluator = Evaluator(model, device)
+        self.opening_moves = opening_moves
+
+    def choose(self, state: GameState, rng: random.Random) -> Move:
+        moves = legal_moves(state)
+        if not moves:
+            raise ValueError("choose: the game is over, there is no move to make")
+        if len(moves) == 1:
+            return moves[0]
+        priors, _ = self.evaluator.evaluate([state], [moves])
+        p = np.asarray(priors[0], dtype=np.float64)
+        if state.move_number < self.opening_moves:
+            return moves[_sample(p, rng.random())]
+        return moves[int(np.argmax(p))]
+
+
+def _sample(p: np.ndarray, u: float) -> int:
+    cumulative = np.cumsum(p)
+    return min(int(np.searchsorted(cumulative, u * cumulative[-1], side="right")), len(p) - 1)
 
 
 def rank_scores(ranks: Sequence[int]) -> tuple[float, ...]:

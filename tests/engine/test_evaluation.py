@@ -6,6 +6,7 @@ from engine.evaluation import (
     HEURISTIC,
     RANDOM,
     GameResult,
+    PolicyPlayer,
     match_id,
     pairwise_score,
     parse_match_id,
@@ -15,6 +16,7 @@ from engine.evaluation import (
     trial_scores,
     trial_seats,
 )
+from engine.net import initial_model
 from engine.players import RandomPlayer
 
 CAND = "c" * 64
@@ -56,3 +58,11 @@ def test_a_played_trial_gives_match_rows_that_rebuild_its_score():
     random.Random(1).shuffle(rows)
     assert trial_scores(rows, CAND, RANDOM, 2) == {3: trial_score(games, CAND, RANDOM)}
     assert trial_scores(rows[:1], CAND, RANDOM, 2) == {}  # half a pair is no trial yet
+
+
+def test_a_policy_player_plays_legal_games_and_varies_its_openings():
+    player = PolicyPlayer(initial_model("square8", 2), opening_moves=4)
+    players = {CAND: player, RANDOM: RandomPlayer()}
+    first = play_trial(players, CAND, RANDOM, "square8", 2, seed=1, max_moves=40)
+    second = play_trial(players, CAND, RANDOM, "square8", 2, seed=2, max_moves=40)
+    assert all(g.moves > 0 for g in first + second)
