@@ -78,6 +78,7 @@ class PipelineSection:
     interval_s: float
     watch_games: int
     max_game_moves: int
+    seed: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +315,8 @@ def _validate_pipeline(pipe: PipelineSection, promotion: PromotionSection) -> No
                               f"one of {sorted(BOARD_TYPES)} and players 2..4")
     for key, most in (("training_game_threshold", 10_000_000), ("training_window_games",
                       10_000_000), ("training_steps", 10_000_000), ("training_batch_size", 65_536),
-                      ("watch_games", 1_000_000), ("max_game_moves", 100_000)):
+                      ("watch_games", 1_000_000), ("max_game_moves", 100_000),
+                      ("seed", 2**31)):
         if not 1 <= getattr(pipe, key) <= most:
             raise ConfigError(f"pipeline.{key} = {getattr(pipe, key)}: expected 1..{most}")
     if not 0.05 <= pipe.interval_s <= 3600:

@@ -370,5 +370,6 @@ def settings_from_config(config: Any) -> PipelineSettings:
     criteria = PromotionCriteria(**{f: getattr(promo, f) for f in promo.__slots__})
     return PipelineSettings(
         configs, pipe.training_game_threshold, pipe.training_window_games,
-        TrainingSettings(steps=pipe.training_steps, batch_size=pipe.training_batch_size),
+        TrainingSettings(steps=pipe.training_steps, batch_size=pipe.training_batch_size,
+                         seed=pipe.seed),
         pipe.interval_s, pipe.watch_games, pipe.max_game_moves, criteria)
