@@ -9,10 +9,13 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
+from engine.evaluation import HEURISTIC as HEURISTIC_ID
+from engine.evaluation import RANDOM as RANDOM_ID
 from engine.evaluation import WATCH, match_id
 from engine.net import initial_model, save_model
 from engine.players import RandomPlayer, play_game
 from engine.promotion import PromotionCriteria
+from engine.ratings import ratings
 from engine.records import encode_move
 from engine.state import initial_state
 from engine.training import TrainingSettings
@@ -20,6 +23,7 @@ from node.config import load_config
 from node.pipeline import LeaderPipeline, PipelineSettings
 from storage.fencing import StaleTermError
 from storage.hlc import HybridClock
+from storage.rows import new_match
 from storage.stores import open_stores
 
 BOARD, N = "square8", 2
@@ -123,3 +127,28 @@ async def test_a_promoted_model_that_loses_every_watch_game_is_rolled_back(store
     assert len(rollback) == 1
     assert rollback[0]["candidate"] == old and rollback[0]["incumbent"] == new
     assert "win rate" in rollback[0]["reason"] or "Elo change" in rollback[0]["reason"]
+
+
+async def test_two_stores_fed_the_same_match_rows_in_different_orders_rate_identically(tmp_path):
+    rnd = random.Random(4)
+    rows = []
+    for i in range(300):
+        n = rnd.choice([2, 2, 3, 4])
+        who = rnd.sample(["m1", "m2", "m3", "m4", RANDOM_ID, HEURISTIC_ID], n)
+        rows.append(new_match(f"x{i}", who, BOARD, n, [rnd.choice([0.0, 0.5, 1.0])
+                                                         for _ in range(n)], 1000 + i, "peer"))
+    a = await open_stores(tmp_path / "a", _clock(), "node-a")
+    b = await open_stores(tmp_path / "b", _clock(), "node-b")
+    try:
+        await a.matches.merge(rows)
+        shuffled = rows[:]
+        rnd.shuffle(shuffled)
+        for i in range(0, len(shuffled), 7):
+            await b.matches.merge(shuffled[i:i + 7])
+        ra = ratings(await a.matches.all_matches())
+        rb = ratings(await b.matches.all_matches())
+        assert ra.participants == rb.participants
+        assert ra.elo.tobytes() == rb.elo.tobytes()
+    finally:
+        await a.close()
+        await b.close()
