@@ -49,10 +49,10 @@ def test_a_game_that_does_not_replay_is_rejected_and_counted():
 def test_training_makes_a_candidate_with_its_parent_and_losses():
     parent = initial_model("square8", 2)
     parent_blob = save_model(parent)
-    rows = _games(4, seed=1)
+    rows = _games(2, seed=1)
     rows.append({**rows[0], "moves": rows[0]["moves"][:3] + rows[0]["moves"][4:]})
     result = train(parent, "ab" * 32, rows, TrainingSettings(steps=4, batch_size=16))
-    assert result.games_rejected == 1 and result.games_used == 4
+    assert result.games_rejected == 1 and result.games_used == 2
     assert np.isfinite(result.policy_loss) and np.isfinite(result.value_loss)
     assert result.value_mse is not None and result.parent_value_mse is not None
     loaded = load_model(result.blob, "square8", 2)
