@@ -7,6 +7,7 @@
     ringrift-node status [--peer HOST:PORT] [--json]
     ringrift-node leave --data-dir D
     ringrift-node keys {list,generate,install,use,remove} [SECRET] --data-dir D
+    ringrift-node demo [--nodes 3] [--minutes 5] [--seed S] [--keep]
 
 Exit status: 0 success, 1 runtime failure, 2 bad configuration or usage.
 """
@@ -44,6 +45,8 @@ from node.datadir import (
     open_data_dir,
     read_cluster,
 )
+from node.demo import add_parser as add_demo_parser
+from node.demo import cmd_demo
 from node.keys import change_keys, fingerprint, generate_secret, signal_running_node
 from node.status_text import format_status
 
@@ -105,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_leave.add_argument("--data-dir", type=Path, help="data directory of the running node")
     p_leave.add_argument("--config", type=Path, help="TOML file overriding the embedded defaults")
     p_leave.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for exit")
+    add_demo_parser(sub)
     return parser
 
 
@@ -261,7 +265,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "init": cmd_init, "start": cmd_start, "join": cmd_join, "status": cmd_status,
-    "leave": cmd_leave, "keys": cmd_keys,
+    "leave": cmd_leave, "keys": cmd_keys, "demo": cmd_demo,
 }
 
 

@@ -11,7 +11,7 @@ import importlib
 import json
 import sys
 
-SUITES = ("storage", "rules", "sync", "signatures")
+SUITES = ("storage", "rules", "sync", "signatures", "promotion")
 
 
 def main(argv: list[str] | None = None) -> int:
