@@ -1,4 +1,5 @@
-"""The games store: immutable selfplay records, merged as a grow-only set."""
+"""The games store: one row per game (selfplay or imported), merged as a grow-only set of
+game ids; rows of one game that differ settle on the same row everywhere (storage.rows)."""
 
 from __future__ import annotations
 
@@ -30,27 +31,15 @@ class GameStore(SyncedStore):
         super().__init__(db, [GAMES], validate_game, clock, screen_game)
         self._node_id = node_id
 
-    async def add_game(
-        self, board_type: str, num_players: int, model_id: str, winner: int | None,
-        outcome: Sequence[float], moves: Sequence,
-    ) -> str:
-        """Store a game this node played; returns its game_id (stamped with our clock)."""
-        return (await self.add_games([{
-            "board_type": board_type, "num_players": num_players, "model_id": model_id,
-            "winner": winner, "outcome": list(outcome), "moves": moves,
-        }]))[0]
-
     async def add_games(self, games: Sequence[Mapping]) -> list[str]:
-        """Store a batch of games this node played (one transaction); returns their ids.
+        """Store a batch of games this node played or imported (one transaction), stamped
+        with our clock and node id; returns their ids.
 
-        Each mapping has add_game's arguments by name. Raises InvalidRow (storing none of
-        them) if any game is malformed.
+        Each mapping holds `new_game`'s arguments by name, less created_hlc and origin_node.
+        Raises InvalidRow (storing none of them) if any game is malformed.
         """
-        rows = [
-            new_game(g["board_type"], g["num_players"], g["model_id"], g["winner"],
-                     list(g["outcome"]), g["moves"], self._clock.now(), self._node_id)
-            for g in games
-        ]
+        rows = [new_game(**g, created_hlc=self._clock.now(), origin_node=self._node_id)
+                for g in games]
         stats = await self.merge(rows) if rows else None
         if stats is not None and stats.invalid:
             raise InvalidRow(self.last_errors[0])
