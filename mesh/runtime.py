@@ -133,7 +133,7 @@ class MeshRuntime:
         self.device = device
         self._wall_ms = wall_ms
         self._rng = rng or random.Random()
-        self.wire = Wire(cluster_id, self.node_id, Keyring(secrets),
+        self.wire = Wire(cluster_id, identity, Keyring(secrets),
                          window_ms=int(config.clock_window_s * 1000))
         self.transport = MeshTransport(
             app, self.wire, on_gossip=self._on_gossip, on_sync=self._on_sync,

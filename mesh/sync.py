@@ -98,8 +98,8 @@ class SyncConfig:
 
 # --- the steps a generator yields ----------------------------------------------------------
 
-StoreOp = Literal["bucket_digests", "bucket_entries", "rows", "merge", "missing_blobs",
-                  "has_blob"]
+StoreOp = Literal["bucket_digests", "bucket_entries", "rows", "merge", "wanted",
+                  "missing_blobs", "has_blob"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,8 +451,10 @@ def _pull_listed(peer: str, store: str, buckets: list[int], subs: list[int] | No
         if after is not None and page.entries and page.entries[0][0] <= after:
             raise _PullFailed(f"{peer} listed key {page.entries[0][0][:40]!r} at or before "
                               f"the resume point {after[:40]!r}")
-        wanted = [key for key, version in page.entries
-                  if (mine := held.get(key)) is None or version > mine]
+        newer = [(key, version) for key, version in page.entries
+                 if (mine := held.get(key)) is None or version > mine]
+        # Rows this node refused before are not pulled again (the store remembers them).
+        wanted = list((yield LocalQuery(store, "wanted", (newer,)))) if newer else []
         for start in range(0, len(wanted), MAX_KEYS_PER_REQUEST):
             yield from _pull_rows(peer, store, wanted[start:start + MAX_KEYS_PER_REQUEST], tally)
         if not page.more:

@@ -47,8 +47,8 @@ CONTENT_TYPE = "application/msgpack"
 # HTTP status for each refusal reason: 401 for failed authentication, 413 for size, 409 for a
 # replay (the request itself may be fine, it was just already done), 400 for the rest.
 STATUS_BY_REASON: dict[str, int] = {
-    "bad_cluster": 403, "bad_tag": 401, "stale": 401, "replay": 409, "bad_version": 400,
-    "unknown_kind": 400, "too_large": 413, "malformed": 400, "bad_field": 400,
+    "bad_cluster": 403, "bad_tag": 401, "bad_signature": 401, "stale": 401, "replay": 409,
+    "bad_version": 400, "unknown_kind": 400, "too_large": 413, "malformed": 400, "bad_field": 400,
 }
 assert STATUS_BY_REASON.keys() == REASONS
 

@@ -5,18 +5,23 @@ Layout: `D/node.db` (one SQLite database, WAL) and `D/blobs/` (model blobs).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from storage.admission import Admission, RowPolicy
 from storage.database import DB_FILE, Database
 from storage.games import GameStore
 from storage.hlc import HybridClock
 from storage.matches import MatchStore
 from storage.models import ModelStore
+from storage.refusals import RefusalLedger
 from storage.state import StateStore
 from storage.synced import SyncedStore
 
 BLOB_DIR = "blobs"
+# The stamp each store's rows carry; the registry's kinds differ (None: each row's own).
+_HLC_FIELDS = {"games": "created_hlc", "matches": "hlc", "models": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +31,8 @@ class Stores:
     matches: MatchStore
     models: ModelStore
     state: StateStore
+    # Every row refused, by store and reason (exported as ringrift_refused_total).
+    refusals: RefusalLedger
 
     def by_name(self) -> dict[str, SyncedStore]:
         """The synced stores by the names manifests use (storage.sync_limits.STORE_NAMES)."""
@@ -35,11 +42,13 @@ class Stores:
         await self.db.close()
 
 
-async def open_stores(data_dir: Path, clock: HybridClock, node_id: str) -> Stores:
+async def open_stores(data_dir: Path, clock: HybridClock, node_id: str,
+                      policy: RowPolicy | None = None) -> Stores:
     """Open (creating or migrating) the database and blob dir under `data_dir`.
 
-    `node_id` stamps this node's own writes (the second half of a match row's version).
-    Raises SchemaTooNewError if a newer release wrote the database.
+    `node_id` stamps this node's own writes (the second half of a match row's version);
+    `policy` is what the node refuses among well-formed rows (default: only what the rows
+    say of themselves). Raises SchemaTooNewError if a newer release wrote the database.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     db = await Database.open(data_dir / DB_FILE)
@@ -50,8 +59,11 @@ async def open_stores(data_dir: Path, clock: HybridClock, node_id: str) -> Store
             MatchStore(db, clock, node_id),
             ModelStore(db, clock, node_id, data_dir / BLOB_DIR),
             StateStore(db),
+            RefusalLedger(logging.getLogger("ringrift.storage")),
         )
-        for store in stores.by_name().values():
+        for name, store in stores.by_name().items():
+            store.admission = Admission(name, stores.refusals, policy or RowPolicy(), clock,
+                                        _HLC_FIELDS[name])
             await store.load()
     except BaseException:
         await db.close()

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import numpy as np
 
+from storage.admission import Admission, KindCheck
 from storage.database import Database
 from storage.digests import Digests, bucket_ranges, hash_rows, key_hashes, row_hashes
 from storage.hlc import HybridClock
@@ -70,6 +71,8 @@ class SyncedStore:
         self._count = 0
         # The first few validation errors of the last merge, for logs and tests.
         self.last_errors: list[str] = []
+        # The receiver's refusals of well-formed rows (`open_stores` sets it); None takes all.
+        self.admission: Admission | None = None
 
     async def load(self) -> None:
         """Rebuild digests and count from the stored (khash, h) of every row."""
@@ -148,7 +151,15 @@ class SyncedStore:
         `guard`, when given, runs inside the transaction before anything is read: a check that
         must hold at the moment of writing (fencing) raises there and the batch is not written.
         """
-        valid, invalid, self.last_errors = validate_batch(rows, self._validate, self._screen)
+        admission = self.admission
+        valid, invalid, self.last_errors = validate_batch(
+            rows, self._validate, self._screen,
+            None if admission is None else admission.invalid,
+        )
+        if valid and admission is not None:
+            kept = admission.admit(valid, self._check)
+            invalid += len(valid) - len(kept)
+            valid = kept
         if not valid:
             return MergeStats(invalid=invalid)
         # The write runs to its end even if our caller is cancelled: a commit that happened
@@ -228,6 +239,15 @@ class SyncedStore:
         self._count += plan.stats.added
         self._clock.update(max(map(row_hlc, [w[2] for w in writes])))
         return plan.stats
+
+    # A kind's own refusals of well-formed rows, judged against this node's state (None: none).
+    _check: KindCheck | None = None
+
+    def wanted(self, entries: Sequence[tuple[str, bytes]]) -> list[str]:
+        """Keys of listed (key, version) pairs worth pulling: not remembered as refused."""
+        if self.admission is None:
+            return [key for key, _ in entries]
+        return self.admission.wanted(entries)
 
     def _merged(self, writes: list[Row]) -> None:
         """Called with the rows a merge writes, just before its commit; subclasses learn from
