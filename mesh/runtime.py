@@ -47,6 +47,7 @@ from mesh.manifest import (
 from mesh.membership import MemberChange, Membership, MembershipConfig, verify_manifest
 from mesh.sync import (
     PullOutcome,
+    PullPlan,
     SyncConfig,
     SyncScheduler,
     answer_async,
@@ -160,6 +161,7 @@ class MeshRuntime:
         self._seeds: list[str] = []
         self.discovery: ZeroconfDiscovery | None = None
         self._leadership_watchers: list[Callable[[], Awaitable[None]]] = []
+        self._pull_watchers: list[Callable[[str, PullPlan, PullOutcome], None]] = []
         self._metrics(registry)
 
     # --- metrics -----------------------------------------------------------------------------
@@ -314,6 +316,10 @@ class MeshRuntime:
     def on_leadership_change(self, watcher: Callable[[], Awaitable[None]]) -> None:
         """`watcher` runs after every step that may have changed who leads (leader duties)."""
         self._leadership_watchers.append(watcher)
+
+    def on_pull(self, watcher: Callable[[str, PullPlan, PullOutcome], None]) -> None:
+        """`watcher(peer_address, plan, outcome)` runs after every anti-entropy pull."""
+        self._pull_watchers.append(watcher)
 
     # --- the loops ---------------------------------------------------------------------------
 
@@ -596,6 +602,9 @@ class MeshRuntime:
         self._m_sync_rounds.labels("ok" if outcome.ok else "failed").inc()
         self._m_rows_pulled.inc(outcome.rows_pulled)
         self._m_blobs_pulled.inc(outcome.blobs_fetched)
+        address = self._address_of(plan.peer) or plan.peer
+        for watcher in self._pull_watchers:
+            watcher(address, plan, outcome)
         if outcome.ok:
             log.debug("pulled %d rows, %d blobs from %s", outcome.rows_pulled,
                       outcome.blobs_fetched, plan.peer)

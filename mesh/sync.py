@@ -342,6 +342,8 @@ class PullOutcome:
     blobs_fetched: int = 0
     # Blobs we lack that this peer did not hold either (ask someone else).
     blobs_lacking: int = 0
+    # `merged` per store, for what is reported per store (the Elo sync metrics).
+    merged_by_store: tuple[tuple[str, MergeStats], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -359,12 +361,13 @@ class _Tally:
     merged: MergeStats = field(default_factory=MergeStats)
     blobs_fetched: int = 0
     blobs_lacking: int = 0
+    by_store: dict[str, MergeStats] = field(default_factory=dict)
 
     def outcome(self, peer: str, completed: list[str], failed: str | None = None,
                 error: str = "") -> PullOutcome:
         return PullOutcome(peer, tuple(completed), failed, error, self.requests,
                            self.rows_pulled, self.merged, self.blobs_fetched,
-                           self.blobs_lacking)
+                           self.blobs_lacking, tuple(self.by_store.items()))
 
 
 def pull_session(plan: PullPlan, config: SyncConfig | None = None) -> Steps[PullOutcome]:
@@ -473,6 +476,7 @@ def _pull_rows(peer: str, store: str, keys: list[str], tally: _Tally) -> Steps[N
             stats = yield LocalQuery(store, "merge", (unpack_rows(reply.rows),))
             tally.rows_pulled += len(reply.rows)
             tally.merged = tally.merged + stats
+            tally.by_store[store] = tally.by_store.get(store, MergeStats()) + stats
         keys = keys[reply.served:]
 
 

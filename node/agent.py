@@ -28,6 +28,7 @@ from node.config import Config
 from node.datadir import DataDirError, NodeFiles, read_cluster
 from node.http import add_read_only_routes
 from node.leader import LeaderDuties
+from node.monitoring import Monitoring
 from storage.hlc import HybridClock
 from storage.stores import open_stores
 
@@ -52,6 +53,7 @@ class Agent:
         self.stores: Any = None
         self.mesh: MeshRuntime | None = None
         self.duties: LeaderDuties | None = None
+        self.monitoring: Monitoring | None = None
         self._store_rows = Gauge(
             "ringrift_store_rows", "Rows held per store", ["store"], registry=self.registry
         )
@@ -88,6 +90,8 @@ class Agent:
             status.update(self.mesh.leader_view())
             status["members"] = self.mesh.members_view()
             status["leader_duties"] = self.duties is not None and self.duties.active
+        if self.monitoring is not None:
+            await self.monitoring.extend(status)
         return status
 
     async def run(self) -> None:
@@ -100,6 +104,9 @@ class Agent:
             add_read_only_routes(app, self.status, self.registry)
             self.address = advertise_address(self.config, self.config.node.port)
             self.mesh = self._build_mesh(app)
+            self.monitoring = Monitoring(
+                self.config, identity=self.files.identity, stores=self.stores, mesh=self.mesh,
+                app=app, registry=self.registry, version=__version__, wall_ms=wall_ms)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, self.config.node.host, self.config.node.port)
@@ -117,8 +124,10 @@ class Agent:
             self.mesh.on_leadership_change(self.duties.update)
             async with asyncio.TaskGroup() as tasks:
                 await self.mesh.run(tasks)
+                await self.monitoring.start(tasks)
                 await self._stop.wait()
                 log.info("stopping node %s", self.node_id)
+                self.monitoring.stop()
                 await self.duties.stop()
                 await self.mesh.stop()
         finally:

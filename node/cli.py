@@ -37,6 +37,7 @@ from node.datadir import (
     read_cluster,
 )
 from node.keys import change_keys, fingerprint, generate_secret, signal_running_node
+from node.status_text import format_status
 
 log = logging.getLogger("ringrift.cli")
 
@@ -174,30 +175,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(format_status(status))
     return 0
-
-
-def format_status(status: dict[str, Any]) -> str:
-    lines = [
-        f"node     {status.get('node_id')}  ({status.get('state')}, up {status.get('uptime_s')} s)",
-        f"cluster  {status.get('cluster_id')}  version {status.get('version')}",
-    ]
-    if "leader" in status:
-        lines.append(
-            f"leader   {status.get('leader') or '(none)'}  term {status.get('term')}  "
-            f"voters {', '.join(status.get('voters') or []) or '(none)'}"
-        )
-    for name, summary in (status.get("stores") or {}).items():
-        lines.append(f"{name:<8} {summary.get('count'):>9} rows  root {summary.get('root')}")
-    members = status.get("members")
-    if members:
-        lines.append(f"members  {len(members)}")
-        for member in members:
-            lines.append(
-                f"  {member.get('node_id')}  {member.get('state'):<7} "
-                f"{member.get('address')}  inc {member.get('incarnation')}  "
-                f"heard {member.get('last_heard_s')} s ago"
-            )
-    return "\n".join(lines)
 
 
 def cmd_leave(args: argparse.Namespace) -> int:

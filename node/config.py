@@ -57,11 +57,22 @@ class StorageSection:
 
 
 @dataclass(frozen=True, slots=True)
+class MonitoringSection:
+    drift_check_interval_s: float
+    drift_max_elo: float
+    drift_avg_elo: float
+    drift_history: int
+    max_remote_hosts: int
+    model_history: int
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     node: NodeSection
     mesh: MeshSection
     election: ElectionSection
     storage: StorageSection
+    monitoring: MonitoringSection
 
 
 _SECTIONS: dict[str, type] = {
@@ -69,6 +80,7 @@ _SECTIONS: dict[str, type] = {
     "mesh": MeshSection,
     "election": ElectionSection,
     "storage": StorageSection,
+    "monitoring": MonitoringSection,
 }
 
 
@@ -238,10 +250,24 @@ def _validate(config: Config) -> None:
             f"storage.max_clock_offset_ms = {config.storage.max_clock_offset_ms}: "
             "expected milliseconds in 1..86400000"
         )
+    _validate_monitoring(config.monitoring)
     if len(config.election.voters) > 7:
         raise ConfigError(
             f"election.voters = {list(config.election.voters)}: expected at most 7 node ids"
         )
+
+
+def _validate_monitoring(mon: MonitoringSection) -> None:
+    if not 1 <= mon.drift_check_interval_s <= 86_400:
+        raise ConfigError(f"monitoring.drift_check_interval_s = {mon.drift_check_interval_s}: "
+                          "expected seconds in 1..86400")
+    for key in ("drift_max_elo", "drift_avg_elo"):
+        if not 0 < getattr(mon, key) <= 10_000:
+            raise ConfigError(f"monitoring.{key} = {getattr(mon, key)}: expected Elo in (0, 10000]")
+    for key, most in (("drift_history", 10_000), ("max_remote_hosts", 1000),
+                      ("model_history", 100)):
+        if not 1 <= getattr(mon, key) <= most:
+            raise ConfigError(f"monitoring.{key} = {getattr(mon, key)}: expected 1..{most}")
 
 
 def check_address(text: str, key: str = "address") -> str:

@@ -11,7 +11,7 @@ import importlib
 import json
 import sys
 
-SUITES = ("storage", "rules")
+SUITES = ("storage", "rules", "sync")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,150 @@
+"""Two real nodes whose match rows differ in planted ways: /metrics carries the reference
+families, tools.elo_drift names the differences exactly, syncs by each conflict strategy,
+keeps history, and the node refuses operator requests not signed by its own key."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from node.datadir import open_data_dir
+from storage.hlc import HybridClock
+from storage.stores import open_stores
+from tests.node.procs import NodeProcess, cli, node_env, wait_until
+from tests.node.test_metrics_reference import check_reference_families
+
+# No anti-entropy during the test: the planted differences must stay until a sync we ask for.
+QUIET = {"RINGRIFT_MESH_SYNC_INTERVAL_S": "3600"}
+
+
+def record(data_dir: Path, matches: list[tuple[str, list[str], list[float]]],
+           copies: tuple[dict, ...] = ()) -> list[dict]:
+    """Record matches into a stopped node's store (and merge `copies`, rows made elsewhere)."""
+    files = open_data_dir(data_dir)
+
+    async def write() -> list[dict]:
+        stores = await open_stores(data_dir, HybridClock(lambda: time.time_ns() // 1_000_000,
+                                                         60_000), files.node_id)
+        try:
+            await stores.matches.merge(list(copies))
+            return [await stores.matches.record_match(match_id, players, "square8", 2, result)
+                    for match_id, players, result in matches]
+        finally:
+            await stores.close()
+
+    return asyncio.run(write())
+
+
+def drift_tool(*args: str, data_dir: Path, node: NodeProcess) -> tuple[int, dict]:
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.elo_drift", *args, "--json", "--data-dir", str(data_dir),
+         "--node", node.address], capture_output=True, text=True, timeout=60, env=node_env())
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def sample(node: NodeProcess, name: str, **labels: str) -> float | None:
+    _, body = node.get("/metrics")
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return None
+
+
+def test_drift_tool_names_planted_differences_and_syncs_by_strategy(tmp_path):
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    token = json.loads(cli("init", "--data-dir", str(a_dir), "--json",
+                           "--host", "127.0.0.1").stdout)["token"]
+    win, loss = [1.0, 0.0], [0.0, 1.0]
+    m1 = record(a_dir, [("m1", ["p", "q"], win), ("m2", ["p", "q"], win),
+                        ("m3", ["p", "r"], win), ("only-a", ["q", "r"], win)])[0]
+    nodes = [NodeProcess(a_dir, "start", env=QUIET)]
+    try:
+        a = nodes[0]
+        a.wait_healthy()
+        b = NodeProcess(b_dir, "join", a.address, "--token", token, env=QUIET)
+        nodes.append(b)
+        b.wait_healthy()
+        assert b.stop() == 0
+        # b holds m1 alike, m2 with the other result (written later: the newer version), no m3,
+        # and a row of its own.
+        record(b_dir, [("m2", ["p", "q"], loss), ("only-b", ["p", "r"], loss)], copies=(m1,))
+        b = nodes[1] = NodeProcess(b_dir, "start", port=b.port, env=QUIET)
+        b.wait_healthy()
+        wait_until(lambda: sorted(m["state"] for m in a.status()["members"]) == ["alive"] * 2,
+                   timeout=30, what="both nodes alive in a's view")
+
+        _, metrics = a.get("/metrics")
+        check_reference_families(metrics.decode())
+
+        code, out = drift_tool("check-drift", "--peer", b.address, data_dir=a_dir, node=a)
+        (report,) = out["reports"]
+        assert (report["board_type"], report["num_players"]) == ("square8", 2)
+        assert report["matches"]["only_source"]["ids"] == ["m3", "only-a"]
+        assert report["matches"]["only_target"]["ids"] == ["only-b"]
+        assert report["matches"]["differing"]["ids"] == ["m2"]
+        assert report["participants_in_both"] == 3 and report["max_rating_diff"] > 50
+        assert code == 1 and report["is_significant"]
+        offline_code, offline = drift_tool("check-drift", "--db", str(b_dir / "node.db"),
+                                           data_dir=a_dir, node=a)
+        assert offline["reports"][0]["matches"] == report["matches"]
+        assert offline["reports"][0]["max_rating_diff"] == report["max_rating_diff"]
+        assert sample(a, "ringrift_elo_drift_max", board_type="square8",
+                      num_players="2") == report["max_rating_diff"]
+        assert sample(a, "ringrift_elo_drift_significant", board_type="square8",
+                      num_players="2") == 1
+
+        _, skip = drift_tool("sync", "--host", b.address, "--strategy", "SKIP",
+                             data_dir=a_dir, node=a)
+        assert (skip["matches_added"], skip["matches_conflict"], skip["matches_resolved"],
+                skip["matches_replaced"], skip["matches_skipped"]) == (1, 1, 0, 0, 2)
+        _, after_skip = drift_tool("check-drift", "--peer", b.address, data_dir=a_dir, node=a)
+        matches = after_skip["reports"][0]["matches"]
+        assert (matches["only_target"]["count"], matches["differing"]["ids"]) == (0, ["m2"])
+
+        _, lww = drift_tool("sync", "--host", b.address, "--strategy", "LAST_WRITE_WINS",
+                            data_dir=a_dir, node=a)
+        assert (lww["matches_added"], lww["matches_conflict"], lww["matches_resolved"],
+                lww["matches_replaced"]) == (0, 1, 1, 1)
+        _, after_lww = drift_tool("check-drift", "--peer", b.address, data_dir=a_dir, node=a)
+        matches = after_lww["reports"][0]["matches"]
+        assert matches["differing"]["count"] == 0 and matches["only_source"]["ids"] == [
+            "m3", "only-a"]
+
+        _, history = drift_tool("history", data_dir=a_dir, node=a)
+        assert history["square8_2"]["snapshot_count"] == 3
+        assert history["square8_2"]["trend"] in ("improving", "stable")
+        assert sample(a, "ringrift_elo_sync_operations_total", remote_host=b.address,
+                      result="success") == 2
+        assert sample(a, "ringrift_elo_sync_matches_added_total", remote_host=b.address) == 1
+        assert sample(a, "ringrift_elo_sync_conflicts_total", remote_host=b.address) == 2
+
+        # Only this node's own key may ask: b's key (a cluster member) and no key are refused.
+        code, _ = subprocess.run(
+            [sys.executable, "-m", "tools.elo_drift", "sync", "--host", b.address,
+             "--data-dir", str(b_dir), "--node", a.address], capture_output=True,
+            text=True, timeout=60, env=node_env()).returncode, None
+        assert code == 2
+        request = urllib.request.Request(f"http://{a.address}/api/v1/ops/sync", data=b"{}",
+                                         method="POST")
+        try:
+            urllib.request.urlopen(request, timeout=10)
+            raise AssertionError("an unsigned operator request was accepted")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401
+
+        text = cli("status", "--peer", a.address).stdout
+        assert a.status()["node_id"] in text and b.status()["node_id"] in text
+        assert "drift    square8_2" in text
+    finally:
+        for node in nodes:
+            node.stop()
