@@ -10,7 +10,7 @@ strategy, then once more against what the store already holds.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,12 +19,13 @@ from storage.merge import Strategy
 from storage.stores import Stores
 
 from node.importer.elo import MatchImport, Rejected, SourceMatch, fold, read_matches
+from node.importer.games import import_games_file
+from node.importer.progress import Progress
 from node.importer.report import Counts, FileReport, ImportReport
 from node.importer.sources import SourceError, SourceKind, detect, open_read_only
 
 MERGE_BATCH = 10_000  # rows a transaction: the storage benchmark's sweet spot
 
-Progress = Callable[[str, int], None]  # (what, how many more done)
 
 
 @dataclass(slots=True)
@@ -122,7 +123,6 @@ async def import_files(
             kind = detect(conn, path)
             file.kind = kind.value
             if kind is SourceKind.GAMES:
-                from node.importer.games import import_games_file
                 await import_games_file(conn, path, stores, file, dry_run, progress)
                 continue
             # Read whole before pooling: a file that fails midway then contributes nothing.
