@@ -323,12 +323,16 @@ def _fold_game(group: list[SourceMatch], n: int) -> MatchImport | None:
 
 
 def _row(m: SourceMatch) -> dict:
-    """A single source match's row: scores are the mean pairwise score of each seat."""
+    """A single source match's row: scores are the mean pairwise score of each seat.
+
+    Participants are listed best first (ties by id): files list the two sides of one match in
+    either order, and the row must be the same whichever file it came from."""
     k = len(m.participants)
+    order = sorted(range(k), key=lambda i: (m.places[i], m.participants[i]))
     result = [
-        sum(1.0 if p < q else 0.5 if p == q else 0.0 for j, q in enumerate(m.places) if j != i)
-        / (k - 1)
-        for i, p in enumerate(m.places)
+        sum(1.0 if m.places[i] < q else 0.5 if m.places[i] == q else 0.0
+            for j, q in enumerate(m.places) if j != i) / (k - 1)
+        for i in order
     ]
-    return new_match(m.match_id, list(m.participants), m.board_type, m.num_players, result,
-                     pack(m.ts_ms, 0), IMPORT_ORIGIN)
+    return new_match(m.match_id, [m.participants[i] for i in order], m.board_type,
+                     m.num_players, result, pack(m.ts_ms, 0), IMPORT_ORIGIN)

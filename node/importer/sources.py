@@ -30,21 +30,35 @@ class SourceError(Exception):
 
 
 def open_read_only(path: Path) -> sqlite3.Connection:
-    """A read-only connection to `path`; raises SourceError with the reason on failure."""
+    """A read-only connection to `path` that leaves its folder as it was; SourceError if the
+    file cannot be read.
+
+    A WAL-mode file without a `-wal` beside it holds all its data (fully checkpointed), and is
+    opened `immutable=1`: a plain read-only open would create `-wal`/`-shm` files next to it
+    (or fail where the folder is read-only). With a `-wal` present its frames are part of the
+    data, so it is opened read-only the ordinary way, which needs a writable folder.
+    """
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
-    uri = f"file:{quote(str(path.resolve()))}"
-    last: Exception | None = None
-    for suffix in ("?mode=ro", "?immutable=1"):
-        try:
-            conn = sqlite3.connect(uri + suffix, uri=True)
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            return conn
-        except sqlite3.DatabaseError as exc:
-            # mode=ro fails on a WAL file whose folder we cannot write (no -shm can be made);
-            # a locked or corrupt file fails both ways.
-            last = exc
-    raise SourceError(f"{path}: cannot be read as SQLite ({last})")
+    try:
+        with path.open("rb") as f:
+            header = f.read(100)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        raise SourceError(f"{path}: cannot be read as SQLite (not an SQLite 3 file)")
+    wal_mode = header[18] == 2 and header[19] == 2
+    pending_wal = Path(f"{path}-wal").exists()
+    mode = "immutable=1" if wal_mode and not pending_wal else "mode=ro"
+    uri = f"file:{quote(str(path.resolve()))}?{mode}"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        hint = " (it has a -wal file: copy the file with it to a writable folder)" \
+            if pending_wal else ""
+        raise SourceError(f"{path}: cannot be read as SQLite ({exc}){hint}") from None
+    return conn
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
