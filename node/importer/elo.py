@@ -328,6 +328,12 @@ def _row(m: SourceMatch) -> dict:
     Participants are listed best first (ties by id): files list the two sides of one match in
     either order, and the row must be the same whichever file it came from."""
     k = len(m.participants)
+    if k == 2:  # the common case, without the sort and the score loops
+        (a, b), (pa, pb) = m.participants, m.places
+        if pa > pb or (pa == pb and b < a):
+            a, b, pa, pb = b, a, pb, pa
+        return new_match(m.match_id, [a, b], m.board_type, m.num_players,
+                         [0.5, 0.5] if pa == pb else [1.0, 0.0], pack(m.ts_ms, 0), IMPORT_ORIGIN)
     order = sorted(range(k), key=lambda i: (m.places[i], m.participants[i]))
     result = [
         sum(1.0 if m.places[i] < q else 0.5 if m.places[i] == q else 0.0
