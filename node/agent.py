@@ -28,6 +28,7 @@ from node.config import Config
 from node.datadir import DataDirError, NodeFiles, read_cluster
 from node.http import add_read_only_routes
 from node.leader import LeaderDuties
+from node.importer.ops_action import ImportAction
 from node.monitoring import Monitoring
 from storage.hlc import HybridClock
 from storage.stores import open_stores
@@ -107,6 +108,7 @@ class Agent:
             self.monitoring = Monitoring(
                 self.config, identity=self.files.identity, stores=self.stores, mesh=self.mesh,
                 app=app, registry=self.registry, version=__version__, wall_ms=wall_ms)
+            self.monitoring.ops.add_action("import", ImportAction(self.stores))
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, self.config.node.host, self.config.node.port)

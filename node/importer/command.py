@@ -1,8 +1,9 @@
 """`ringrift-node import FILE... [--data-dir D] [--dry-run] [--json] [--conflicts S]`.
 
-Imports run against a stopped node: the running agent keeps its store digests in memory, so a
-second writer would leave them describing rows the database lacks. With a node running on the
-data dir the command refuses and says how to proceed.
+With a node running on the data dir, the command asks that node to import (a signed operator
+request, node.importer.ops_action): the running agent keeps its store digests in memory, so a
+second writer beside it would leave them describing rows the database lacks. With no node
+running, it opens the stores itself and draws progress bars.
 """
 
 from __future__ import annotations
@@ -17,22 +18,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from engine.ratings import ratings_by_config
 from storage.hlc import HybridClock
-from storage.merge import Strategy
 from storage.stores import open_stores
 
 from node.config import Config
 from node.datadir import is_initialised, open_data_dir
-from node.importer.ratings_check import compare_ratings, source_ratings
+from node.importer.ops_action import STRATEGIES, with_ratings
 from node.importer.report import ImportReport
 from node.importer.run import import_files
+from node.ops_client import OpsClientError, ask
 
-STRATEGIES = {
-    "last_write_wins": Strategy.LAST_WRITE_WINS, "first_write_wins": Strategy.FIRST_WRITE_WINS,
-    "skip": Strategy.SKIP, "raise": Strategy.RAISE,
-}
 EXIT_FAILURE = 1
+# A node imports while it serves its peers; the seed files take seconds, months of games more.
+IMPORT_TIMEOUT_S = 3600.0
 
 
 class ImportRefused(RuntimeError):
@@ -56,6 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--conflicts", choices=sorted(STRATEGIES), default="last_write_wins",
                    help="conflicting match rows: which version this node keeps")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    p.add_argument("--port", type=int,
+                   help="HTTP port of the node running on the data dir (default: node.port)")
     return p
 
 
@@ -66,23 +66,26 @@ def run(args: argparse.Namespace, config: Config) -> int:
                             f"--data-dir {data_dir}` first")
     pid = running_node(data_dir)
     if pid is not None:
-        raise ImportRefused(
-            f"node {pid} is running on {data_dir}: stop it (`ringrift-node leave --data-dir "
-            f"{data_dir}`), import, and start it again; the imported rows then sync to the cluster"
-        )
-    files = open_data_dir(data_dir)
-    report = asyncio.run(_import(args, config, files.node_id))
+        address = f"127.0.0.1:{args.port or config.node.port}"
+        print(f"node {pid} runs on {data_dir}: importing through it at {address}",
+              file=sys.stderr)
+        try:
+            result = ask(address, data_dir, "import", {
+                "files": [str(p.resolve()) for p in args.files], "dry_run": args.dry_run,
+                "conflicts": args.conflicts}, timeout_s=IMPORT_TIMEOUT_S)
+        except OpsClientError as exc:
+            raise ImportRefused(str(exc)) from None
+        report = ImportReport.from_json(result)
+    else:
+        files = open_data_dir(data_dir)
+        report = asyncio.run(_import(args, config, files.node_id))
     if args.json:
         print(json.dumps(report.as_json(), sort_keys=True))
     else:
         print("\n".join(report.lines()))
         for line in _ratings_lines(report):
             print(line)
-    return EXIT_FAILURE if report.failed_files or _refused(report) else 0
-
-
-def _refused(report: ImportReport) -> bool:
-    return any("raise" in reason for reason in report.totals("matches").reasons)
+    return EXIT_FAILURE if report.failed_files or report.refused_conflicts else 0
 
 
 def running_node(data_dir: Path) -> int | None:
@@ -111,8 +114,7 @@ async def _import(args: argparse.Namespace, config: Config, node_id: str) -> Imp
     try:
         report = await import_files(args.files, stores, STRATEGIES[args.conflicts],
                                     args.dry_run, progress)
-        matches = await stores.matches.all_matches()
-        report.ratings = compare_ratings(ratings_by_config(matches), source_ratings(args.files))
+        await with_ratings(report, stores, args.files)
     finally:
         for bar in bars.values():
             bar.close()

@@ -190,11 +190,11 @@ def game_row(game: ReferenceGame, path: Path, replay: Replay) -> dict:
     )
 
 
-async def import_games_file(
-    conn: sqlite3.Connection, path: Path, stores: Stores, report: FileReport, dry_run: bool,
-    progress: Progress | None = None,
-) -> None:
-    """Read, replay and merge every game of one GameReplayDB file, counting each in `report`."""
+def prepare_games(
+    conn: sqlite3.Connection, path: Path, report: FileReport, progress: Progress | None = None
+) -> dict[str, tuple[dict, bool]]:
+    """Read and replay every game of one GameReplayDB file (blocking: run it off the event
+    loop); the rows to merge by game_id with whether each replays, every game counted."""
     counts = report.games
     pending: dict[str, tuple[dict, bool]] = {}  # game_id -> (row, replays)
     for gid, item in read_games(conn):
@@ -221,10 +221,20 @@ async def import_games_file(
             continue
         if row["game_id"] in pending:
             counts.present += 1  # the same game under another reference id
-            report.notes.append(f"game {gid} is game {pending[row['game_id']][0]['meta']['original_id']}"
-                                " under another id (same moves): one row")
+            first = pending[row["game_id"]][0]["meta"]["original_id"]
+            report.notes.append(f"game {gid} is game {first} under another id (same moves): "
+                                "one row")
             continue
         pending[row["game_id"]] = (row, replay.replays)
+    return pending
+
+
+async def merge_games(
+    pending: dict[str, tuple[dict, bool]], stores: Stores, report: FileReport, dry_run: bool,
+    progress: Progress | None = None,
+) -> None:
+    """Count each prepared game as imported or already present, and merge the new ones."""
+    counts = report.games
     held = {r["game_id"] for r in await stores.games.rows(list(pending))}
     new_rows = []
     for game_id, (row, replays) in pending.items():

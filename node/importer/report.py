@@ -29,6 +29,14 @@ class Counts:
         self.reasons.update(other.reasons)
         self.resolutions.update(other.resolutions)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Counts:
+        counts = cls(*(int(data.get(k, 0)) for k in ("read", "imported", "present", "rejected",
+                                                       "conflicts", "parity_failed")))
+        counts.reasons.update(data.get("rejected_by_reason") or {})
+        counts.resolutions.update(data.get("conflict_resolutions") or {})
+        return counts
+
     def as_json(self, kind: str) -> dict[str, Any]:
         out: dict[str, Any] = {
             "read": self.read, "imported": self.imported, "present": self.present,
@@ -51,6 +59,12 @@ class FileReport:
     matches: Counts = field(default_factory=Counts)
     notes: list[str] = field(default_factory=list)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FileReport:
+        return cls(data["path"], data.get("kind"), data.get("error"),
+                   Counts.from_json(data.get("games") or {}),
+                   Counts.from_json(data.get("matches") or {}), list(data.get("notes") or []))
+
     def as_json(self) -> dict[str, Any]:
         return {
             "path": self.path, "kind": self.kind, "error": self.error,
@@ -71,6 +85,17 @@ class ImportReport:
         for f in self.files:
             total.add(getattr(f, kind))
         return total
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ImportReport:
+        """A report a running node sent back (its own `as_json`)."""
+        return cls([FileReport.from_json(f) for f in data["files"]], bool(data["dry_run"]),
+                   str(data["conflicts"]), list(data.get("ratings") or []))
+
+    @property
+    def refused_conflicts(self) -> bool:
+        """Conflicting rows refused under --conflicts raise: the import is not complete."""
+        return self.totals("matches").resolutions.get("refused", 0) > 0
 
     @property
     def failed_files(self) -> list[FileReport]:

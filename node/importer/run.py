@@ -9,6 +9,7 @@ strategy, then once more against what the store already holds.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ from storage.merge import Strategy
 from storage.stores import Stores
 
 from node.importer.elo import MatchImport, Rejected, SourceMatch, fold, read_matches
-from node.importer.games import import_games_file
+from node.importer.games import merge_games, prepare_games
 from node.importer.progress import Progress
 from node.importer.report import Counts, FileReport, ImportReport
 from node.importer.sources import SourceError, SourceKind, detect, open_read_only
@@ -104,35 +105,44 @@ def _at(m: SourceMatch, ts_ms: int) -> SourceMatch:
     return replace(m, ts_ms=ts_ms)
 
 
+def _read_source(
+    path: Path, report: FileReport, progress: Progress | None
+) -> tuple[SourceKind, list[SourceMatch | Rejected] | dict[str, tuple[dict, bool]]]:
+    """Open, detect and read one file whole (blocking: the caller runs it in a thread);
+    SourceError or sqlite3.DatabaseError when the file cannot be read."""
+    conn = open_read_only(path)
+    try:
+        kind = detect(conn, path)
+        if kind is SourceKind.GAMES:
+            return kind, prepare_games(conn, path, report, progress)
+        return kind, list(read_matches(conn, kind, path.name))
+    finally:
+        conn.close()
+
+
 async def import_files(
     paths: Sequence[Path], stores: Stores, strategy: Strategy = Strategy.LAST_WRITE_WINS,
     dry_run: bool = False, progress: Progress | None = None,
 ) -> ImportReport:
+    """Import `paths` into `stores`; reading, replaying and folding run in a worker thread so
+    a running node keeps answering its peers meanwhile."""
     report = ImportReport([FileReport(str(p)) for p in paths], dry_run, strategy.value)
     pool = _MatchPool(strategy)
     match_counts = [f.matches for f in report.files]
-    versions: dict[str, int] = {}  # match id -> version time, for folded rows' own versions
     for index, path in enumerate(paths):
         file = report.files[index]
         try:
-            conn = open_read_only(path)
-        except SourceError as exc:
-            file.error = str(exc)
-            continue
-        try:
-            kind = detect(conn, path)
-            file.kind = kind.value
-            if kind is SourceKind.GAMES:
-                await import_games_file(conn, path, stores, file, dry_run, progress)
-                continue
-            # Read whole before pooling: a file that fails midway then contributes nothing.
-            items = list(read_matches(conn, kind, path.name))
+            kind, items = await asyncio.to_thread(_read_source, path, file, progress)
         except (SourceError, sqlite3.DatabaseError) as exc:
-            # A corrupt or locked file fails alone, with one line.
+            # A corrupt or locked file fails alone, with one line; nothing of it is used.
             file.error = str(exc) if isinstance(exc, SourceError) else f"{path}: {exc}"
+            file.games = Counts()
+            file.notes.clear()
             continue
-        finally:
-            conn.close()
+        file.kind = kind.value
+        if isinstance(items, dict):
+            await merge_games(items, stores, file, dry_run, progress)
+            continue
         for item in items:
             file.matches.read += 1
             if isinstance(item, Rejected):
@@ -141,9 +151,9 @@ async def import_files(
                 pool.add(item, index, match_counts)
         if progress:
             progress("matches read", len(items))
-    for m in pool.by_id.values():
-        versions[m.match.match_id] = m.match.ts_ms
-    await _merge_matches(fold(pool.matches()), pool, versions, stores, report, progress)
+    versions = {p.match.match_id: p.match.ts_ms for p in pool.by_id.values()}
+    folded = await asyncio.to_thread(fold, pool.matches())
+    await _merge_matches(folded, pool, versions, stores, report, progress)
     return report
 
 
