@@ -127,6 +127,7 @@ class Agent:
             self.monitoring = Monitoring(
                 self.config, identity=self.files.identity, stores=self.stores, mesh=self.mesh,
                 app=app, registry=self.registry, version=__version__, wall_ms=wall_ms)
+            self.monitoring.ops.add_action("import", ImportAction(self.stores))
             guard = ConnectionGuard(ServerLimits(self.config.node.max_connections,
                                                  self.config.node.idle_timeout_s),
                                     self.stores.refusals)
