@@ -11,7 +11,7 @@ effects, in the order the shell must carry them out (a `SaveState` completes bef
 
 - `Send`: a message to a peer (mesh.core);
 - `SaveState(key, value)`: write one node-state key durably (term and vote, incarnation,
-  voter set, remembered peers);
+  voter set, the highest proven term, remembered peers);
 - `SignManifest(manifest)`: sign this manifest and hand it back through `published`, which
   starts spreading it (and answers whoever doubted this node, on a refutation);
 - `Pull(plan)`: run one pull session against `plan.peer` (rows of `plan.stores`, then the
@@ -45,14 +45,18 @@ from mesh.membership import (
     Renew,
     verify_manifest,
 )
+from mesh.quorum import Notary
 from mesh.sync import PullOutcome, PullPlan, SyncConfig, SyncScheduler
-from mesh.voters import VoterSet, adopt_voters, next_voter_set
+from mesh.voters import VoterSet, adopt_voters, authorised, next_voter_set
 
 # Node-state keys (storage's state table) the node core writes.
 STATE_INCARNATION = "mesh.incarnation"
 STATE_ELECTION = "election.term_vote"
 STATE_VOTERS = "election.voters"
+STATE_PROVEN_TERM = "election.proven_term"
 STATE_PEERS = "mesh.peers"
+# Newer voter sets refused for want of a leader's proof, remembered (to count each once).
+_MAX_REFUSED_SETS = 1024
 
 
 # --- effects -------------------------------------------------------------------------------
@@ -161,6 +165,7 @@ class Persisted:
     voted_for: str | None = None
     voter_set: VoterSet = VoterSet((), (0, 0))
     peers: tuple[str, ...] = ()
+    proven_term: int = 0
 
     @classmethod
     def from_state(cls, get: Callable[[str], object]) -> Persisted:
@@ -173,12 +178,15 @@ class Persisted:
             term = raw_vote[0]
             voted_for = raw_vote[1] if isinstance(raw_vote[1], str) else None
         peers = get(STATE_PEERS)
+        proven = get(STATE_PROVEN_TERM)
         return cls(
             incarnation=incarnation if type(incarnation) is int and incarnation >= 0 else 0,
             term=term, voted_for=voted_for,
             voter_set=VoterSet.from_state(get(STATE_VOTERS)),
             peers=tuple(p for p in peers if isinstance(p, str)) if isinstance(peers, list)
             else (),
+            # Never above the stored term: a proven term is one this node has been in.
+            proven_term=proven if type(proven) is int and 0 <= proven <= term else 0,
         )
 
 
@@ -197,8 +205,10 @@ class MeshNode:
     """The whole protocol of one node; see the module docstring."""
 
     def __init__(self, info: NodeInfo, config: NodeConfig, persisted: Persisted,
-                 rng: random.Random, *, wall_offset_ms: int = 0,
+                 rng: random.Random, *, notary: Notary, wall_offset_ms: int = 0,
                  verify: Callable[[SignedManifest], Manifest | None] = verify_manifest) -> None:
+        """`notary` signs this node's votes and checks leaders' quorum certificates (it holds
+        the node key: Ed25519 signing is a pure function, so the core stays deterministic)."""
         self.info = info
         self.node_id = info.node_id
         self.config = config
@@ -210,9 +220,16 @@ class MeshNode:
         self.voter_set = persisted.voter_set
         if config.voters:
             self.voter_set = VoterSet(tuple(sorted(config.voters)), (0, 0))
+        self.notary = notary
         self.election = Election(self.node_id, frozenset(self.voter_set.voters), config.election,
                                  rng, (persisted.term, persisted.voted_for),
-                                 voters_version=self.voter_set.version)
+                                 voters_version=self.voter_set.version, notary=notary,
+                                 proven_term=persisted.proven_term)
+        self._saved_proven_term = persisted.proven_term
+        # Newer voter sets announced without a leader's proof: counted once per (author,
+        # version) in `voter_sets_refused`.
+        self.voter_sets_refused = 0
+        self._refused_sets: set[tuple[str, tuple[int, int]]] = set()
         # A restart is a new life: one incarnation above the last, stored before it is used.
         self._incarnation = persisted.incarnation + 1
         self._stored_incarnation = persisted.incarnation
@@ -221,6 +238,7 @@ class MeshNode:
         self._production_model: str | None = None
         self._summaries: dict[str, StoreSummary] = {}
         self._blobs_missing = False
+        self._writable = True
         self._remembered = list(persisted.peers)
         self._peers_at_start = persisted.peers
         self._manifest = self._draft(self._incarnation, self._seq)
@@ -267,10 +285,13 @@ class MeshNode:
             return []
         return self.join([address])
 
-    def set_local(self, summaries: Mapping[str, StoreSummary], blobs_missing: bool) -> None:
-        """What the stores hold now (the shell reads them); the next manifest and pull use it."""
+    def set_local(self, summaries: Mapping[str, StoreSummary], blobs_missing: bool,
+                  writable: bool = True) -> None:
+        """What the stores hold now (the shell reads them); the next manifest and pull use it.
+        Not `writable` (the disk is full): no pulls until it is again."""
         self._summaries = dict(summaries)
         self._blobs_missing = blobs_missing
+        self._writable = writable
 
     def set_state(self, state: str) -> None:
         """The work state the next manifest announces (idle, selfplay, training, ...)."""
@@ -409,6 +430,10 @@ class MeshNode:
                 out.append(SaveState(STATE_ELECTION, [output.term, output.voted_for]))
             else:
                 out.append(output)  # type: ignore[arg-type]
+        if self.election.proven_term > self._saved_proven_term:
+            # Storage refuses leader-written rows above the highest proven term: keep it.
+            self._saved_proven_term = self.election.proven_term
+            out.append(SaveState(STATE_PROVEN_TERM, self._saved_proven_term))
         out += self._election_news(now)
         return out
 
@@ -443,6 +468,7 @@ class MeshNode:
             lease_until_ms=0 if now is None else self.lease_until_ms(now),
             voters=self.voter_set.voters, voters_version=self.voter_set.version,
             wants_voter=self.config.wants_voter and self.node_id not in self.voter_set.voters,
+            quorum=election.quorum,
         )
 
     def _author(self, now: float) -> list[Effect]:
@@ -502,7 +528,7 @@ class MeshNode:
                 best = m
         if best is not None:
             lease_until = now + (best.lease_until_ms - self.wall_ms(now)) / 1000
-            self.election.observe(best.node_id, best.term, lease_until)
+            self.election.observe(best.node_id, best.term, lease_until, best.quorum)
 
     def _adopt_newest_voters(self, now: float) -> list[Effect]:
         if self.config.voters:
@@ -510,8 +536,15 @@ class MeshNode:
         newest = self.voter_set
         for member in self._core().members():
             m = member.manifest
-            if m.voters_version > newest.version and m.voters:
+            if m.voters_version <= newest.version or not m.quorum:
+                continue  # only a proven leader's announcement can move the set
+            if authorised(self.voter_set, m, self.notary):
                 newest = VoterSet(tuple(m.voters), m.voters_version)
+            elif (m.node_id, m.voters_version) not in self._refused_sets:
+                if len(self._refused_sets) >= _MAX_REFUSED_SETS:
+                    self._refused_sets.clear()
+                self._refused_sets.add((m.node_id, m.voters_version))
+                self.voter_sets_refused += 1
         return [] if newest is self.voter_set else self._adopt(newest, now)
 
     def _adopt(self, voter_set: VoterSet, now: float) -> list[Effect]:
@@ -523,8 +556,8 @@ class MeshNode:
     # -- anti-entropy -------------------------------------------------------------------
 
     def _plan_pull(self, now: float) -> list[Effect]:
-        if self._pulling is not None:
-            return []  # one pull at a time; the next round starts after it ends
+        if self._pulling is not None or not self._writable:
+            return []  # one pull at a time; none while writes are paused (a full disk)
         core = self._core()
         peers = {}
         for node_id in core.alive_peers():

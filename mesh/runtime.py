@@ -40,11 +40,12 @@ from mesh.election import Election, ElectionConfig
 from mesh.identity import Identity
 from mesh.keyring import Keyring
 from mesh.manifest import ManifestError, StoreSummary, sign_manifest
-from mesh.membership import MemberChange, MembershipConfig
+from mesh.membership import MemberChange, Membership, MembershipConfig
 from mesh.node import (
     STATE_ELECTION,
     STATE_INCARNATION,
     STATE_PEERS,
+    STATE_PROVEN_TERM,
     STATE_VOTERS,
     Effect,
     LeaderChanged,
@@ -57,9 +58,10 @@ from mesh.node import (
     SignManifest,
     VotersChanged,
 )
+from mesh.quorum import Notary
 from mesh.sync import PullOutcome, PullPlan, SyncConfig, answer_async, drive_async, pull_session
 from mesh.sync_messages import SyncReply, SyncRequest
-from mesh.transport import MeshTransport, PeerError
+from mesh.transport import MeshTransport, PeerError, TransportConfig
 from mesh.wire import Wire
 from storage.stores import Stores
 
@@ -82,6 +84,7 @@ class RuntimeConfig:
     remembered_peers: int = default("mesh", "remembered_peers")
     stores_refresh_s: float = default("mesh", "stores_refresh_s")
     sync: SyncConfig = field(default_factory=SyncConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
 
     def node_config(self) -> NodeConfig:
         wan = self.profile == "wan"
@@ -144,23 +147,26 @@ class MeshRuntime:
         self.device = device
         self._wall_ms = wall_ms
         self._rng = rng or random.Random()
-        self.wire = Wire(cluster_id, self.node_id, Keyring(secrets),
+        self.notary = Notary(identity)
+        self.wire = Wire(cluster_id, identity, Keyring(secrets),
                          window_ms=int(config.clock_window_s * 1000))
         self.transport = MeshTransport(
             app, self.wire, on_gossip=self._on_gossip, on_sync=self._on_sync,
-            blob_path=self._blob_path, registry=registry,
+            blob_path=self._blob_path, registry=registry, config=config.transport,
+            ledger=stores.refusals,
         )
         self.node_config = config.node_config()
         self.node: MeshNode | None = None
         self._work_state = "idle"
         self._production_model: str | None = None
-        self._local: tuple[dict[str, StoreSummary], bool] = ({}, False)
+        self._local: tuple[dict[str, StoreSummary], bool, bool] = ({}, False, True)
         self._lock = asyncio.Lock()  # one core step at a time: effects keep their order
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
         self.discovery: ZeroconfDiscovery | None = None
         self._leadership_watchers: list[Callable[[], Awaitable[None]]] = []
+        self._pull_watchers: list[Callable[[str, PullPlan, PullOutcome], None]] = []
         self._metrics(registry)
 
     # --- metrics -----------------------------------------------------------------------------
@@ -202,6 +208,7 @@ class MeshRuntime:
         self._m_invalid = Counter("ringrift_mesh_invalid_messages_total",
                                   "Admitted messages a core could not use, by kind",
                                   ["kind"], registry=registry)
+        registry.register(_TrustCollector(self))
 
     def _count_members(self, state: str) -> int:
         return sum(1 for m in self.node.members() if m.state == state) if self.node else 0
@@ -217,13 +224,14 @@ class MeshRuntime:
         """Load persisted state, build the node core and start joining. Call before `run`."""
         state = self.stores.state
         values = {key: await state.get_state(key)
-                  for key in (STATE_INCARNATION, STATE_ELECTION, STATE_VOTERS, STATE_PEERS)}
+                  for key in (STATE_INCARNATION, STATE_ELECTION, STATE_VOTERS, STATE_PEERS,
+                              STATE_PROVEN_TERM)}
         await self.refresh_stores()
         info = NodeInfo(self.node_id, self.identity.public_key, self.address, self.version,
                         self.device.device, self.device.device_mem_mb, self.device.cores)
         now = time.monotonic()
         node = MeshNode(info, self.node_config, Persisted.from_state(values.get), self._rng,
-                        wall_offset_ms=self._wall_ms() - int(now * 1000))
+                        notary=self.notary, wall_offset_ms=self._wall_ms() - int(now * 1000))
         node.set_local(*self._local)
         node.set_state(self._work_state)
         node.set_production_model(self._production_model)
@@ -262,6 +270,21 @@ class MeshRuntime:
     @property
     def election(self) -> Election | None:
         return None if self.node is None else self.node.election
+
+    @property
+    def membership(self) -> Membership | None:
+        return None if self.node is None else self.node.membership
+
+    @property
+    def proven_term(self) -> int:
+        """The highest term this node has seen won by a leader that proved it with a quorum
+        certificate: storage refuses leader-written rows (aliases, promotions) above it."""
+        return 0 if self.node is None else self.node.election.proven_term
+
+    @property
+    def voter_sets_refused(self) -> int:
+        """Newer voter sets announced without a leader's quorum certificate."""
+        return 0 if self.node is None else self.node.voter_sets_refused
 
     def is_leader(self) -> bool:
         return self.node is not None and self.node.is_leader(time.monotonic())
@@ -309,6 +332,10 @@ class MeshRuntime:
         """`watcher` runs after every step that changed who leads (leader duties)."""
         self._leadership_watchers.append(watcher)
 
+    def on_pull(self, watcher: Callable[[str, PullPlan, PullOutcome], None]) -> None:
+        """`watcher(peer_address, plan, outcome)` runs after every anti-entropy pull."""
+        self._pull_watchers.append(watcher)
+
     # --- the loops ---------------------------------------------------------------------------
 
     async def run(self, tasks: asyncio.TaskGroup) -> None:
@@ -339,7 +366,9 @@ class MeshRuntime:
             count, root = await store.summary()
             summaries[name] = StoreSummary(count, root)
             self._m_store_rows.labels(store=name).set(count)
-        self._local = (summaries, bool(await self.stores.models.missing_blobs()))
+        # A full disk pauses writes (node/disk.py): no pulls until space is back.
+        self._local = (summaries, bool(await self.stores.models.missing_blobs()),
+                       not self.stores.db.full)
 
     async def _refresh_local(self) -> None:
         await self.refresh_stores()
@@ -484,6 +513,9 @@ class MeshRuntime:
         self._m_sync_rounds.labels("ok" if outcome.ok else "failed").inc()
         self._m_rows_pulled.inc(outcome.rows_pulled)
         self._m_blobs_pulled.inc(outcome.blobs_fetched)
+        address = (self.node.address_of(plan.peer) if self.node else None) or plan.peer
+        for watcher in self._pull_watchers:
+            watcher(address, plan, outcome)
         if outcome.ok:
             log.debug("pulled %d rows, %d blobs from %s", outcome.rows_pulled,
                       outcome.blobs_fetched, plan.peer)
@@ -540,6 +572,36 @@ class MeshRuntime:
         if self.discovery is not None:
             await self.discovery.close()
         await self.transport.close()
+
+
+class _TrustCollector(Collector):
+    """What the node refused from authenticated peers, and what its signatures cost."""
+
+    def __init__(self, runtime: MeshRuntime) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        runtime = self._runtime
+        refused = CounterMetricFamily(
+            "ringrift_mesh_protocol_refused",
+            "Authenticated messages a protocol core refused, by core and reason",
+            labels=["core", "reason"])
+        election = runtime.election
+        for reason, count in (election.refused.items() if election else ()):
+            refused.add_metric(["election", reason], count)
+        membership = runtime.membership
+        for reason, count in (membership.stats.refused.items() if membership else ()):
+            refused.add_metric(["membership", reason], count)
+        refused.add_metric(["voters", "unauthorised"], runtime.voter_sets_refused)
+        yield refused
+        signatures = CounterMetricFamily(
+            "ringrift_mesh_signatures", "Ed25519 signatures made and checked, by use",
+            labels=["use", "op"])
+        signatures.add_metric(["envelope", "sign"], runtime.wire.signed)
+        signatures.add_metric(["envelope", "verify"], runtime.wire.verified)
+        signatures.add_metric(["vote", "sign"], runtime.notary.signed)
+        signatures.add_metric(["vote", "verify"], runtime.notary.checked)
+        yield signatures
 
 
 class _FencingCollector(Collector):

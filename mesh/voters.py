@@ -6,6 +6,11 @@ successor's. Every manifest carries the set its author holds; nodes adopt the ne
 they see. Changes go one voter at a time (any majority of the old set then overlaps any majority
 of the new one), and the next change waits until a majority of the current voters announce the
 current version: Raft's rule that a configuration must be committed before the next one starts.
+
+A node takes a newer set only from a proven leader (`authorised`): the manifest of a node
+carrying the quorum certificate of its win of its current term, from a majority of the set
+this node holds. A key holder can sign a manifest
+naming itself sole voter at any version, but cannot sign a majority's votes for itself.
 """
 
 from __future__ import annotations
@@ -16,8 +21,13 @@ from dataclasses import dataclass
 
 from mesh.election import Election
 from mesh.identity import is_node_id
-from mesh.manifest import MAX_VOTERS
+from mesh.manifest import MAX_VOTERS, Manifest
 from mesh.membership import MemberView
+from mesh.quorum import Notary
+
+# Changes one announcement may move the change number on: a leader adds one voter at a time and
+# waits for each to settle, so even a node that was away for many changes is far below this.
+MAX_CHANGE_STEP = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +69,23 @@ def next_voter_set(current: VoterSet, members: Iterable[MemberView], term: int) 
     return VoterSet(voters, (term, current.version[1] + 1))
 
 
+def authorised(current: VoterSet, manifest: Manifest, notary: Notary) -> bool:
+    """Whether `manifest` may move a node holding `current` to the newer set it announces.
+
+    Only the manifest of the winner of its current term counts (it may have lost its lease
+    since: the writer of a set that needs a new voter's ack loses it at once), its set
+    written no later than that term, proven by a certificate checked against `current` (a node
+    that holds no set yet checks it against the announced set itself: it has nothing else to
+    trust).
+    """
+    version = manifest.voters_version
+    if (version <= current.version or not manifest.voters or version[0] > manifest.term
+            or version[1] > current.version[1] + MAX_CHANGE_STEP):
+        return False
+    judges = frozenset(current.voters or manifest.voters)
+    return notary.proves(manifest.quorum, manifest.term, manifest.node_id, judges)
+
+
 def adopt_voters(election: Election, voter_set: VoterSet, rng: random.Random) -> Election:
     """The election core to run under `voter_set` (newer than the one `election` holds).
 
@@ -70,6 +97,7 @@ def adopt_voters(election: Election, voter_set: VoterSet, rng: random.Random) ->
     voters = frozenset(voter_set.voters)
     if len(voters ^ election.voters) > 1:
         return Election(election.self_id, voters, election.config, rng,
-                        (election.term, election.voted_for), voters_version=voter_set.version)
+                        (election.term, election.voted_for), voters_version=voter_set.version,
+                        notary=election.notary, proven_term=election.proven_term)
     election.set_voters(voters, version=voter_set.version)
     return election

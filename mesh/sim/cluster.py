@@ -48,6 +48,7 @@ from mesh.node import (
     SignManifest,
     VotersChanged,
 )
+from mesh.quorum import Notary
 from mesh.sim.election import Clock, SafetyMonitor
 from mesh.sim.membership import SharedVerifier
 from mesh.sim.net import SimNet
@@ -85,7 +86,8 @@ class SimHost:
         info = NodeInfo(identity.node_id, identity.public_key, self.address, "sim", cores=2)
         self.node = MeshNode(info, config, Persisted.from_state(state.get),
                              random.Random(cluster.rng.getrandbits(64)),
-                             wall_offset_ms=EPOCH_MS, verify=cluster.verify)
+                             notary=Notary(identity), wall_offset_ms=EPOCH_MS,
+                             verify=cluster.verify)
         self.puller = SimPuller(stores.by_name(), config.sync)
         self._merges = 0
         self._next_admit = 0.0

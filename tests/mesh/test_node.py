@@ -29,6 +29,7 @@ from mesh.node import (
     SignManifest,
     VotersChanged,
 )
+from mesh.quorum import Notary
 from mesh.sim import cluster
 from mesh.sim.membership import SharedVerifier
 from mesh.sync import PullOutcome
@@ -43,7 +44,7 @@ def make(index: int, persisted: Persisted = Persisted(), **config: object) -> Me
     identity = IDS[index]
     info = NodeInfo(identity.node_id, identity.public_key, f"10.0.0.{index + 1}:7420", "test")
     return MeshNode(info, NodeConfig(**config), persisted, random.Random(index),  # type: ignore[arg-type]
-                    wall_offset_ms=WALL0, verify=VERIFY)
+                    notary=Notary(identity), wall_offset_ms=WALL0, verify=VERIFY)
 
 
 def execute(node: MeshNode, effects: list[object], now: float) -> list[object]:
@@ -135,39 +136,54 @@ def test_a_suspicion_is_refuted_by_signing_a_higher_incarnation_stored_first() -
 def test_a_non_voter_learns_the_leader_from_the_leaders_own_manifest() -> None:
     node = started(0)
     leader = IDS[1]
+    # Its lease announcement carries the certificate of its election (here: its own vote).
     claim = peer_manifest(1, leader=leader.node_id, term=7, lease_until_ms=WALL0 + 5_000,
-                          voters=(leader.node_id,), voters_version=(1, 1))
+                          voters=(leader.node_id,), voters_version=(1, 1),
+                          quorum={leader.node_id: Notary(leader).endorse(7, leader.node_id)})
     node.handle(leader.node_id, Gossip([signed_update(leader, claim)]), 1.0)
-    effects = execute(node, node.tick(1.0), 1.0)
+    effects = ticks(node, 1.0, 1.5)
     assert node.election.leader == leader.node_id and node.election.term == 7
     assert any(isinstance(e, LeaderChanged) and e.leader == leader.node_id and e.term_raised
                for e in effects)
     # Its own next manifest announces the leader it follows.
-    effects = ticks(node, 1.05, 1.5)
     assert any(isinstance(e, SignManifest) and e.manifest.leader == leader.node_id
-               for e in effects)
+               for e in effects + ticks(node, 1.55, 2.0))
 
 
-def test_the_newest_voter_set_in_any_manifest_is_adopted_and_stored() -> None:
+def test_a_leader_claim_without_a_certificate_is_not_learned() -> None:
+    node = started(0, persisted=Persisted(voter_set=VoterSet((IDS[1].node_id,), (1, 1))))
+    claim = peer_manifest(1, leader=IDS[1].node_id, term=7, lease_until_ms=WALL0 + 5_000,
+                          voters=(IDS[1].node_id,), voters_version=(1, 1))
+    node.handle(IDS[1].node_id, Gossip([signed_update(IDS[1], claim)]), 1.0)
+    ticks(node, 1.0, 1.5)
+    assert node.election.leader is None and node.election.term == 0
+
+
+def test_the_newest_proven_voter_set_in_any_manifest_is_adopted_and_stored() -> None:
     node = started(0, persisted=Persisted(voter_set=VoterSet((IDS[0].node_id,), (0, 1))))
     voters = tuple(sorted((IDS[0].node_id, IDS[1].node_id)))
-    news = peer_manifest(1, voters=voters, voters_version=(2, 2))
+    # IDS[1] won term 2 with the vote of the only voter of the set node 0 holds.
+    proof = {IDS[0].node_id: Notary(IDS[0]).endorse(2, IDS[1].node_id)}
+    news = peer_manifest(1, voters=voters, voters_version=(2, 2), term=2, quorum=proof)
     node.handle(IDS[1].node_id, Gossip([signed_update(IDS[1], news)]), 1.0)
     effects = ticks(node, 1.0, 1.3)
     assert SaveState(STATE_VOTERS, {"voters": list(voters), "version": [2, 2]}) in effects
     assert VotersChanged(VoterSet(voters, (2, 2))) in effects
     assert node.election.voters == frozenset(voters)
     assert node.election.term >= 2  # adopting a set moves to its writer's term
-    # An older set announced later changes nothing.
-    old = peer_manifest(2, voters=(IDS[2].node_id,), voters_version=(1, 9))
-    node.handle(IDS[2].node_id, Gossip([signed_update(IDS[2], old)]), 1.5)
+    # A newer set announced without a leader's proof is refused and counted.
+    forged = peer_manifest(2, voters=(IDS[2].node_id,), voters_version=(9, 9), term=9,
+                           quorum={IDS[2].node_id: Notary(IDS[2]).endorse(9, IDS[2].node_id)})
+    node.handle(IDS[2].node_id, Gossip([signed_update(IDS[2], forged)]), 1.5)
     assert not of(ticks(node, 1.5, 2.0), VotersChanged)
+    assert node.voter_sets_refused == 1 and node.voters == voters
 
 
 def test_configured_voters_override_the_set_the_cluster_announces() -> None:
     mine = (IDS[2].node_id,)
     node = started(0, voters=mine)
-    news = peer_manifest(1, voters=(IDS[1].node_id,), voters_version=(5, 5))
+    news = peer_manifest(1, voters=(IDS[1].node_id,), voters_version=(5, 5), term=5,
+                         quorum={IDS[1].node_id: Notary(IDS[1]).endorse(5, IDS[1].node_id)})
     node.handle(IDS[1].node_id, Gossip([signed_update(IDS[1], news)]), 1.0)
     assert not of(ticks(node, 1.0, 1.5), VotersChanged)
     assert node.voters == mine
