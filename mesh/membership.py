@@ -104,12 +104,16 @@ def supersedes(new: tuple[str, int], old: tuple[str, int]) -> bool:
 class MembershipConfig:
     """Every membership knob. Defaults are hashicorp/memberlist's LAN profile (`lan()`)."""
 
-    # How often each node probes one peer. memberlist LAN: 1 s. With N nodes each probing
-    # one per interval, a failed node is probed by someone within ~1-2 intervals.
-    probe_interval: float = 1.0
-    # Wait for a direct ack before asking others to probe. memberlist LAN: 500 ms, well
-    # above LAN round trips yet leaving half the interval for the indirect probes.
-    probe_timeout: float = 0.5
+    # How often each node probes one peer. memberlist LAN: 1 s. A crashed node is first
+    # probed after a random wait (every node probes one member a round, so the crashed one is
+    # probed about once an interval cluster-wide); at 1 s that wait was the tail of detection
+    # (4-8 s before the first suspicion in 3 of 30 seeds at 100 nodes). 0.5 s halves it for
+    # one more ping and ack a second per node (~700 bytes with HTTP framing).
+    probe_interval: float = 0.5
+    # Wait for a direct ack before asking others to probe: half the interval, as memberlist
+    # (500 ms of 1 s), far above LAN round trips; Lifeguard's local health stretches it on a
+    # node whose probes go unanswered (an overloaded one), so it does not accuse peers.
+    probe_timeout: float = 0.25
     # Peers asked to probe indirectly (k). memberlist: 3. Each helper path must survive four
     # hops; three of them make a false suspicion at 10% loss about 1 probe in 130.
     indirect_checks: int = 3
@@ -124,20 +128,17 @@ class MembershipConfig:
     # Each update is sent retransmit_mult * ceil(log10(N+1)) times. memberlist: 4, which
     # makes missing a node vanishingly rare while the load stays O(log N).
     retransmit_mult: int = 4
-    # Suspicion timeout = suspicion_mult * max(1, log10(N)) * probe_interval: time for the
-    # suspect to hear of it and refute. memberlist LAN uses 4 (8 s at 100 nodes), which puts
-    # crash detection at ~10 s on average (12.6 s worst over 30 simulated seeds). 3 (6 s at
-    # 100 nodes, still six probe rounds to refute) brings it to ~8 s (10.6 s worst) with no
-    # false dead-marks at 10% loss over the same 30 seeds; at 20% loss it made 3 false
-    # dead-marks in 30 runs where 4 made 1 (python -m tools.mesh_sim, seeds 300-329).
-    suspicion_mult: float = 1.0
+    # Suspicion timeout = suspicion_mult * max(1, log10(N)) * probe_interval: the shortest
+    # wait, for a suspicion confirmed by others (Lifeguard, below). memberlist LAN uses 4 with
+    # 1 s probes (8 s at 100 nodes, detection ~10 s). Before Lifeguard this was 3 x 1 s (6 s
+    # at 100 nodes, detection ~8 s); 2 x 0.5 s makes it 2 s at 100 nodes.
+    suspicion_mult: float = 2.0
     # Lifeguard: an unconfirmed suspicion waits suspicion_max_mult times the timeout above;
     # each independent confirmation shortens it (logarithmically) down to the timeout above
-    # after `suspicion_confirmations` of them. memberlist: 6 with suspicion_mult 4. Here 3 x 1
-    # keeps the 6 s at 100 nodes that a lone (possibly false) suspicion had before Lifeguard
-    # (suspicion_mult 3: no false dead-marks at 10% loss over 30 seeds), while a crash, which
-    # every prober confirms within about a probe interval, is declared after 2 s: detection at
-    # 100 nodes ~4 s where it was ~8 s (python -m tools.mesh_sim, seeds 1-30).
+    # after `suspicion_confirmations` of them. memberlist: 6 with suspicion_mult 4. Here 3
+    # keeps the 6 s at 100 nodes that any suspicion had before Lifeguard (no false dead-marks
+    # at 10% loss over 30 seeds) for a lone, possibly false, one, while a crash, which every
+    # prober confirms within about a probe interval, is declared after 2 s.
     suspicion_max_mult: float = 3.0
     # Confirmations (distinct suspectors besides the first) that bring a suspicion down to
     # the short timeout; fewer when the cluster has fewer other nodes. memberlist: mult - 2.

@@ -276,8 +276,9 @@ class Cluster:
         hlc = self.clocks[nid].now()
         stores = self.stores[nid]
         if serial % 2:
-            moves = [[self.rng.randrange(64), self.rng.randrange(64)] for _ in range(20)]
-            row = new_game("square8", 2, "model-0", serial % 2, [1.0, 0.0], moves, hlc, nid)
+            moves = [bytes((self.rng.randrange(21), 1, self.rng.randrange(64), 0))
+                     for _ in range(20)]
+            row = new_game("square8", 2, moves, self.rng.choice([[1, 2], [2, 1]]), hlc, nid)
             store, name = stores.games, "games"
         else:
             row = new_match(f"match-{serial}", ["model-1", "model-2"], "square8", 2, [1.0, 0.0],

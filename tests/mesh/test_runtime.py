@@ -49,8 +49,8 @@ async def test_runtime_keeps_rows_gauge_current_and_leads_alone_with_state_saved
         await runtime.initialise_voters((identity.node_id,))
         async with asyncio.TaskGroup() as tasks:
             await runtime.run(tasks)
-            await stores.games.put(new_game("square8", 2, "model-0", 0, [1.0, 0.0],
-                                            [[1, 2], [3, 4]], clock.now(), identity.node_id))
+            await stores.games.put(new_game("square8", 2, [bytes((1, 1, 2, 0))], [1, 2],
+                                            clock.now(), identity.node_id))
             # Nobody asks for /api/v1/status: the gauge follows the store on its own schedule.
             await wait_for(lambda: rows("games") == 1.0, 10, "ringrift_store_rows{games} == 1")
             await wait_for(runtime.is_leader, 10, "the lone voter to lead")
