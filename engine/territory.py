@@ -4,7 +4,8 @@ A region is physically disconnected when everything around it is board edge, col
 space, or markers of one single player B. So for B = nobody and for each player owning
 markers, the regions are the connected components (territory adjacency) of the cells that
 are neither collapsed nor B's markers. A component counts when the players controlling
-stacks inside it are a strict subset of the players with rings on the board.
+stacks inside it are a strict subset of the players with rings on the board, and, for
+B = nobody, exactly one player controls stacks inside (``find_regions``).
 
 Components are flood-filled on bitboards (Python ints): one fill step shifts the whole
 frontier at once, so a fill costs a few big-int operations per step of the region's
