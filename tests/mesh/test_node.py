@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import pytest
+
 from mesh.core import Send
 from mesh.identity import Identity
 from mesh.manifest import Manifest, StoreSummary, sign_manifest
@@ -284,3 +286,11 @@ def test_losing_the_lease_by_time_alone_is_reported() -> None:
                     if isinstance(e, LeaderChanged)]
         assert now < 10
     assert effects[-1].leading is False
+
+
+@pytest.mark.slow
+def test_cluster_scenario_is_safe_and_loses_nothing_across_many_seeds() -> None:
+    result = cluster.run(nodes=12, seed=100, seeds=10)
+    assert result["failures"] == [], result
+    assert result["safety_violations"] == 0 and result["rows_lost"] == 0
+    assert result["blobs_missing"] == 0 and result["false_dead"] == 0
