@@ -373,10 +373,17 @@ class MeshNode:
         return list(core.renewed(signed, now))
 
     def pull_finished(self, plan: PullPlan, outcome: PullOutcome, now: float) -> list[Effect]:
-        """The shell ran `plan`; the scheduler learns coverage and backs off failed peers."""
+        """The shell ran `plan`; the scheduler learns coverage and backs off failed peers.
+
+        A pull that brought rows starts the next one at once, if another peer's roots still
+        differ: while news is spreading, waiting a whole sync interval between pulls would
+        make each hop of the epidemic cost an interval.
+        """
         self.scheduler.finished(plan, outcome, now)
         if self._pulling == plan:
             self._pulling = None
+        if outcome.ok and outcome.rows_pulled and not self._stopping:
+            return self._plan_pull(now)
         return []
 
     # -- queries ------------------------------------------------------------------------

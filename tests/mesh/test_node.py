@@ -234,6 +234,28 @@ def test_one_pull_at_a_time_goes_to_a_peer_whose_roots_differ() -> None:
     assert later == [] and node.pulling is None
 
 
+def test_a_pull_that_brought_rows_starts_the_next_at_once() -> None:
+    node = started(0, sync_interval_s=30.0)
+    node.set_local({"games": StoreSummary(1, "00" * 16)}, blobs_missing=False)
+    for i, root in ((1, "11"), (2, "22")):
+        theirs = peer_manifest(i, stores={"games": StoreSummary(5, root * 16)})
+        node.handle(IDS[i].node_id, Gossip([signed_update(IDS[i], theirs)]), 0.1)
+    pulls: list[Pull] = []
+    now = 0.0
+    while not pulls:
+        now += 0.05
+        pulls = of(answered(node, node.tick(now), now), Pull)
+    first = pulls[0].plan
+    # Rows came: the other peer, whose root still differs, is pulled from straight away.
+    (chained,) = of(node.pull_finished(first, PullOutcome(first.peer, ("games",),
+                                                          rows_pulled=4), now), Pull)
+    assert chained.plan.peer != first.peer and node.pulling == chained.plan
+    # A pull that failed waits for the next round (and backs off from that peer).
+    failed = PullOutcome(chained.plan.peer, (), failed="games", error="no reply")
+    assert node.pull_finished(chained.plan, failed, now + 0.1) == []
+    assert node.pulling is None
+
+
 def test_alive_peers_are_remembered_for_the_next_start() -> None:
     node = started(0)
     node.handle(IDS[1].node_id, Gossip([signed_update(IDS[1], peer_manifest(1))]), 0.1)
