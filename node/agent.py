@@ -31,6 +31,7 @@ from node.datadir import DataDirError, NodeFiles, read_cluster
 from node.disk import DiskWatch
 from node.http import add_read_only_routes
 from node.leader import LeaderDuties
+from node.importer.ops_action import ImportAction
 from node.refusal_metrics import RefusalCollector
 from node.replay_check import ReplayChecker
 from storage.admission import RowPolicy
