@@ -98,8 +98,8 @@ class SyncConfig:
 
 # --- the steps a generator yields ----------------------------------------------------------
 
-StoreOp = Literal["bucket_digests", "bucket_entries", "rows", "merge", "missing_blobs",
-                  "has_blob"]
+StoreOp = Literal["bucket_digests", "bucket_entries", "rows", "merge", "wanted",
+                  "missing_blobs", "has_blob"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +342,8 @@ class PullOutcome:
     blobs_fetched: int = 0
     # Blobs we lack that this peer did not hold either (ask someone else).
     blobs_lacking: int = 0
+    # `merged` per store, for what is reported per store (the Elo sync metrics).
+    merged_by_store: tuple[tuple[str, MergeStats], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -359,12 +361,13 @@ class _Tally:
     merged: MergeStats = field(default_factory=MergeStats)
     blobs_fetched: int = 0
     blobs_lacking: int = 0
+    by_store: dict[str, MergeStats] = field(default_factory=dict)
 
     def outcome(self, peer: str, completed: list[str], failed: str | None = None,
                 error: str = "") -> PullOutcome:
         return PullOutcome(peer, tuple(completed), failed, error, self.requests,
                            self.rows_pulled, self.merged, self.blobs_fetched,
-                           self.blobs_lacking)
+                           self.blobs_lacking, tuple(self.by_store.items()))
 
 
 def pull_session(plan: PullPlan, config: SyncConfig | None = None) -> Steps[PullOutcome]:
@@ -451,8 +454,10 @@ def _pull_listed(peer: str, store: str, buckets: list[int], subs: list[int] | No
         if after is not None and page.entries and page.entries[0][0] <= after:
             raise _PullFailed(f"{peer} listed key {page.entries[0][0][:40]!r} at or before "
                               f"the resume point {after[:40]!r}")
-        wanted = [key for key, version in page.entries
-                  if (mine := held.get(key)) is None or version > mine]
+        newer = [(key, version) for key, version in page.entries
+                 if (mine := held.get(key)) is None or version > mine]
+        # Rows this node refused before are not pulled again (the store remembers them).
+        wanted = list((yield LocalQuery(store, "wanted", (newer,)))) if newer else []
         for start in range(0, len(wanted), MAX_KEYS_PER_REQUEST):
             yield from _pull_rows(peer, store, wanted[start:start + MAX_KEYS_PER_REQUEST], tally)
         if not page.more:
@@ -471,6 +476,7 @@ def _pull_rows(peer: str, store: str, keys: list[str], tally: _Tally) -> Steps[N
             stats = yield LocalQuery(store, "merge", (unpack_rows(reply.rows),))
             tally.rows_pulled += len(reply.rows)
             tally.merged = tally.merged + stats
+            tally.by_store[store] = tally.by_store.get(store, MergeStats()) + stats
         keys = keys[reply.served:]
 
 

@@ -1,17 +1,28 @@
 """The envelope every mesh message travels in, and the admission checks on the way in.
 
-Bytes on the wire: `msgpack({v, cluster, from, ts, nonce, kind, body}) || tag`, where `tag` is
-HMAC-SHA256, keyed from the cluster secret (`Keyring`), over a purpose byte, the destination's
-node id and the exact envelope bytes. Binding the destination means a message recorded on its
-way to one node is refused by every other (empty destination: a seed known only by address).
-A reply is bound to the nonce of the request it answers instead, so a recorded reply cannot be
-passed off as the answer to another request. A message claiming to come from the receiver
-itself is refused as a reflection.
+Bytes on the wire: `envelope || sig || tag`, where `envelope` is
+`msgpack({v, cluster, from, key, ts, nonce, kind, body})`. The *binding* of a message is a purpose
+byte plus the destination's node id plus the envelope bytes: binding the destination means a
+message recorded on its way to one node is refused by every other (empty destination: a seed
+known only by address). A reply is bound to the nonce of the request it answers instead, so a
+recorded reply cannot be passed off as the answer to another request.
 
-`Wire.open` checks, cheapest and least trusting first: size, msgpack shape, version, cluster,
-tag, clock window, nonce replay, kind, then every body field through the codec. Each failure
-raises `Refusal` with one of `REASONS`, which the transport turns into a 4xx and a counter.
-Sans-IO: the caller passes the time in; nothing here reads a clock or touches a socket.
+Two proofs cover the binding:
+
+- `sig`: the sender's Ed25519 signature. `key` is the sender's public key and `from` must be
+  its hash (mesh/identity.py), so identities are self-certifying: holding the cluster key lets
+  a machine mint new node ids, never speak as an existing one. The signature covers the
+  destination too, so a key holder cannot re-address another node's message to a third node.
+- `tag`: HMAC-SHA256 keyed from the cluster secret (`Keyring`) over the binding and `sig`, i.e.
+  every byte received. It admits a machine to the cluster at all.
+
+`Wire.open` does no work an outsider can trigger beyond a size check and one HMAC: size, tag
+over the raw bytes, and only then unpacking (with container sizes capped, so even a key holder
+cannot make the decoder build millions of objects), version, cluster, a message claiming to
+come from the receiver itself (a reflection), sender key and signature, clock window, nonce
+replay, kind, then every body field through the codec. Each failure raises `Refusal` with one
+of `REASONS`, which the transport turns into a 4xx and a counter. Sans-IO: the caller passes
+the time in; nothing here reads a clock or touches a socket.
 """
 
 from __future__ import annotations
@@ -25,6 +36,8 @@ from dataclasses import dataclass
 import msgpack
 
 from mesh import codec
+from mesh.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, node_id_for, \
+    verify_signature
 from mesh.keyring import PURPOSE_BLOB, PURPOSE_ENVELOPE, TAG_BYTES, Keyring
 
 VERSION = 1
@@ -49,14 +62,25 @@ _BLOB_HEADERS = (HEADER_VERSION, HEADER_CLUSTER, HEADER_FROM, HEADER_TS, HEADER_
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _HEX = re.compile(r"[0-9a-f]+")
 
-_ENVELOPE_KEYS = frozenset({"v", "cluster", "from", "ts", "nonce", "kind", "body"})
-# Tag input prefixes: a request and a reply can never be confused for one another.
+_ENVELOPE_KEYS = frozenset({"v", "cluster", "from", "key", "ts", "nonce", "kind", "body"})
+# Binding prefixes: a request and a reply can never be confused for one another.
 _AS_REQUEST = b"\x01"
 _AS_REPLY = b"\x02"
+# Signed input = this domain + binding: a node's envelope signature can never be passed off as
+# its signature of anything else (a manifest, a vote).
+SIG_DOMAIN = b"ringrift-mesh v1 envelope signature\x00"
+# Items in any one msgpack array or map of an envelope. The largest legitimate container is a
+# push-pull digest (4096 rows, mesh/membership_messages.py); msgpack checks this while reading a
+# header, before it allocates, and its own stack bounds nesting at 1024 levels (the codec then
+# refuses any nesting its message classes do not declare).
+MAX_CONTAINER_ITEMS = 65_536
+# Bytes of an unauthenticated envelope read to name its cluster in a refusal: `v` and `cluster`
+# come first and a cluster id is at most 64 characters.
+_PEEK_BYTES = 96
 
 REASONS = frozenset({
-    "bad_cluster", "bad_tag", "stale", "replay", "bad_version", "unknown_kind", "too_large",
-    "malformed", "bad_field",
+    "bad_cluster", "bad_tag", "bad_signature", "stale", "replay", "bad_version", "unknown_kind",
+    "too_large", "malformed", "bad_field",
 })
 
 
@@ -135,20 +159,23 @@ class ReplayCache:
 class Wire:
     """Seals outgoing messages and admits incoming ones for one node of one cluster."""
 
-    def __init__(self, cluster_id: str, node_id: str, keyring: Keyring, *,
+    def __init__(self, cluster_id: str, identity: Identity, keyring: Keyring, *,
                  window_ms: int = DEFAULT_WINDOW_MS,
                  replay_capacity: int = DEFAULT_REPLAY_CAPACITY,
                  nonce_source: Callable[[int], bytes] = os.urandom) -> None:
         if type(cluster_id) is not str or not 0 < len(cluster_id) <= MAX_CLUSTER_ID_CHARS:
             raise ValueError(f"cluster id {cluster_id!r}: expected 1..{MAX_CLUSTER_ID_CHARS} chars")
-        if (type(node_id) is not str or not 0 < len(node_id) <= MAX_SENDER_CHARS
-                or not node_id.isascii()):
-            raise ValueError(f"node id {node_id!r}: expected 1..{MAX_SENDER_CHARS} ASCII chars")
+        if not isinstance(identity, Identity):
+            raise TypeError(f"identity {identity!r}: expected the node's Identity (it signs "
+                            "every message)")
         if window_ms <= 0:
             raise ValueError(f"clock window {window_ms} ms: expected a positive number")
         self.cluster_id = cluster_id
-        self.node_id = node_id
+        self.identity = identity
+        self.node_id = identity.node_id
         self.keyring = keyring
+        self.signed = 0
+        self.verified = 0
         self.window_ms = window_ms
         self.replays = ReplayCache(window_ms, replay_capacity)
         self._nonce_source = nonce_source
@@ -172,15 +199,18 @@ class Wire:
                              f"{MAX_SENDER_CHARS} ASCII chars")
         nonce = self._nonce_source(NONCE_BYTES)
         envelope = msgpack.packb({
-            "v": VERSION, "cluster": self.cluster_id, "from": self.node_id, "ts": int(now_ms),
-            "nonce": nonce, "kind": codec.kind_of(msg), "body": codec.to_body(msg),
+            "v": VERSION, "cluster": self.cluster_id, "from": self.node_id,
+            "key": self.identity.public_key, "ts": int(now_ms), "nonce": nonce,
+            "kind": codec.kind_of(msg), "body": codec.to_body(msg),
         }, use_bin_type=True)
         if reply_to is not None:
-            tag_input = _AS_REPLY + reply_to + envelope
+            binding = _AS_REPLY + reply_to + envelope
         else:
-            tag_input = _addressed(to or "", envelope)
-        tag = self.keyring.tag(PURPOSE_ENVELOPE, tag_input)
-        return envelope + tag, nonce
+            binding = _addressed(to or "", envelope)
+        sig = self.identity.sign(SIG_DOMAIN + binding)
+        self.signed += 1
+        tag = self.keyring.tag(PURPOSE_ENVELOPE, binding + sig)
+        return envelope + sig + tag, nonce
 
     def open(self, data: bytes, now_ms: int, *, max_bytes: int | None = None,
              accept: Callable[[str], bool] | None = None,
@@ -193,9 +223,21 @@ class Wire:
         if max_bytes is not None and len(data) > max_bytes:
             raise Refusal("too_large",
                           f"{len(data)} bytes; this endpoint takes at most {max_bytes}")
-        if len(data) <= TAG_BYTES:
-            raise Refusal("malformed", f"{len(data)} bytes is too short for an envelope and tag")
-        envelope, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
+        if len(data) <= SIGNATURE_BYTES + TAG_BYTES:
+            raise Refusal("malformed", f"{len(data)} bytes is too short for an envelope, "
+                                       "signature and tag")
+        envelope = data[:-SIGNATURE_BYTES - TAG_BYTES]
+        sig, tag = data[-SIGNATURE_BYTES - TAG_BYTES:-TAG_BYTES], data[-TAG_BYTES:]
+        binding = self._authentic(envelope, sig, tag, reply_to)
+        if binding is None:
+            other = _peek_cluster(envelope)
+            if other is not None and other != self.cluster_id:
+                # Most likely a node of another cluster (a wrong join token): say so.
+                raise Refusal("bad_cluster", f"cluster {codec.describe_value(other)}; this "
+                                             f"node belongs to {self.cluster_id!r}")
+            what = "reply to our request" if reply_to is not None else "message"
+            raise Refusal("bad_tag", f"{what} of {len(data)} bytes has a tag no installed "
+                                     "cluster key produced for this node")
         fields = _unpack(envelope)
         version = fields["v"]
         if type(version) is not int or version != VERSION:
@@ -205,13 +247,16 @@ class Wire:
         if fields["cluster"] != self.cluster_id:
             raise Refusal("bad_cluster", f"cluster {codec.describe_value(fields['cluster'])}; "
                                          f"this node belongs to {self.cluster_id!r}")
-        if not self._authentic(envelope, tag, reply_to):
-            what = "reply to our request" if reply_to is not None else "message"
-            raise Refusal("bad_tag", f"{what} from {codec.describe_value(fields['from'])} has a "
-                                     "tag no installed cluster key produced for this node")
-        if fields["from"] == self.node_id:
+        sender = fields["from"]
+        if sender == self.node_id:
             # Our own message sent back to us (an unaddressed one can be): a reflection.
             raise Refusal("replay", "message claims to come from this node itself")
+        if node_id_for(fields["key"]) != sender:
+            raise Refusal("bad_signature", f"sender {codec.describe_value(sender)} does not "
+                                           "match the public key the message carries")
+        self.verified += 1
+        if not verify_signature(fields["key"], sig, SIG_DOMAIN + binding):
+            raise Refusal("bad_signature", f"message from {sender} is not signed by its key")
         ts = fields["ts"]
         self._check_fresh(ts, fields["nonce"], now_ms)
         kind = fields["kind"]
@@ -224,14 +269,20 @@ class Wire:
             msg = codec.from_body(kind, fields["body"])
         except codec.DecodeError as err:
             raise Refusal("bad_field", str(err)) from None
-        return Opened(sender=fields["from"], kind=kind, msg=msg, ts_ms=ts, nonce=fields["nonce"])
+        return Opened(sender=sender, kind=kind, msg=msg, ts_ms=ts, nonce=fields["nonce"])
 
-    def _authentic(self, envelope: bytes, tag: bytes, reply_to: bytes | None) -> bool:
+    def _authentic(self, envelope: bytes, sig: bytes, tag: bytes,
+                   reply_to: bytes | None) -> bytes | None:
+        """The binding whose tag matches (covering `sig`), or None when no installed key made it."""
         if reply_to is not None:
-            return self.keyring.verify(PURPOSE_ENVELOPE, _AS_REPLY + reply_to + envelope, tag)
-        # Addressed to us, or unaddressed (sent to our address before our id was known).
-        return (self.keyring.verify(PURPOSE_ENVELOPE, _addressed(self.node_id, envelope), tag)
-                or self.keyring.verify(PURPOSE_ENVELOPE, _addressed("", envelope), tag))
+            candidates = [_AS_REPLY + reply_to + envelope]
+        else:
+            # Addressed to us, or unaddressed (sent to our address before our id was known).
+            candidates = [_addressed(self.node_id, envelope), _addressed("", envelope)]
+        for binding in candidates:
+            if self.keyring.verify(PURPOSE_ENVELOPE, binding + sig, tag):
+                return binding
+        return None
 
     def open_envelope(self, data: bytes, now_ms: int) -> tuple[str, object]:
         """`(sender, msg)` of an admitted message, with no endpoint limits; raises Refusal."""
@@ -302,10 +353,30 @@ def _blob_tag_input(cluster: str, sender: str, ts: int, nonce: bytes, sha256: st
     return msgpack.packb(["blob", VERSION, cluster, sender, ts, nonce, sha256], use_bin_type=True)
 
 
+def _peek_cluster(envelope: bytes) -> object:
+    """The `cluster` of an unauthenticated envelope, read from its first bytes only (bounded
+    work, for the refusal's wording); None when it is not where `seal` puts it."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=_PEEK_BYTES, max_array_len=0,
+                                max_map_len=len(_ENVELOPE_KEYS))
+    unpacker.feed(envelope[:_PEEK_BYTES])
+    try:
+        if unpacker.read_map_header() != len(_ENVELOPE_KEYS):
+            return None
+        for _ in range(2):
+            if unpacker.unpack() == "cluster":
+                return unpacker.unpack()
+            unpacker.skip()
+    except (ValueError, TypeError, msgpack.UnpackException, msgpack.OutOfData):
+        return None
+    return None
+
+
 def _unpack(envelope: bytes) -> dict:
     try:
         # strict_map_key off: codec bodies may use int map keys; the codec checks every key.
-        fields = msgpack.unpackb(envelope, raw=False, strict_map_key=False)
+        fields = msgpack.unpackb(envelope, raw=False, strict_map_key=False,
+                                 max_array_len=MAX_CONTAINER_ITEMS,
+                                 max_map_len=MAX_CONTAINER_ITEMS)
     except (ValueError, TypeError, msgpack.UnpackException) as err:  # TypeError: unhashable key
         raise Refusal("malformed", f"envelope is not one msgpack value ({type(err).__name__})") \
             from None
@@ -320,14 +391,16 @@ def _check_header_types(fields: dict) -> None:
     checks = (
         ("cluster", str, MAX_CLUSTER_ID_CHARS), ("from", str, MAX_SENDER_CHARS),
         ("kind", str, codec.MAX_KIND_LEN), ("nonce", bytes, NONCE_BYTES),
+        ("key", bytes, PUBLIC_KEY_BYTES),
     )
     for name, expected, limit in checks:
         value = fields[name]
         if type(value) is not expected or not 0 < len(value) <= limit:
             raise Refusal("malformed", f"envelope field {name!r}: expected {expected.__name__} of "
                                        f"1..{limit}, got {codec.describe_value(value)}")
-    if len(fields["nonce"]) != NONCE_BYTES:
-        raise Refusal("malformed", f"envelope nonce must be {NONCE_BYTES} bytes")
+    if len(fields["nonce"]) != NONCE_BYTES or len(fields["key"]) != PUBLIC_KEY_BYTES:
+        raise Refusal("malformed", f"envelope nonce must be {NONCE_BYTES} bytes and key "
+                                   f"{PUBLIC_KEY_BYTES}")
     if type(fields["ts"]) is not int:
         raise Refusal("malformed", f"envelope field 'ts': expected int milliseconds, "
                                    f"got {codec.describe_value(fields['ts'])}")

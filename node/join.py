@@ -12,6 +12,7 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from mesh.identity import Identity
 from mesh.keyring import Keyring
 from mesh.sync_messages import DigestsReply, DigestsRequest
 from mesh.token import TokenError
@@ -26,10 +27,6 @@ from node.datadir import (
     is_initialised,
     open_data_dir,
 )
-
-# The envelope's sender before this node has an identity; the probe changes nothing.
-PROBE_SENDER = "joining"
-
 
 class JoinError(RuntimeError):
     """The join cannot go ahead; the message is one line for the operator."""
@@ -56,7 +53,9 @@ def join_cluster(config: Config, peer: str, token_text: str, *, voter: bool) -> 
 
 async def probe_peer(peer: str, cluster: ClusterCredentials, clock_window_s: float) -> None:
     """Ask `peer` one authenticated question; raise JoinError if it refuses or is unreachable."""
-    wire = Wire(cluster.cluster_id, PROBE_SENDER, Keyring(cluster.secrets),
+    # A throwaway identity: the probe runs before the data dir (and its key) exists, and every
+    # mesh message must be signed by the key its sender id is derived from.
+    wire = Wire(cluster.cluster_id, Identity.generate(), Keyring(cluster.secrets),
                 window_ms=int(clock_window_s * 1000))
     transport = MeshTransport(
         web.Application(), wire, on_gossip=_refuse_gossip, on_sync=_refuse_sync,

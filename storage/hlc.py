@@ -59,6 +59,10 @@ class HybridClock:
         ms = min(max(int(self._wall_ms()), 0), MAX_MS)
         return ms << COUNTER_BITS
 
+    def limit(self, offset_ms: int) -> int:
+        """The highest stamp that is at most `offset_ms` ahead of our wall clock now."""
+        return min(self._wall_stamp() + (offset_ms << COUNTER_BITS) + MAX_COUNTER, MAX_HLC)
+
     def now(self) -> int:
         """A stamp greater than every stamp issued or observed before (a local event)."""
         stamp = max(self._wall_stamp(), self._last + 1)
@@ -75,7 +79,7 @@ class HybridClock:
         if not isinstance(remote, int) or isinstance(remote, bool) or remote < 0:
             raise ValueError(f"remote hlc {remote!r} is not a non-negative int")
         wall = self._wall_stamp()
-        limit = min(wall + (self._max_offset_ms << COUNTER_BITS) + MAX_COUNTER, MAX_HLC)
+        limit = self.limit(self._max_offset_ms)
         if remote > limit:
             self.clamped_total += 1
             remote = limit

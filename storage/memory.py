@@ -83,6 +83,11 @@ class MemoryStore:
             self._apply(list(plan.writes.values()), plan.replaced)
         return plan.stats
 
+    def wanted(self, entries: Sequence[tuple[str, bytes]]) -> list[str]:
+        """Keys of listed (key, version) pairs worth pulling: all of them (the simulator's
+        nodes refuse only malformed rows, which no simulated peer holds)."""
+        return [key for key, _ in entries]
+
     # --- local helpers ------------------------------------------------------------------
 
     def put(self, row: dict) -> MergeStats:

@@ -37,7 +37,19 @@ class Strategy(enum.Enum):
 
 
 class InvalidRow(ValueError):
-    """A row failed validation; the message names the field, the value and what was expected."""
+    """A row failed validation; the message names the field, the value and what was expected.
+
+    `reason` is the refusal's label in the counters ("malformed": not a row of its kind;
+    "inconsistent": its fields contradict each other; "too_large"). `key` and `version` are
+    set when the row got far enough to have them, so the refusal can be remembered.
+    """
+
+    def __init__(self, message: str, reason: str = "malformed", key: str | None = None,
+                 version: bytes | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.key = key
+        self.version = version
 
 
 class MergeConflictError(Exception):
@@ -111,13 +123,15 @@ def content_hash(data: Mapping) -> bytes:
 def validate_batch(
     rows: Sequence[object], validate: Callable[[object], Row],
     screen: Callable[[object], Row | None] | None = None,
+    on_invalid: Callable[[object, InvalidRow], None] | None = None,
 ) -> tuple[list[Row], int, list[str]]:
     """Validate each row; returns (valid rows, invalid count, the first few error messages).
 
     `screen`, when given, is a kind's fast path: it returns the same Row `validate` would for
     a row it can vouch for, and None for anything else, which then takes the detailed path
     (so a batch of good rows never pays for building error messages, and a bad row still gets
-    one). A screen must never accept a row that `validate` refuses.
+    one). A screen must never accept a row that `validate` refuses. `on_invalid(row, error)`
+    is told of each row refused.
     """
     if not isinstance(rows, (list, tuple)):
         raise TypeError(f"a merge batch must be a list of rows, got {type(rows).__name__}")
@@ -138,6 +152,8 @@ def validate_batch(
             valid.append(validate(obj))
         except InvalidRow as exc:
             invalid += 1
+            if on_invalid is not None:
+                on_invalid(obj, exc)
             if len(errors) < 5:
                 errors.append(str(exc))
     return valid, invalid, errors

@@ -12,8 +12,10 @@ or from any merged alias or event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from storage.admission import Verdict
 from storage.blobs import BlobStore, check_sha
 from storage.database import Database
 from storage.fencing import TermFence
@@ -41,6 +43,10 @@ class ModelStore(SyncedStore):
         self._node_id = node_id
         self.blobs = BlobStore(blob_dir)
         self.fence = TermFence()
+        # The highest term this node has seen a leader win: no alias or promotion event may
+        # claim a later one (a key holder could otherwise pin every alias with term 2**63-1).
+        # None takes any term (tools, tests). The agent points it at its election.
+        self.leader_term_seen: Callable[[], int] | None = None
 
     async def load(self) -> None:
         await super().load()
@@ -48,6 +54,21 @@ class ModelStore(SyncedStore):
             records = await self._db.fetchall(f"SELECT MAX(term) FROM {table.name}")
             if records and records[0][0] is not None:
                 self.fence.observe(int(records[0][0]))
+
+    def _check(self, row: Row) -> Verdict | None:
+        data = row.data
+        if data["kind"] == "model":
+            cap = None if self.admission is None else self.admission.policy.max_model_bytes
+            if cap is not None and data["size"] > cap:
+                return Verdict("too_large", f"model of {data['size']} bytes, the cap is {cap}")
+            return None
+        seen = self.leader_term_seen
+        if seen is not None and data["term"] > (ceiling := seen()):
+            # Retried later: this node may simply not have heard of the new leader yet.
+            return Verdict("term_ahead", f"term {data['term']} is past the newest term a "
+                           f"leader was seen to win ({ceiling})", self.admission.policy.retry_s
+                           if self.admission is not None else None)
+        return None
 
     def _merged(self, writes: list[Row]) -> None:
         for row in writes:
@@ -117,7 +138,7 @@ class ModelStore(SyncedStore):
         records = await self._db.fetchall(
             f"{MODELS.select_sql} {where} ORDER BY created_hlc, key", params
         )
-        return [MODELS.to_wire(r) for r in records]
+        return await self._wire_rows(MODELS, records)
 
     # --- aliases ------------------------------------------------------------------------
 
@@ -139,9 +160,17 @@ class ModelStore(SyncedStore):
     async def get_alias(self, name: str, board_type: str, num_players: int) -> dict | None:
         return await self.get(alias_key(board_type, num_players, name))
 
+    async def resolve_alias(self, name: str, board_type: str, num_players: int) -> str | None:
+        """The sha an alias points at, once it takes effect: when its blob is held here (blobs
+        are hash-verified on arrival). None before, so nothing loads a model it cannot read."""
+        alias = await self.get_alias(name, board_type, num_players)
+        if alias is None or not self.blobs.has(alias["sha256"]):
+            return None
+        return alias["sha256"]
+
     async def aliases(self) -> list[dict]:
         records = await self._db.fetchall(f"{ALIASES.select_sql} ORDER BY key")
-        return [ALIASES.to_wire(r) for r in records]
+        return await self._wire_rows(ALIASES, records)
 
     # --- promotion events ---------------------------------------------------------------
 
@@ -165,5 +194,5 @@ class ModelStore(SyncedStore):
         records = await self._db.fetchall(
             f"{PROMOTIONS.select_sql} {where} ORDER BY hlc, key", params
         )
-        return [PROMOTIONS.to_wire(r) for r in records]
+        return await self._wire_rows(PROMOTIONS, records)
 

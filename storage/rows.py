@@ -50,6 +50,7 @@ from collections.abc import Sequence
 
 import msgpack
 
+from storage.blobs import MAX_BLOB_BYTES
 from storage.hlc import MAX_HLC
 from storage.merge import InvalidRow, Row, alias_version, canonical_bytes, match_version
 
@@ -58,7 +59,6 @@ MIN_PLAYERS, MAX_PLAYERS = 2, 4
 MAX_ID_CHARS = 128  # model ids, match ids, node ids
 MAX_REASON_CHARS = 1024
 MAX_TERM = (1 << 63) - 1
-MAX_BLOB_SIZE = 1 << 40
 MAX_GAMES_PLAYED = 1 << 31
 
 ALIASES = frozenset({"production", "staging", "candidate", "previous"})
@@ -412,6 +412,11 @@ MATCH_FIELDS = frozenset(
 )
 
 
+# A match's scores are pairwise points: each pair of players shares one (win 1 + 0, draw
+# 0.5 + 0.5), so n players share n/2; a result that does not add up was not a game.
+_SCORE_SUM_TOLERANCE = 1e-6
+
+
 def new_match(
     match_id: str, participants: list[str], board_type: str, num_players: int,
     result: list[float], hlc: int, origin_node: str,
@@ -425,6 +430,9 @@ def new_match(
 
 
 def validate_match(obj: object) -> Row:
+    """A match row whose participants, player count and scores agree: each participant once,
+    as many as the config's players (a whole game) or two (one pairwise result of an N-player
+    game, as the reference records 3-4 player results), the pairwise points adding up."""
     row = _fields(obj, "match", MATCH_FIELDS)
     match_id = _ident(row, "match_id")  # unique per row: no use memoising it
     participants = row["participants"]
@@ -437,12 +445,21 @@ def validate_match(obj: object) -> Row:
             f"participants {participants!r} is not a list of {MIN_PLAYERS}..{MAX_PLAYERS} ids"
         )
     _config(row)
-    _scores(row, "result", len(participants))
+    result = _scores(row, "result", len(participants))
     hlc = _int(row, "hlc", 0, MAX_HLC)
     origin = row["origin_node"]
     if not _is_id(origin):
         raise InvalidRow(f"origin_node {origin!r:.200} is not an id")
-    return Row(match_id, match_version(hlc, origin), row)
+    version = match_version(hlc, origin)
+    n = row["num_players"]
+    k = len(participants)
+    if k not in (2, n) or len(set(participants)) != k:
+        raise InvalidRow(f"participants {participants!r} are not {n} (or 2) distinct players",
+                         "inconsistent", match_id, version)
+    if abs(math.fsum(result) - k / 2) > _SCORE_SUM_TOLERANCE:
+        raise InvalidRow(f"result {result!r} shares {math.fsum(result)} points among {k} "
+                         f"players, expected {k / 2}", "inconsistent", match_id, version)
+    return Row(match_id, version, row)
 
 
 
@@ -475,9 +492,14 @@ def screen_match(obj: object) -> Row | None:
     for p in participants:
         if type(p) is not str or not _id_text(p):
             return None
+    k = len(participants)
+    if (k != 2 and k != num_players) or len(set(participants)) != k:
+        return None
     for x in result:
         if type(x) is not float or not 0.0 <= x <= 1.0:
             return None
+    if abs(math.fsum(result) - k / 2) > _SCORE_SUM_TOLERANCE:
+        return None
     return _new_tuple(Row, (match_id, hlc.to_bytes(8, "big") + origin.encode(), obj, b""))
 
 
@@ -556,9 +578,12 @@ def _validate_model(row: dict) -> Row:
     _config(row)
     _int(row, "created_hlc", 0, MAX_HLC)
     _ident(row, "origin_node")
-    _int(row, "size", 0, MAX_BLOB_SIZE)
+    size = _int(row, "size", 0, MAX_TERM)
     _sha(row, "parent", optional=True)
     version = hashlib.sha256(canonical_bytes([row[f] for f in _MODEL_ORDER])).digest()
+    if size > MAX_BLOB_BYTES:
+        raise InvalidRow(f"size {size} is more than a blob may hold ({MAX_BLOB_BYTES})",
+                         "too_large", model_key(sha), version)
     return Row(model_key(sha), version, row)
 
 

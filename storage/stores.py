@@ -5,18 +5,24 @@ Layout: `D/node.db` (one SQLite database, WAL) and `D/blobs/` (model blobs).
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.database import DB_FILE, Database
+from storage.admission import Admission, RowPolicy
+from storage.database import DB_FILE, Database, DatabaseCorruptError
 from storage.games import GameStore
 from storage.hlc import HybridClock
 from storage.matches import MatchStore
 from storage.models import ModelStore
+from storage.refusals import RefusalLedger
 from storage.state import StateStore
 from storage.synced import SyncedStore
 
 BLOB_DIR = "blobs"
+# The stamp each store's rows carry; the registry's kinds differ (None: each row's own).
+_HLC_FIELDS = {"games": "created_hlc", "matches": "hlc", "models": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +32,8 @@ class Stores:
     matches: MatchStore
     models: ModelStore
     state: StateStore
+    # Every row refused, by store and reason (exported as ringrift_refused_total).
+    refusals: RefusalLedger
 
     def by_name(self) -> dict[str, SyncedStore]:
         """The synced stores by the names manifests use (storage.sync_limits.STORE_NAMES)."""
@@ -35,14 +43,17 @@ class Stores:
         await self.db.close()
 
 
-async def open_stores(data_dir: Path, clock: HybridClock, node_id: str) -> Stores:
+async def open_stores(data_dir: Path, clock: HybridClock, node_id: str,
+                      policy: RowPolicy | None = None, max_db_bytes: int = 0) -> Stores:
     """Open (creating or migrating) the database and blob dir under `data_dir`.
 
-    `node_id` stamps this node's own writes (the second half of a match row's version).
-    Raises SchemaTooNewError if a newer release wrote the database.
+    `node_id` stamps this node's own writes (the second half of a match row's version);
+    `policy` is what the node refuses among well-formed rows (default: only what the rows
+    say of themselves); `max_db_bytes` caps the database (0: none). Raises SchemaTooNewError
+    if a newer release wrote the database, DatabaseCorruptError if it cannot be read.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    db = await Database.open(data_dir / DB_FILE)
+    db = await Database.open(data_dir / DB_FILE, max_db_bytes)
     try:
         stores = Stores(
             db,
@@ -50,9 +61,15 @@ async def open_stores(data_dir: Path, clock: HybridClock, node_id: str) -> Store
             MatchStore(db, clock, node_id),
             ModelStore(db, clock, node_id, data_dir / BLOB_DIR),
             StateStore(db),
+            RefusalLedger(logging.getLogger("ringrift.storage")),
         )
-        for store in stores.by_name().values():
+        for name, store in stores.by_name().items():
+            store.admission = Admission(name, stores.refusals, policy or RowPolicy(), clock,
+                                        _HLC_FIELDS[name])
             await store.load()
+    except sqlite3.DatabaseError as exc:
+        await db.close()
+        raise DatabaseCorruptError(f"{db.path}: its stored rows cannot be read ({exc})") from exc
     except BaseException:
         await db.close()
         raise

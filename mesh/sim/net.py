@@ -35,22 +35,24 @@ from mesh.core import Send
 HTTP_OVERHEAD_BYTES = 297
 
 # Bytes the wire envelope (mesh.wire) adds around a body, not counting the kind string:
-# the msgpack map {v, cluster, from, ts, nonce, kind, body} with a 32-hex-char cluster id
-# (what `init` creates), a 32-hex-char node id, a millisecond timestamp and a 16-byte
-# nonce, then the 32-byte HMAC-SHA256 tag appended. Computed from a template so it follows
+# the msgpack map {v, cluster, from, key, ts, nonce, kind, body} with a 32-hex-char cluster
+# id (what `init` creates), a 32-hex-char node id, its 32-byte public key, a millisecond
+# timestamp and a 16-byte nonce, then the 64-byte Ed25519 signature and the 32-byte
+# HMAC-SHA256 tag appended. Computed from a template so it follows
 # the field layout (tests check it against Wire.seal); the empty kind and the nil body
 # placeholders (1 byte each) are taken out again.
 _ENVELOPE_TEMPLATE = {
     "v": 1,
     "cluster": "c" * 32,
     "from": "0" * 32,
+    "key": b"\0" * 32,
     "ts": 1_800_000_000_000,
     "nonce": b"\0" * 16,
     "kind": "",
     "body": None,
 }
-_TAG_BYTES = 32
-ENVELOPE_OVERHEAD_BYTES = len(msgpack.packb(_ENVELOPE_TEMPLATE)) - 2 + _TAG_BYTES
+_TRAILER_BYTES = 64 + 32
+ENVELOPE_OVERHEAD_BYTES = len(msgpack.packb(_ENVELOPE_TEMPLATE)) - 2 + _TRAILER_BYTES
 
 
 class SimNode(Protocol):

@@ -173,8 +173,9 @@ def test_wire_size_matches_a_really_sealed_envelope_plus_http_framing() -> None:
     from mesh.keyring import Keyring
     from mesh.membership_messages import Ack, Gossip, Ping, Update
     from mesh.wire import Wire
+    from tests.mesh.keys import identity
 
-    wire = Wire("c" * 32, "0" * 32, Keyring([b"k" * 32]))
+    wire = Wire("c" * 32, identity("sim"), Keyring([b"k" * 32]))
     for msg in (Ping(5), Ack(123456), Gossip([Update("a" * 32, "dead", 7)])):
         sealed = wire.seal(msg, 1_800_000_000_000, to="1" * 32)
         assert wire_size(msg) == len(sealed) + HTTP_OVERHEAD_BYTES

@@ -25,6 +25,7 @@ from mesh.wire import Wire
 from storage.hlc import HybridClock
 from storage.rows import new_game, new_match
 from storage.stores import Stores, open_stores
+from tests.mesh.keys import identity
 
 CLUSTER = "sync-test"
 SECRET = b"s" * 32
@@ -58,7 +59,8 @@ async def start(tmp_path: Path) -> AsyncIterator:
         def blob_path(sha: str) -> Path | None:
             return stores.models.blob_path(sha) if stores.models.has_blob(sha) else None
 
-        transport = MeshTransport(app, Wire(CLUSTER, node_id, Keyring([SECRET])),
+        wire = Wire(CLUSTER, identity(node_id), Keyring([SECRET]))
+        transport = MeshTransport(app, wire,
                                   on_gossip=on_gossip, on_sync=on_sync, blob_path=blob_path,
                                   registry=CollectorRegistry())
         runner = web.AppRunner(app)
@@ -67,7 +69,7 @@ async def start(tmp_path: Path) -> AsyncIterator:
         await site.start()
         runners.append(runner)
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return Peer(node_id, stores, transport, f"127.0.0.1:{port}")
+        return Peer(wire.node_id, stores, transport, f"127.0.0.1:{port}")
 
     yield start_node
     for runner in runners:

@@ -17,12 +17,13 @@ from prometheus_client import CollectorRegistry
 from mesh import codec
 from mesh.keyring import PURPOSE_ENVELOPE, TAG_BYTES, Keyring
 from mesh.transport import MeshTransport, PeerError, TransportConfig
-from mesh.wire import Wire
+from mesh.wire import SIG_DOMAIN, Wire
+from tests.mesh.keys import identity, identity_of
 
 SECRET = b"k" * 32
 CLUSTER = "c1"
-SERVER_ID = "5" * 32
-CLIENT_ID = "c" * 32
+SERVER_ID = identity("server").node_id
+CLIENT_ID = identity("client").node_id
 
 
 @codec.message("test.transport.note")
@@ -83,7 +84,7 @@ async def _start(tmp: Path, node_id: str, *, secret: bytes = SECRET, cluster: st
 
     registry = CollectorRegistry()
     extra = {} if clock_ms is None else {"clock_ms": clock_ms}
-    transport = MeshTransport(app, Wire(cluster, node_id, Keyring([secret])),
+    transport = MeshTransport(app, Wire(cluster, identity_of(node_id), Keyring([secret])),
                               on_gossip=on_gossip, on_sync=on_sync, blob_path=blob_path,
                               registry=registry, config=CONFIG, **extra)
     runner = web.AppRunner(app)
@@ -138,8 +139,8 @@ async def test_a_message_addressed_to_another_node_id_is_refused(cluster) -> Non
 
 async def test_hostile_posts_are_refused_counted_by_reason_and_the_node_stays_up(cluster) -> None:
     server, client = await cluster(SERVER_ID), await cluster(CLIENT_ID)
-    outsider = await cluster("e" * 32, secret=b"x" * 32)
-    wrong_cluster = await cluster("f" * 32, cluster="c2")
+    outsider = await cluster(identity("outsider").node_id, secret=b"x" * 32)
+    wrong_cluster = await cluster(identity("wrong-cluster").node_id, cluster="c2")
     gossip = "/mesh/v1/gossip"
     sealed = client.transport.wire.seal(Note("once"), client.transport._clock_ms())
 
@@ -178,9 +179,12 @@ def _resealed(node: Node, body: dict, v: int = 1) -> bytes:
     wire = node.transport.wire
     envelope = msgpack.packb({
         "v": v, "cluster": wire.cluster_id, "from": wire.node_id,
+        "key": wire.identity.public_key,
         "ts": node.transport._clock_ms(), "nonce": b"r" * 15 + bytes([len(body) + v]),
         "kind": "test.transport.note", "body": body}, use_bin_type=True)
-    return envelope + wire.keyring.tag(PURPOSE_ENVELOPE, b"\x01\x00" + envelope)
+    binding = b"\x01\x00" + envelope
+    sig = wire.identity.sign(SIG_DOMAIN + binding)
+    return envelope + sig + wire.keyring.tag(PURPOSE_ENVELOPE, binding + sig)
 
 
 async def test_an_oversized_chunked_body_is_refused_without_reading_it_all(cluster) -> None:
@@ -215,7 +219,7 @@ async def test_request_to_a_peer_of_another_cluster_raises_peer_error_with_the_r
 
 async def test_a_forged_sync_reply_is_refused_by_the_client(cluster, tmp_path: Path) -> None:
     client = await cluster(CLIENT_ID)
-    liar_wire = Wire(CLUSTER, SERVER_ID, Keyring([SECRET]))
+    liar_wire = Wire(CLUSTER, identity_of(SERVER_ID), Keyring([SECRET]))
 
     async def replay_unbound(request: web.Request) -> web.Response:
         # a reply sealed by a key holder but not bound to this request's nonce
@@ -315,7 +319,7 @@ async def test_unauthenticated_or_malformed_blob_requests_are_refused(cluster) -
             assert resp.headers["X-Mesh-Refusal"] == "malformed"
         async with session.get(f"http://{server.address}/mesh/v1/blob/NOT-A-SHA") as resp:
             assert resp.status == 400
-        forged = Wire(CLUSTER, CLIENT_ID, Keyring([b"q" * 32])).blob_request_headers(
+        forged = Wire(CLUSTER, identity_of(CLIENT_ID), Keyring([b"q" * 32])).blob_request_headers(
             sha, server.transport._clock_ms())
         async with session.get(f"http://{server.address}/mesh/v1/blob/{sha}",
                                headers=forged) as resp:
@@ -364,7 +368,7 @@ async def test_default_config_carries_real_membership_gossip_and_sync_requests(
     nodes = []
     for node_id in (SERVER_ID, CLIENT_ID):
         app = web.Application()
-        nodes.append(MeshTransport(app, Wire(CLUSTER, node_id, Keyring([SECRET])),
+        nodes.append(MeshTransport(app, Wire(CLUSTER, identity_of(node_id), Keyring([SECRET])),
                                    on_gossip=on_gossip, on_sync=on_sync,
                                    blob_path=lambda sha: None, registry=CollectorRegistry()))
         runner = web.AppRunner(app)

@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 
+from mesh.identity import Identity
 from mesh.keyring import Keyring
 from mesh.membership_messages import Gossip
 from mesh.wire import Wire
@@ -43,9 +44,10 @@ def test_bad_messages_are_refused_counted_and_the_node_keeps_running(tmp_path):
     node = NodeProcess(tmp_path / "n", "start")
     try:
         node.wait_healthy()
-        good = Wire(files.cluster.cluster_id, "e" * 32, Keyring(files.cluster.secrets))
-        forger = Wire(files.cluster.cluster_id, "e" * 32, Keyring([b"\x07" * 32]))
-        foreign = Wire("another-cluster", "e" * 32, Keyring(files.cluster.secrets))
+        peer = Identity.generate()
+        good = Wire(files.cluster.cluster_id, peer, Keyring(files.cluster.secrets))
+        forger = Wire(files.cluster.cluster_id, peer, Keyring([b"\x07" * 32]))
+        foreign = Wire("another-cluster", peer, Keyring(files.cluster.secrets))
         msg = Gossip([])
 
         assert post(node, GOSSIP, b"\x93garbage that is not an envelope......")[0] == 400
