@@ -47,6 +47,11 @@ _ELIMINATIONS = frozenset({mt.ELIMINATE_RINGS_FROM_STACK, mt.FORCED_ELIMINATION}
 _LINES = frozenset({mt.PROCESS_LINE, mt.CHOOSE_LINE_OPTION})
 
 
+def grid_cells(cfg: BoardConfig) -> np.ndarray:
+    """Each cell's position in the flattened ``size x size`` grid of planes and policy maps."""
+    return grid_positions(cfg.name)
+
+
 def input_batch(states: list[GameState]) -> tuple[np.ndarray, np.ndarray]:
     """Planes ``(B, NUM_PLANES, size, size)`` and scalars ``(B, NUM_SCALARS)``, float32."""
     return batch_planes(states)

@@ -142,6 +142,11 @@ class SelfplayRunner:
         return ended
 
     @property
+    def unfinished(self) -> int:
+        """Games started and not yet ended (dropped if the caller stops here)."""
+        return len(self._active)
+
+    @property
     def done(self) -> bool:
         return not self._active and self.games is not None and self._started >= self.games
 
