@@ -18,7 +18,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -111,13 +110,3 @@ def post_games(address: str, identity: Identity, rows: list[dict[str, Any]],
             raise LocalGamesError(f"cannot reach the node at {address} "
                                   f"({getattr(exc, 'reason', exc)})") from None
     return stored
-
-
-def running_agent(data_dir: Path) -> int | None:
-    """The pid of the agent holding `data_dir` (its node.pid names a live process), or None."""
-    try:
-        pid = int((data_dir / "node.pid").read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid

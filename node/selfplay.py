@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter
 
 from engine.net import Evaluator, Model, ModelBlobError, initial_model, load_model, save_model
 from engine.rules import legal_moves
@@ -66,23 +66,20 @@ class SelfplayMetrics:
         self.restarts = Counter("ringrift_selfplay_restarts_total",
                                 "Selfplay worker crashes (each restarted after a backoff)",
                                 registry=registry)
-        self.state = Gauge("ringrift_node_state", "1 for the node's current work state",
-                           ["state"], registry=registry)
-        self.set_state("idle")
-
-    def set_state(self, state: str) -> None:
-        for s in STATES:
-            self.state.labels(s).set(1.0 if s == state else 0.0)
 
 
-async def production_model(stores: Stores, board: str, n: int,
-                           current: tuple[Model, str] | None) -> tuple[Model, str]:
-    """The production model of a config and its sha. A blob that is missing, corrupt or not
-    a model of this config is refused (logged) and `current` kept; with no usable model at
-    all, the seeded initial model (registered, so the games' model_sha names a held blob)."""
+async def production_alias(stores: Stores, board: str, n: int) -> str | None:
     alias = await stores.models.get_alias("production", board, n)
-    if alias is not None:
-        sha = alias["sha256"]
+    return None if alias is None else alias["sha256"]
+
+
+async def production_model(stores: Stores, board: str, n: int, sha: str | None,
+                           current: tuple[Model, str] | None) -> tuple[Model, str]:
+    """The model `sha` (the production alias of the config) and its sha. A blob that is
+    missing, corrupt or not a model of this config is refused (logged) and `current` kept;
+    with no usable model at all, the seeded initial model (registered, so the games'
+    model_sha names a held blob)."""
+    if sha is not None:
         if current is not None and current[1] == sha:
             return current
         try:
@@ -125,48 +122,58 @@ class SelfplayWorker:
         self.model: tuple[Model, str] | None = None
         self.games_stored = 0
         self._evaluator: Evaluator | None = None
+        self._alias: str | None = None  # the production alias as last looked up
 
     @property
     def production_sha(self) -> str | None:
         return self.model[1] if self.model else None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Play and store games until `stop` is set; the production model is looked up
-        again every `model_check_s` and a new one replaces the old between games' batches
-        (the unfinished games of the old one are dropped)."""
+        """Play and store games until `stop` is set. The production model is looked up again
+        every `model_check_s`; a new one replaces the old (the old one's unfinished games
+        are dropped)."""
         s = self.settings
         if s.torch_threads > 0:
             torch.set_num_threads(s.torch_threads)
         while not stop.is_set():
             previous = self.model
+            self._alias = await production_alias(self.stores, s.board_type, s.num_players)
             self.model = await production_model(self.stores, s.board_type, s.num_players,
-                                                previous)
+                                                self._alias, previous)
             if self._evaluator is None or previous is None or previous[1] != self.model[1]:
                 self._evaluator = await asyncio.to_thread(choose_device, self.model[0],
                                                           self.device)
                 log.info("selfplay %s %dp on %s with model %s (%s)", s.board_type,
                          s.num_players, self._evaluator.device, self.model[1][:12],
                          search_config(s).settings())
-            await self._play(stop, time.monotonic() + s.model_check_s)
+            await self._play(stop)
 
-    async def _play(self, stop: asyncio.Event, until: float) -> None:
+    async def _play(self, stop: asyncio.Event) -> None:
+        """Play with the current model until `stop` or a new production model."""
         assert self._evaluator is not None and self.model is not None
         s = self.settings
         runner = SelfplayRunner(self._evaluator.evaluate, s.board_type, s.num_players,
                                 search_config(s), concurrency=s.concurrency,
                                 seed=random.getrandbits(63), max_moves=MAX_MOVES)
         pending: list[PlayedGame] = []
-        flushed = time.monotonic()
+        flushed = checked = time.monotonic()
         positions = 0
         try:
-            while not stop.is_set() and time.monotonic() < until:
+            while not stop.is_set():
                 pending += await asyncio.to_thread(runner.step)
                 self.metrics.positions.inc(runner.counters.positions - positions)
                 positions = runner.counters.positions
-                if pending and time.monotonic() - flushed >= STORE_EVERY_S:
+                now = time.monotonic()
+                if pending and now - flushed >= STORE_EVERY_S:
                     await self._store(pending)
                     pending = []
-                    flushed = time.monotonic()
+                    flushed = now
+                if now - checked >= s.model_check_s:
+                    checked = now
+                    # A new alias, even one whose blob turns out unusable, is looked at once.
+                    if await production_alias(self.stores, s.board_type,
+                                              s.num_players) != self._alias:
+                        return
         finally:
             # Finished games are stored even when the stop came; cut-off ones never are.
             if pending:
@@ -204,8 +211,8 @@ class IdleScheduler:
         self.restarts = 0
 
     def _set_state(self, state: str) -> None:
+        # The announced state is also ringrift_node_state (node.metrics_reference).
         self.state = state
-        self.metrics.set_state(state)
         self._announce(state)
 
     def assign(self, state: str) -> None:
