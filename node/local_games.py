@@ -87,18 +87,23 @@ def add_route(app: web.Application, identity: Identity, games: GameStore, window
     app.router.add_post(PATH, handle)
 
 
+def signed_games(identity: Identity, rows: list[dict[str, Any]], now_ms: int
+                 ) -> tuple[bytes, str]:
+    """The body of a games request and its signature (hex) by `identity`."""
+    body = msgpack.packb({"ts": now_ms, "nonce": os.urandom(NONCE_BYTES), "games": rows},
+                         use_bin_type=True)
+    return body, identity.sign(body).hex()
+
+
 def post_games(address: str, identity: Identity, rows: list[dict[str, Any]],
                timeout_s: float = 60.0) -> int:
     """Send `rows` to the node at `address`; how many it stored."""
     stored = 0
     for i in range(0, len(rows), MAX_GAMES):
-        body = msgpack.packb({"ts": time.time_ns() // 1_000_000,
-                              "nonce": os.urandom(NONCE_BYTES), "games": rows[i:i + MAX_GAMES]},
-                             use_bin_type=True)
+        body, sig = signed_games(identity, rows[i:i + MAX_GAMES], time.time_ns() // 1_000_000)
         request = urllib.request.Request(
             f"http://{address}{PATH}", data=body, method="POST",
-            headers={"Content-Type": "application/msgpack",
-                     SIGNATURE_HEADER: identity.sign(body).hex()})
+            headers={"Content-Type": "application/msgpack", SIGNATURE_HEADER: sig})
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 stored += int(json.loads(response.read())["stored"])

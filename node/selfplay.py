@@ -289,5 +289,6 @@ class IdleScheduler:
     def view(self) -> dict[str, Any]:
         s = self.settings
         return {"state": self.state, "board_type": s.board_type, "num_players": s.num_players,
-                "search": search_config(s).settings(), "production_model": self.worker.production_sha,
+                "search": search_config(s).settings(),
+                "production_model": self.worker.production_sha,
                 "games_stored": self.worker.games_stored, "restarts": self.restarts}
