@@ -30,10 +30,14 @@ from node.config import Config
 from node.datadir import DataDirError, NodeFiles, read_cluster
 from node.disk import DiskWatch
 from node.http import add_read_only_routes
+from node.importer.ops_action import ImportAction
 from node.leader import LeaderDuties
 from node.importer.ops_action import ImportAction
 from node.refusal_metrics import RefusalCollector
 from node.replay_check import ReplayChecker
+from node.resources import Guard, Limits, read_usage
+from node import local_games
+from node.selfplay import IdleScheduler, SelfplayMetrics, SelfplayWorker
 from storage.admission import RowPolicy
 from storage.database import DB_FILE, DatabaseCorruptError
 from storage.game_checks import GameChecks
@@ -66,6 +70,7 @@ class Agent:
         self.disk: DiskWatch | None = None
         self.game_checks: GameChecks | None = None
         self.monitoring: Monitoring | None = None
+        self.scheduler: IdleScheduler | None = None
         self._store_rows = Gauge(
             "ringrift_store_rows", "Rows held per store", ["store"], registry=self.registry
         )
@@ -102,6 +107,10 @@ class Agent:
         if self.game_checks is not None:
             count, origins = await self.game_checks.quarantined()
             status["games_quarantined"] = {"count": count, "origins": origins}
+        if self.scheduler is not None:
+            status["selfplay"] = self.scheduler.view()
+            status["device"] = self.scheduler.worker.device
+            status["production_model"] = self.scheduler.worker.production_sha
         if self.mesh is not None:
             status.update(self.mesh.leader_view())
             status["members"] = self.mesh.members_view()
@@ -129,6 +138,9 @@ class Agent:
                 self.config, identity=self.files.identity, stores=self.stores, mesh=self.mesh,
                 app=app, registry=self.registry, version=__version__, wall_ms=wall_ms)
             self.monitoring.ops.add_action("import", ImportAction(self.stores))
+            local_games.add_route(app, self.files.identity, self.stores.games,
+                                  int(self.config.mesh.clock_window_s * 1000), wall_ms)
+            self.scheduler = self._build_scheduler(self.mesh)
             guard = ConnectionGuard(ServerLimits(self.config.node.max_connections,
                                                  self.config.node.idle_timeout_s),
                                     self.stores.refusals)
@@ -155,9 +167,13 @@ class Agent:
                 replay_check = tasks.create_task(
                     ReplayChecker(self.game_checks, disk, self.stores.refusals).run())
                 await self.monitoring.start(tasks)
+                selfplay = (tasks.create_task(self.scheduler.run())
+                            if self.config.selfplay.enabled else None)
                 await self._stop.wait()
                 log.info("stopping node %s", self.node_id)
                 self.monitoring.stop()
+                if selfplay is not None:
+                    selfplay.cancel()
                 await self.duties.stop()
                 await self.mesh.stop()
                 disk_watch.cancel()
@@ -217,6 +233,21 @@ class Agent:
             device=detect_device(),
             wall_ms=wall_ms,
         )
+
+    def _build_scheduler(self, mesh: MeshRuntime) -> IdleScheduler:
+        r = self.config.resources
+        limits = {"disk": Limits(r.disk_warn, r.disk_stop), "ram": Limits(r.ram_warn, r.ram_stop),
+                  "gpu": Limits(r.gpu_warn, r.gpu_stop)}
+        device = mesh.device.device
+        guard = Guard(limits, lambda: read_usage(self.files.path, device))
+        metrics = SelfplayMetrics(self.registry)
+        worker = SelfplayWorker(self.stores, self.config.selfplay, device, metrics)
+
+        def announce(state: str) -> None:
+            mesh.set_state(state)
+            mesh.set_production_model(worker.production_sha)
+
+        return IdleScheduler(worker, guard, self.config.selfplay, metrics, announce)
 
     def _build_duties(self, mesh: MeshRuntime) -> LeaderDuties:
         duties = LeaderDuties(mesh.is_leader, lambda: mesh.election.term if mesh.election else 0)
