@@ -37,6 +37,7 @@ from storage.admission import RowPolicy
 from storage.database import DB_FILE, DatabaseCorruptError
 from storage.game_checks import GameChecks
 from node.monitoring import Monitoring
+from node.pipeline import LeaderPipeline, settings_from_config
 from storage.hlc import HybridClock
 from storage.stores import Stores, open_stores
 
@@ -126,6 +127,7 @@ class Agent:
             self.monitoring = Monitoring(
                 self.config, identity=self.files.identity, stores=self.stores, mesh=self.mesh,
                 app=app, registry=self.registry, version=__version__, wall_ms=wall_ms)
+            self.monitoring.ops.add_action("import", ImportAction(self.stores))
             guard = ConnectionGuard(ServerLimits(self.config.node.max_connections,
                                                  self.config.node.idle_timeout_s),
                                     self.stores.refusals)
@@ -218,6 +220,11 @@ class Agent:
     def _build_duties(self, mesh: MeshRuntime) -> LeaderDuties:
         duties = LeaderDuties(mesh.is_leader, lambda: mesh.election.term if mesh.election else 0)
         duties.add("admit_voters", self._admit_voters_duty)
+        pipeline = LeaderPipeline(
+            self.stores, settings_from_config(self.config), self.node_id, self.registry,
+            device=mesh.device.device,
+            metrics=self.monitoring.metrics if self.monitoring is not None else None)
+        duties.add("pipeline", pipeline.duty)
         return duties
 
     async def _admit_voters_duty(self, term: int) -> None:

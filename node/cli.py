@@ -7,6 +7,8 @@
     ringrift-node status [--peer HOST:PORT] [--json]
     ringrift-node leave --data-dir D
     ringrift-node keys {list,generate,install,use,remove} [SECRET] --data-dir D
+    ringrift-node demo [--nodes 3] [--minutes 5] [--seed S] [--keep]
+    ringrift-node import FILE... [--data-dir D] [--dry-run] [--json] [--conflicts S]
 
 Exit status: 0 success, 1 runtime failure, 2 bad configuration or usage.
 """
@@ -44,6 +46,9 @@ from node.datadir import (
     open_data_dir,
     read_cluster,
 )
+from node.demo import add_parser as add_demo_parser
+from node.demo import cmd_demo
+from node.importer import command as import_command
 from node.keys import change_keys, fingerprint, generate_secret, signal_running_node
 from node.status_text import format_status
 
@@ -101,10 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_keys.add_argument("--data-dir", type=Path, help="data directory (default: node.data_dir)")
     p_keys.add_argument("--config", type=Path, help="TOML file overriding the embedded defaults")
 
+    import_command.add_parser(sub)
+
     p_leave = sub.add_parser("leave", help="stop the local node gracefully (hands off leadership)")
     p_leave.add_argument("--data-dir", type=Path, help="data directory of the running node")
     p_leave.add_argument("--config", type=Path, help="TOML file overriding the embedded defaults")
     p_leave.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for exit")
+    add_demo_parser(sub)
     return parser
 
 
@@ -241,6 +249,13 @@ def cmd_leave(args: argparse.Namespace) -> int:
     raise CliError(f"node {pid} still running after {args.timeout} s")
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    try:
+        return import_command.run(args, load(args))
+    except import_command.ImportRefused as exc:
+        raise CliError(str(exc), code=EXIT_USAGE) from None
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     if args.action == "generate":
         print(generate_secret())
@@ -261,7 +276,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "init": cmd_init, "start": cmd_start, "join": cmd_join, "status": cmd_status,
-    "leave": cmd_leave, "keys": cmd_keys,
+    "leave": cmd_leave, "keys": cmd_keys, "demo": cmd_demo, "import": cmd_import,
 }
 
 

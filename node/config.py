@@ -17,6 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from engine.boards import BOARD_TYPES
+from engine.promotion import PromotionCriteria
 from mesh.manifest import is_address
 
 ENV_PREFIX = "RINGRIFT_"
@@ -78,12 +80,44 @@ class MonitoringSection:
 
 
 @dataclass(frozen=True, slots=True)
+class PipelineSection:
+    configs: tuple[str, ...]
+    training_game_threshold: int
+    training_window_games: int
+    training_steps: int
+    training_batch_size: int
+    interval_s: float
+    watch_games: int
+    max_game_moves: int
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionSection:
+    min_elo_improvement: float
+    min_games_played: int
+    min_win_rate: float
+    max_value_mse_degradation: float
+    confidence_threshold: float
+    tier_games_required: int
+    random_gate: float
+    heuristic_gate: float
+    sprt_elo0: float
+    sprt_elo1: float
+    sprt_beta: float
+    sprt_min_games: int
+    sprt_max_games: int
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     node: NodeSection
     mesh: MeshSection
     election: ElectionSection
     storage: StorageSection
     monitoring: MonitoringSection
+    pipeline: PipelineSection
+    promotion: PromotionSection
 
 
 _SECTIONS: dict[str, type] = {
@@ -92,6 +126,8 @@ _SECTIONS: dict[str, type] = {
     "election": ElectionSection,
     "storage": StorageSection,
     "monitoring": MonitoringSection,
+    "pipeline": PipelineSection,
+    "promotion": PromotionSection,
 }
 
 
@@ -263,6 +299,7 @@ def _validate(config: Config) -> None:
         )
     _check_limits(config)
     _validate_monitoring(config.monitoring)
+    _validate_pipeline(config.pipeline, config.promotion)
     if len(config.election.voters) > 7:
         raise ConfigError(
             f"election.voters = {list(config.election.voters)}: expected at most 7 node ids"
@@ -295,6 +332,27 @@ def _validate_monitoring(mon: MonitoringSection) -> None:
                       ("model_history", 100)):
         if not 1 <= getattr(mon, key) <= most:
             raise ConfigError(f"monitoring.{key} = {getattr(mon, key)}: expected 1..{most}")
+
+
+def _validate_pipeline(pipe: PipelineSection, promotion: PromotionSection) -> None:
+    for text in pipe.configs:
+        board, _, players = text.partition(":")
+        if board not in BOARD_TYPES or players not in ("2", "3", "4"):
+            raise ConfigError(f"pipeline.configs: {text!r}: expected board:players with board "
+                              f"one of {sorted(BOARD_TYPES)} and players 2..4")
+    for key, most in (("training_game_threshold", 10_000_000), ("training_window_games",
+                      10_000_000), ("training_steps", 10_000_000), ("training_batch_size", 65_536),
+                      ("watch_games", 1_000_000), ("max_game_moves", 100_000),
+                      ("seed", 2**31)):
+        if not 1 <= getattr(pipe, key) <= most:
+            raise ConfigError(f"pipeline.{key} = {getattr(pipe, key)}: expected 1..{most}")
+    if not 0.05 <= pipe.interval_s <= 3600:
+        raise ConfigError(f"pipeline.interval_s = {pipe.interval_s}: expected seconds in "
+                          "0.05..3600")
+    try:
+        PromotionCriteria(**dataclasses.asdict(promotion))
+    except ValueError as exc:
+        raise ConfigError(f"promotion: {exc}") from None
 
 
 def check_address(text: str, key: str = "address") -> str:

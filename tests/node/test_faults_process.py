@@ -14,7 +14,7 @@ import pytest
 from node.cli import CliError, join_token_text
 from node.config import JOIN_TOKEN_ENV, load_config
 from tests.node.procs import NodeProcess, cli, free_port, wait_until, write_rows
-from tests.node.test_hostile_peer_process import metric
+from tests.node.test_hostile_rows_process import metric
 
 
 @pytest.fixture(scope="module")
