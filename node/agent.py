@@ -30,6 +30,7 @@ from node.config import Config
 from node.datadir import DataDirError, NodeFiles, read_cluster
 from node.disk import DiskWatch
 from node.http import add_read_only_routes
+from node.importer.ops_action import ImportAction
 from node.leader import LeaderDuties
 from node.refusal_metrics import RefusalCollector
 from node.replay_check import ReplayChecker
