@@ -306,6 +306,10 @@ class SyncedStore:
     # A kind's own refusals of well-formed rows, judged against this node's state (None: none).
     _check: KindCheck | None = None
 
+    def retry_due(self) -> bool:
+        """Whether rows refused for this node's clock or term are due to be pulled again."""
+        return self.admission is not None and self.admission.retry_due()
+
     def wanted(self, entries: Sequence[tuple[str, bytes]]) -> list[str]:
         """Keys of listed (key, version) pairs worth pulling: not remembered as refused."""
         if self.admission is None:

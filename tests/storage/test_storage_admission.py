@@ -3,6 +3,7 @@ remembers each refusal, and how it survives unreadable rows, a full disk and a b
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
@@ -11,12 +12,21 @@ import pytest
 from engine.records import rankings, sorted_legal, start_state
 from engine.rules import apply_move_in_place
 from engine.state import ACTIVE
-from mesh.sync import PullPlan, answer_async, drive_async, pull_session
-from storage.admission import RowPolicy
+from mesh.manifest import StoreSummary
+from mesh.sync import (
+    PullOutcome,
+    PullPlan,
+    SyncScheduler,
+    answer_async,
+    drive_async,
+    pull_session,
+)
+from storage.admission import Admission, RowPolicy, Verdict
 from storage.database import Database, DatabaseCorruptError, DiskFullError
 from storage.game_checks import GameChecks
 from storage.hlc import COUNTER_BITS, MAX_HLC, HybridClock
-from storage.rows import new_alias, new_game, new_match, new_model
+from storage.refusals import RefusalLedger
+from storage.rows import new_alias, new_game, new_match, new_model, validate_registry
 from storage.stores import Stores, open_stores
 
 NOW_MS = 1_700_000_000_000
@@ -251,3 +261,28 @@ async def test_games_that_do_not_replay_are_quarantined_and_only_legal_ones_are_
     assert [g["game_id"] for g in await checks.trainable("square8", 2)] == [legal["game_id"]]
     assert (await stores.games.summary())[0] == 3  # quarantined games stay replicated
     await stores.close()
+
+
+def test_a_refusal_for_the_receivers_term_is_due_again_after_retry_s() -> None:
+    now = [0.0]
+    admission = Admission("models", RefusalLedger(logging.getLogger("test")),
+                          RowPolicy(retry_s=30.0), clock(), None, monotonic=lambda: now[0])
+    row = validate_registry(new_alias("production", "square8", 2, SHA, 9, 5, "leader"))
+    assert admission.admit([row], lambda r: Verdict("term_ahead", "not yet", 30.0)) == []
+    assert not admission.retry_due()
+    assert admission.wanted([(row.key, row.version)]) == []
+    now[0] = 31.0
+    assert admission.retry_due() and not admission.retry_due()  # once
+    assert admission.wanted([(row.key, row.version)]) == [row.key]
+
+
+def test_a_scheduler_pulls_an_uncovered_store_again_from_a_peer_it_pulled_in_full() -> None:
+    scheduler = SyncScheduler(random.Random(1))
+    local = {"models": StoreSummary(1, "a" * 32)}
+    peers = {"p": {"models": StoreSummary(2, "b" * 32)}}
+    plan = scheduler.plan(0.0, local, peers)
+    assert plan is not None
+    scheduler.finished(plan, PullOutcome("p", ("models",)), 0.0)
+    assert scheduler.plan(1.0, local, peers) is None  # covered: nothing new at that root
+    scheduler.uncover("models")
+    assert scheduler.plan(2.0, local, peers) is not None
