@@ -627,6 +627,9 @@ class MeshRuntime:
         assert self.membership is not None
         if self.stores.db.full:
             return None  # writes are paused until space is back (node/disk.py)
+        for name, store in self.stores.by_name().items():
+            if store.retry_due():
+                self.scheduler.uncover(name)
         await self._refresh_summaries()
         peers = {}
         for node_id in self.membership.alive_peers():
