@@ -56,7 +56,7 @@ from mesh.sync import (
     pull_session,
 )
 from mesh.sync_messages import SyncReply, SyncRequest
-from mesh.transport import MeshTransport, PeerError
+from mesh.transport import MeshTransport, PeerError, TransportConfig
 from mesh.voters import VoterSet, authorised, next_voter_set
 from mesh.wire import Wire
 from storage.stores import Stores
@@ -85,6 +85,7 @@ class RuntimeConfig:
     voters: tuple[str, ...] = ()
     wants_voter: bool = False
     zeroconf: bool = False
+    transport: TransportConfig = TransportConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +143,8 @@ class MeshRuntime:
                          window_ms=int(config.clock_window_s * 1000))
         self.transport = MeshTransport(
             app, self.wire, on_gossip=self._on_gossip, on_sync=self._on_sync,
-            blob_path=self._blob_path, registry=registry,
+            blob_path=self._blob_path, registry=registry, config=config.transport,
+            ledger=stores.refusals,
         )
         profile_wan = config.profile == "wan"
         self.membership_config = MembershipConfig.wan() if profile_wan else MembershipConfig.lan()
@@ -619,6 +621,8 @@ class MeshRuntime:
     async def sync_round(self) -> PullOutcome | None:
         """One anti-entropy round: pull from one peer whose roots differ (and missing blobs)."""
         assert self.membership is not None
+        if self.stores.db.full:
+            return None  # writes are paused until space is back (node/disk.py)
         await self._refresh_summaries()
         peers = {}
         for node_id in self.membership.alive_peers():
