@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -193,6 +194,10 @@ class DriftWatch:
                 reports = await self.check_random_peer()
             except DriftError as exc:
                 log.info("drift check skipped: %s", exc)
+                continue
+            except (OSError, sqlite3.Error) as exc:
+                # A disk hiccup costs one check, not the node.
+                log.warning("drift check failed: %s", exc)
                 continue
             for report in reports:
                 if report.is_significant:
