@@ -206,8 +206,8 @@ def format_sync(r: dict[str, Any]) -> str:
              f"Matches added: {r['matches_added']}",
              f"Matches skipped (held alike, or kept out): {r['matches_skipped']}",
              f"Conflicts (same match id, different version): {r['matches_conflict']}",
-             f"Resolved by the strategy: {r['matches_resolved']} "
-             f"({r['matches_replaced']} replaced ours)",
+             (f"Resolved by the strategy: {r['matches_resolved']} "
+              f"({r['matches_replaced']} replaced ours)"),
              f"Participants added: {r['participants_added']}"]
     if r.get("error"):
         lines.append(f"ERROR: {r['error']}")
@@ -236,8 +236,8 @@ def run(args: argparse.Namespace) -> tuple[Any, str, int]:
     if args.command == "status":
         data = node.get(DRIFT_PATH)
         t = data["thresholds"]
-        lines = [f"node {node.address}: significant above {t['max_elo']} Elo max or "
-                 f"{t['avg_elo']} Elo mean"]
+        lines = [(f"node {node.address}: significant above {t['max_elo']} Elo max or "
+                  f"{t['avg_elo']} Elo mean")]
         for key, r in sorted(data["last"].items()):
             lines.append(f"  {key}: vs {r['target']} max {r['max_rating_diff']:.1f} avg "
                          f"{r['avg_rating_diff']:.1f} "

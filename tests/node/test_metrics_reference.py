@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client import generate_latest
 
 from mesh.sync import PullOutcome, PullPlan
 from node.metrics_feed import MetricsFeed
