@@ -84,6 +84,12 @@ class OpsApi:
         app.router.add_post(OPS_PATH, self._handle)
         app.router.add_get(DRIFT_PATH, self._history)
 
+    def add_action(self, name: str,
+                   action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
+        """Serve another operator action (its handler validates its own args; OpsError for a
+        refusal)."""
+        self._actions[name] = action
+
     async def _history(self, _: web.Request) -> web.Response:
         return web.json_response({"thresholds": _thresholds(self._watch.thresholds),
                                   "last": self._watch.last, "history": self._watch.history()})

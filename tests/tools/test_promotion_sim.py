@@ -6,6 +6,7 @@ these runs are small and seeded, so they check the direction, not the third deci
 
 import json
 
+from tools.bench.promotion import run
 from tools.promotion_sim import main, simulate
 
 
@@ -21,3 +22,10 @@ def test_cli_prints_json(capsys):
     assert main(["--elo-diff", "-25", "--trials", "20", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["trials"] == 20 and figures["p_promote"] == 0.0
+
+
+def test_quick_promotion_benchmark_reports_every_figure():
+    figures = run(quick=True)
+    for name in ("evaluate_promotion_us", "rating_tally_s", "rating_fit_s", "drift_check_ms"):
+        assert figures[name] > 0
+    assert figures["drift_max_elo_missing_1pct"] > 0
