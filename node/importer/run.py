@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from storage.hlc import pack
@@ -102,7 +102,7 @@ class _MatchPool:
 
 
 def _at(m: SourceMatch, ts_ms: int) -> SourceMatch:
-    return replace(m, ts_ms=ts_ms)
+    return m._replace(ts_ms=ts_ms)
 
 
 def _read_source(

@@ -281,3 +281,19 @@ def test_source_files_are_opened_read_only(tmp_path):
     conn = open_read_only(path)
     with pytest.raises(sqlite3.OperationalError):
         conn.execute("DELETE FROM match_history")
+
+
+def test_only_files_that_hold_ratings_are_compared_with_ours(tmp_path):
+    from node.importer.ratings_check import compare_ratings, source_ratings
+    from engine.ratings import ratings_by_config
+
+    recon = copy_seed("elo_reconciliation.db", tmp_path / "r.db")  # every rating reads 1500.0
+    service = copy_seed("elo_service.db", tmp_path / "s.db")
+    tables = source_ratings([recon, service])
+    assert {name for name, _, _ in tables} == {"s.db"}
+    rows = [{"participants": ["a", "b"], "result": [1.0, 0.0], "board_type": "square8",
+             "num_players": 2}] * 3
+    ours = ratings_by_config(rows)
+    report = compare_ratings(ours, [("x.db", ("square8", 2), {"a": 1600.0, "b": 1400.0})])
+    assert report[0]["compared"] == 2 and report[0]["order_agreement"] == 1.0
+    assert abs(report[0]["differences"]["a"] + report[0]["differences"]["b"]) < 1e-6
