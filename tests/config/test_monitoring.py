@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.node.procs import NodeProcess
+from tests.node.procs import NodeProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "config" / "monitoring" / "alerting-rules.yaml"
@@ -51,6 +51,9 @@ def exported_series(tmp_path: Path) -> set[str]:
     node = NodeProcess(tmp_path / "n", "start")
     try:
         node.wait_healthy()
+        # Leader duties register their families when the node first leads.
+        wait_until(lambda: node.status().get("leader_duties"), timeout=60,
+                   what="the single node leading with its duties running")
         _, body = node.get("/metrics")
     finally:
         node.stop()
