@@ -43,10 +43,9 @@ def hlc_seconds(hlc: int) -> float:
 
 
 class StatusView:
-    def __init__(self, *, stores: Stores, node_id: str, leaderboard: Leaderboard,
+    def __init__(self, *, stores: Stores, leaderboard: Leaderboard,
                  watch: DriftWatch | None, feed: MetricsFeed | None) -> None:
         self._stores = stores
-        self._node_id = node_id
         self._leaderboard = leaderboard
         self._watch = watch
         self._feed = feed
