@@ -20,8 +20,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
-from mesh.keyring import Keyring
 from mesh.http_limits import ConnectionGuard, ServerLimits
+from mesh.keyring import Keyring
 from mesh.runtime import MeshRuntime, RuntimeConfig, detect_device
 from mesh.transport import TransportConfig
 from node import __version__
@@ -32,7 +32,8 @@ from node.disk import DiskWatch
 from node.http import add_read_only_routes
 from node.importer.ops_action import ImportAction
 from node.leader import LeaderDuties
-from node.importer.ops_action import ImportAction
+from node.monitoring import Monitoring
+from node.pipeline import LeaderPipeline, settings_from_config
 from node.refusal_metrics import RefusalCollector
 from node.replay_check import ReplayChecker
 from node.resources import Guard, Limits, read_usage
@@ -41,8 +42,6 @@ from node.selfplay import IdleScheduler, SelfplayMetrics, SelfplayWorker
 from storage.admission import RowPolicy
 from storage.database import DB_FILE, DatabaseCorruptError
 from storage.game_checks import GameChecks
-from node.monitoring import Monitoring
-from node.pipeline import LeaderPipeline, settings_from_config
 from storage.hlc import HybridClock
 from storage.stores import Stores, open_stores
 
