@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from mesh import codec
 from storage.digests import NUM_BUCKETS, NUM_SUBS, SUBS_PER_BUCKET
-from storage.rows import MAX_MOVES_BYTES
+from storage.rows import MAX_GAME_BYTES
 
 # Store names are short identifiers ("games", "matches", "models").
 MAX_STORE_NAME = 32
@@ -36,9 +36,9 @@ MAX_BUCKETS_PER_SUBDIGESTS = 16
 # first sync ran at ~2.4k rows/s, and at 512 it was still bound by round trips.
 MAX_KEYS_PER_REQUEST = 2048
 # Size budget (codec.Plain units: items + string/bytes lengths, never more than the msgpack
-# bytes) of one row: whatever the storage accepts (a game's moves up to MAX_MOVES_BYTES) plus
-# room for the other fields, so every stored row can travel.
-MAX_ROW_SIZE = MAX_MOVES_BYTES + 64 * 1024
+# bytes) of one row: whatever the storage accepts (a game's moves and targets up to
+# MAX_GAME_BYTES) plus room for the other fields, so every stored row can travel.
+MAX_ROW_SIZE = MAX_GAME_BYTES + 64 * 1024
 # Encoded bytes of the rows in one reply, beyond which the responder stops adding rows (it
 # always serves at least one, so a reply's rows take at most this plus one MAX_ROW_SIZE).
 # 4 MiB is ~700 games of 125 moves or ~30,000 match rows, and bounds what one request can make

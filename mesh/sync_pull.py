@@ -94,6 +94,8 @@ class PullOutcome:
     blobs_fetched: int = 0
     # Blobs we lack that this peer did not hold either (ask someone else).
     blobs_lacking: int = 0
+    # `merged` per store, for what is reported per store (the Elo sync metrics).
+    merged_by_store: tuple[tuple[str, MergeStats], ...] = ()
     reason: str = ""  # why the pull failed: one of REASONS, "" when it did not
 
     @property
@@ -116,13 +118,19 @@ class Tally:
     merged: MergeStats = field(default_factory=MergeStats)
     blobs_fetched: int = 0
     blobs_lacking: int = 0
+    by_store: dict[str, MergeStats] = field(default_factory=dict)
+
+    def merged_into(self, store: str, stats: MergeStats) -> None:
+        self.merged = self.merged + stats
+        self.by_store[store] = self.by_store.get(store, MergeStats()) + stats
 
     def outcome(self, peer: str, completed: list[str],
                 failed: tuple[str, PullFailed] | None = None) -> PullOutcome:
         store, error = failed if failed is not None else (None, None)
         return PullOutcome(peer, tuple(completed), store, "" if error is None else str(error),
                            self.requests, self.rows_pulled, self.merged, self.blobs_fetched,
-                           self.blobs_lacking, "" if error is None else error.reason)
+                           self.blobs_lacking, tuple(self.by_store.items()),
+                           "" if error is None else error.reason)
 
 
 def pull(plan: PullPlan, config: SyncConfig) -> Steps[PullOutcome]:
@@ -348,7 +356,7 @@ class _StorePull:
             self.finished.append((job, request, started))
 
     def _merged(self, stats: MergeStats) -> None:
-        self.tally.merged = self.tally.merged + stats
+        self.tally.merged_into(self.store, stats)
         if stats.invalid and self.failure is None:
             self.failure = PullFailed(INVALID_ROWS, f"{self.peer} sent {stats.invalid} rows of "
                                                     f"{self.store} that fail validation")

@@ -17,11 +17,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from engine.boards import BOARD_TYPES
+from engine.promotion import PromotionCriteria
 from mesh.manifest import is_address
 
 ENV_PREFIX = "RINGRIFT_"
 PROFILES = ("lan", "wan")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# RINGRIFT_ names that are not configuration keys: the join token (a secret, read by `join`
+# and never written into the config or the running agent's arguments).
+JOIN_TOKEN_ENV = "RINGRIFT_JOIN_TOKEN"
+NOT_CONFIG_ENV = frozenset({JOIN_TOKEN_ENV})
 
 
 class ConfigError(ValueError):
@@ -35,6 +41,8 @@ class NodeSection:
     data_dir: Path
     advertise_address: str
     log_level: str
+    max_connections: int
+    idle_timeout_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,8 @@ class MeshSection:
     zeroconf: bool
     sync_interval_s: float
     clock_window_s: float
+    body_timeout_s: float
+    bodies_in_flight_mib: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,49 @@ class ElectionSection:
 @dataclass(frozen=True, slots=True)
 class StorageSection:
     max_clock_offset_ms: int
+    max_model_mib: int
+    max_db_mib: int
+    disk_retry_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class MonitoringSection:
+    drift_check_interval_s: float
+    drift_max_elo: float
+    drift_avg_elo: float
+    drift_history: int
+    max_remote_hosts: int
+    model_history: int
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSection:
+    configs: tuple[str, ...]
+    training_game_threshold: int
+    training_window_games: int
+    training_steps: int
+    training_batch_size: int
+    interval_s: float
+    watch_games: int
+    max_game_moves: int
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionSection:
+    min_elo_improvement: float
+    min_games_played: int
+    min_win_rate: float
+    max_value_mse_degradation: float
+    confidence_threshold: float
+    tier_games_required: int
+    random_gate: float
+    heuristic_gate: float
+    sprt_elo0: float
+    sprt_elo1: float
+    sprt_beta: float
+    sprt_min_games: int
+    sprt_max_games: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +115,9 @@ class Config:
     mesh: MeshSection
     election: ElectionSection
     storage: StorageSection
+    monitoring: MonitoringSection
+    pipeline: PipelineSection
+    promotion: PromotionSection
 
 
 _SECTIONS: dict[str, type] = {
@@ -69,6 +125,9 @@ _SECTIONS: dict[str, type] = {
     "mesh": MeshSection,
     "election": ElectionSection,
     "storage": StorageSection,
+    "monitoring": MonitoringSection,
+    "pipeline": PipelineSection,
+    "promotion": PromotionSection,
 }
 
 
@@ -128,7 +187,7 @@ def _env_layer(defaults: Mapping[str, Mapping[str, Any]], env: Mapping[str, str]
     """Turn RINGRIFT_SECTION_KEY=text into typed values, judged by the default's type."""
     layer: dict[str, dict[str, Any]] = {}
     for name, text in env.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in NOT_CONFIG_ENV:
             continue
         rest = name[len(ENV_PREFIX):].lower()
         section = next((s for s in defaults if rest.startswith(s + "_")), None)
@@ -238,10 +297,62 @@ def _validate(config: Config) -> None:
             f"storage.max_clock_offset_ms = {config.storage.max_clock_offset_ms}: "
             "expected milliseconds in 1..86400000"
         )
+    _check_limits(config)
+    _validate_monitoring(config.monitoring)
+    _validate_pipeline(config.pipeline, config.promotion)
     if len(config.election.voters) > 7:
         raise ConfigError(
             f"election.voters = {list(config.election.voters)}: expected at most 7 node ids"
         )
+
+
+def _check_limits(config: Config) -> None:
+    node, mesh, storage = config.node, config.mesh, config.storage
+    for key, value, lo, hi in (
+        ("node.max_connections", node.max_connections, 8, 1_000_000),
+        ("node.idle_timeout_s", node.idle_timeout_s, 1, 3600),
+        ("mesh.body_timeout_s", mesh.body_timeout_s, 1, 3600),
+        ("mesh.bodies_in_flight_mib", mesh.bodies_in_flight_mib, 8, 65536),
+        ("storage.max_model_mib", storage.max_model_mib, 1, 4096),
+        ("storage.max_db_mib", storage.max_db_mib, 0, 1 << 30),
+        ("storage.disk_retry_s", storage.disk_retry_s, 0.1, 3600),
+    ):
+        if not lo <= value <= hi:
+            raise ConfigError(f"{key} = {value}: expected a number in {lo}..{hi}")
+
+
+def _validate_monitoring(mon: MonitoringSection) -> None:
+    if not 1 <= mon.drift_check_interval_s <= 86_400:
+        raise ConfigError(f"monitoring.drift_check_interval_s = {mon.drift_check_interval_s}: "
+                          "expected seconds in 1..86400")
+    for key in ("drift_max_elo", "drift_avg_elo"):
+        if not 0 < getattr(mon, key) <= 10_000:
+            raise ConfigError(f"monitoring.{key} = {getattr(mon, key)}: expected Elo in (0, 10000]")
+    for key, most in (("drift_history", 10_000), ("max_remote_hosts", 1000),
+                      ("model_history", 100)):
+        if not 1 <= getattr(mon, key) <= most:
+            raise ConfigError(f"monitoring.{key} = {getattr(mon, key)}: expected 1..{most}")
+
+
+def _validate_pipeline(pipe: PipelineSection, promotion: PromotionSection) -> None:
+    for text in pipe.configs:
+        board, _, players = text.partition(":")
+        if board not in BOARD_TYPES or players not in ("2", "3", "4"):
+            raise ConfigError(f"pipeline.configs: {text!r}: expected board:players with board "
+                              f"one of {sorted(BOARD_TYPES)} and players 2..4")
+    for key, most in (("training_game_threshold", 10_000_000), ("training_window_games",
+                      10_000_000), ("training_steps", 10_000_000), ("training_batch_size", 65_536),
+                      ("watch_games", 1_000_000), ("max_game_moves", 100_000),
+                      ("seed", 2**31)):
+        if not 1 <= getattr(pipe, key) <= most:
+            raise ConfigError(f"pipeline.{key} = {getattr(pipe, key)}: expected 1..{most}")
+    if not 0.05 <= pipe.interval_s <= 3600:
+        raise ConfigError(f"pipeline.interval_s = {pipe.interval_s}: expected seconds in "
+                          "0.05..3600")
+    try:
+        PromotionCriteria(**dataclasses.asdict(promotion))
+    except ValueError as exc:
+        raise ConfigError(f"promotion: {exc}") from None
 
 
 def check_address(text: str, key: str = "address") -> str:

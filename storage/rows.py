@@ -4,6 +4,40 @@ Rows cross the network as plain msgpack-able dicts. Every field of every incomin
 checked here (type, size, range, enum) before any store looks at it; a bad row raises
 InvalidRow naming the field, the value and what was expected. The builders (`new_game`,
 `new_match`, ...) make the same dicts for local writes, so local and remote rows take one path.
+
+The game row (what selfplay stores, import brings in and training reads):
+
+    game_id      sha256 hex of [board_type, num_players, swap_rule, packed moves]: the same
+                 game played or imported on two nodes is one row
+    board_type   square8 | square19 | hex8 | hexagonal
+    num_players  2..4
+    swap_rule    the pie rule (R180) was on; only ever true with 2 players
+    moves        list of bytes, one per move, bookkeeping moves included: the engine's compact
+                 move encoding (engine.records), 2..MAX_MOVE_BYTES each, at most MAX_MOVES
+    policy       None (imported games) or one bytes per move: the search's policy target as
+                 3-byte entries (u16 little-endian index into the position's legal moves
+                 sorted by their encoding, u8 weight, relative); empty where nothing was
+                 searched (a single legal move)
+    values       None or bytes, one int8 per move: the search's root value for the player
+                 to move, times 127
+    rankings     final rank of players 1..n (index 0 is player 1), standard competition
+                 ranking (1224): our ranking rule "R177 cascade" (RR-CANON-R177/R178, as
+                 engine.victory ranks: winner first, the rest by territory, eliminated rings,
+                 markers, later permanent elimination), computed by our engine for every
+                 player count since the canonical engine computes none
+    winner       the player (1..n) ranked 1
+    model_sha    the model blob that played (None for imports)
+    search       small map of search settings (algorithm, simulations, ...); {} for imports
+    source       "selfplay" | "import"
+    meta         small map of source metadata (import: file, original id, ...)
+    created_hlc  hybrid-clock stamp of the node that made or imported it
+    origin_node  that node's id
+
+Small maps hold at most MAX_MAP_ENTRIES keys of [a-z0-9_] with None, bool, int64, finite float
+or short string values. Moves, policy and values of one game take at most MAX_GAME_BYTES.
+Storage checks the shape of each field; that the moves replay legally is checked by whoever
+can run the engine (storage imports none of it). Rows of one game_id may differ in the fields
+the id leaves out; the version (`_game_version`) makes every node keep the same one.
 """
 
 from __future__ import annotations
@@ -24,8 +58,6 @@ BOARD_TYPES = frozenset({"square8", "square19", "hex8", "hexagonal"})
 MIN_PLAYERS, MAX_PLAYERS = 2, 4
 MAX_ID_CHARS = 128  # model ids, match ids, node ids
 MAX_REASON_CHARS = 1024
-MAX_MOVES = 20_000  # far above any real game; bounds what a peer can make us store
-MAX_MOVES_BYTES = 1 << 20
 MAX_TERM = (1 << 63) - 1
 MAX_GAMES_PLAYED = 1 << 31
 
@@ -136,64 +168,129 @@ def _hash_hex(values: list) -> str:
 _new_tuple = tuple.__new__
 
 
-# --- games --------------------------------------------------------------------------------
+# --- games ---------------------------------------------------------------------------------
 
 GAME_FIELDS = frozenset(
-    {"game_id", "board_type", "num_players", "model_id", "winner", "outcome", "moves",
-     "created_hlc", "origin_node"}
+    {"game_id", "board_type", "num_players", "swap_rule", "moves", "policy", "values",
+     "rankings", "winner", "model_sha", "search", "source", "meta", "created_hlc",
+     "origin_node"}
 )
+SOURCES = frozenset({"selfplay", "import"})
+# Random play on the hexagonal board ends within ~1,500 moves (4 players, the longest case
+# measured); a cap four times that still bounds what a peer can make us store.
+MAX_MOVES = 6000
+MAX_MOVE_BYTES = 2048  # a region move lists at most every cell of a 469-cell board, twice
+POLICY_ENTRY_BYTES = 3  # u16 little-endian legal-move index, u8 weight
+MAX_POLICY_ENTRIES = 255  # per move; the encoder keeps the heaviest
+MAX_POLICY_BYTES = MAX_POLICY_ENTRIES * POLICY_ENTRY_BYTES
+# Packed moves + policy + values of one game. A hexagonal game of 1,500 moves with full
+# targets is at most ~1.2 MB; what a selfplay game stores is far less (tens of entries a move).
+MAX_GAME_BYTES = 2 << 20
+MAX_MAP_ENTRIES = 16  # search settings and source metadata
+MAX_MAP_TEXT = 256
+_MAP_KEY = re.compile(r"[a-z0-9_]{1,32}")
+
+
+def _small_map(obj: dict, name: str) -> dict:
+    value = obj[name]
+    if not _is_small_map(value):
+        raise InvalidRow(
+            f"{name} {value!r:.200} is not a map of at most {MAX_MAP_ENTRIES} entries with keys "
+            f"of 1..32 [a-z0-9_] and values None, bool, int64, finite float or a string of at "
+            f"most {MAX_MAP_TEXT} characters"
+        )
+    return value
+
+
+def _is_small_map(value: object) -> bool:
+    if type(value) is not dict or len(value) > MAX_MAP_ENTRIES:
+        return False
+    for k, v in value.items():
+        if type(k) is not str or _MAP_KEY.fullmatch(k) is None:
+            return False
+        t = type(v)
+        if not (
+            v is None or t is bool or (t is int and -(1 << 63) <= v < 1 << 63)
+            or (t is float and math.isfinite(v)) or (t is str and len(v) <= MAX_MAP_TEXT)
+        ):
+            return False
+    return True
+
+
+def _is_rankings(value: object, n: int) -> bool:
+    """n ranks of standard competition ranking (1224): each rank is 1 + the number of seats
+    ranked strictly better, which also makes every rank an int in 1..n."""
+    if type(value) is not list or len(value) != n:
+        return False
+    for r in value:
+        if type(r) is not int or r != 1 + sum(1 for x in value if type(x) is int and x < r):
+            return False
+    return True
 
 
 def pack_moves(moves: object) -> bytes:
-    """The stored form of a game's moves; raises InvalidRow for anything not a bounded list."""
+    """The stored form of a game's moves; raises InvalidRow unless a bounded list of moves."""
     if type(moves) is not list or len(moves) > MAX_MOVES:
-        raise InvalidRow(f"moves is not a list of at most {MAX_MOVES} items")
-    try:
-        packed = msgpack.packb(moves, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InvalidRow(f"moves are not msgpack-encodable: {exc}") from None
-    if len(packed) > MAX_MOVES_BYTES:
-        raise InvalidRow(f"moves encode to {len(packed)} bytes, expected <= {MAX_MOVES_BYTES}")
-    return packed
+        raise InvalidRow(f"moves is not a list of at most {MAX_MOVES} moves")
+    for i, m in enumerate(moves):
+        if type(m) is not bytes or not 2 <= len(m) <= MAX_MOVE_BYTES:
+            raise InvalidRow(f"move {i} {m!r:.80} is not 2..{MAX_MOVE_BYTES} bytes "
+                             "(the engine's compact move encoding)")
+    return _pack(moves)
 
 
 def unpack_moves(packed: bytes) -> list:
-    return msgpack.unpackb(packed, raw=False, strict_map_key=False)
+    return msgpack.unpackb(packed, raw=False)
 
 
-def _game_id(
-    board_type: str, num_players: int, model_id: str, winner: int | None,
-    outcome: list[float], packed_moves: bytes, created_hlc: int, origin_node: str,
-) -> str:
-    return _hash_hex(
-        [board_type, num_players, model_id, winner, outcome, packed_moves, created_hlc, origin_node]
-    )
+def _game_id(board_type: str, num_players: int, swap_rule: bool, packed_moves: bytes) -> str:
+    return hashlib.sha256(_pack([board_type, num_players, swap_rule, packed_moves])).hexdigest()
 
 
-def game_id_for(
-    board_type: str, num_players: int, model_id: str, winner: int | None,
-    outcome: Sequence[float], moves: Sequence, created_hlc: int, origin_node: str,
-) -> str:
-    """The content hash (sha256 hex of the canonical encoding) that names a game."""
-    outcome = [float(x) for x in outcome]
-    return _game_id(
-        board_type, num_players, model_id, winner, outcome, pack_moves(list(moves)), created_hlc,
-        origin_node,
-    )
+def game_id_for(board_type: str, num_players: int, swap_rule: bool, moves: Sequence[bytes]) -> str:
+    """The name of a game: sha256 hex of its config, rules options and moves, so one game
+    played or imported anywhere is one row."""
+    return _game_id(board_type, num_players, swap_rule, pack_moves(list(moves)))
+
+
+def _game_version(row: dict) -> bytes:
+    """Rows of one game may differ in everything the id leaves out (targets, model, stamp,
+    origin); every node keeps the same one: a row with search targets over one without,
+    then the higher hash of the whole content."""
+    policy = row["policy"]
+    digest = hashlib.sha256(_pack([
+        row["game_id"], policy, row["values"], row["rankings"], row["winner"],
+        row["model_sha"], sorted(row["search"].items()), row["source"],
+        sorted(row["meta"].items()), row["created_hlc"], row["origin_node"],
+    ])).digest()
+    return (b"\x01" if policy is not None else b"\x00") + digest
 
 
 def new_game(
-    board_type: str, num_players: int, model_id: str, winner: int | None,
-    outcome: Sequence[float], moves: Sequence, created_hlc: int, origin_node: str,
+    board_type: str, num_players: int, moves: Sequence[bytes], rankings: Sequence[int],
+    created_hlc: int, origin_node: str, *, swap_rule: bool | None = None,
+    winner: int | None = None, policy: Sequence[bytes] | None = None,
+    values: bytes | None = None, model_sha: str | None = None, search: dict | None = None,
+    source: str = "selfplay", meta: dict | None = None,
 ) -> dict:
-    """A game's wire dict, with its game_id computed from the content."""
-    outcome = [float(x) for x in outcome]
+    """A game's wire dict (see the module docstring); game_id is computed from the content.
+
+    `swap_rule` defaults to the engine's: on for 2 players, off otherwise; `winner` to the
+    seat ranked 1.
+    """
     moves = list(moves)
+    rankings = [int(r) for r in rankings]
+    if swap_rule is None:
+        swap_rule = num_players == 2
+    if winner is None and 1 in rankings:
+        winner = rankings.index(1) + 1
     return {
-        "game_id": game_id_for(board_type, num_players, model_id, winner, outcome, moves,
-                               created_hlc, origin_node),
-        "board_type": board_type, "num_players": num_players, "model_id": model_id,
-        "winner": winner, "outcome": outcome, "moves": moves,
+        "game_id": game_id_for(board_type, num_players, swap_rule, moves),
+        "board_type": board_type, "num_players": num_players, "swap_rule": swap_rule,
+        "moves": moves, "policy": None if policy is None else list(policy),
+        "values": None if values is None else bytes(values),
+        "rankings": rankings, "winner": winner, "model_sha": model_sha,
+        "search": dict(search or {}), "source": source, "meta": dict(meta or {}),
         "created_hlc": created_hlc, "origin_node": origin_node,
     }
 
@@ -204,22 +301,46 @@ def validate_game(obj: object) -> Row:
     game_id = _sha(row, "game_id")
     _config(row)
     n = row["num_players"]
-    _ident(row, "model_id")
-    winner = row["winner"]
-    if winner is not None and (type(winner) is not int or not 0 <= winner < n):
-        raise InvalidRow(f"winner {winner!r} is not None or a seat in 0..{n - 1}")
-    _scores(row, "outcome", n)
+    swap_rule = row["swap_rule"]
+    if type(swap_rule) is not bool or (swap_rule and n != 2):
+        raise InvalidRow(f"swap_rule {swap_rule!r} is not a bool (true only with 2 players)")
     packed = pack_moves(row["moves"])
+    count = len(row["moves"])
+    size = len(packed)
+    policy = row["policy"]
+    if policy is not None:
+        if type(policy) is not list or len(policy) != count:
+            raise InvalidRow(f"policy is not None or a list of {count} targets, one per move")
+        for i, p in enumerate(policy):
+            if (type(p) is not bytes or len(p) > MAX_POLICY_BYTES
+                    or len(p) % POLICY_ENTRY_BYTES):
+                raise InvalidRow(f"policy {i} {p!r:.80} is not a multiple of "
+                                 f"{POLICY_ENTRY_BYTES} bytes up to {MAX_POLICY_BYTES}")
+            size += len(p)
+    values = row["values"]
+    if values is not None:
+        if type(values) is not bytes or len(values) != count:
+            raise InvalidRow(f"values {values!r:.80} is not None or {count} bytes, one per move")
+        size += len(values)
+    if size > MAX_GAME_BYTES:
+        raise InvalidRow(f"moves, policy and values take {size} bytes, expected <= "
+                         f"{MAX_GAME_BYTES}")
+    if not _is_rankings(row["rankings"], n):
+        raise InvalidRow(f"rankings {row['rankings']!r:.200} are not {n} competition ranks "
+                         "(1224: each 1 + the number of seats ranked better)")
+    winner = row["winner"]
+    if type(winner) is not int or not 1 <= winner <= n or row["rankings"][winner - 1] != 1:
+        raise InvalidRow(f"winner {winner!r} is not a player 1..{n} ranked 1")
+    _sha(row, "model_sha", optional=True)
+    _small_map(row, "search")
+    _choice(row, "source", SOURCES)
+    _small_map(row, "meta")
     _int(row, "created_hlc", 0, MAX_HLC)
     _ident(row, "origin_node")
-    expected = _game_id(
-        row["board_type"], n, row["model_id"], winner, row["outcome"], packed,
-        row["created_hlc"], row["origin_node"],
-    )
+    expected = _game_id(row["board_type"], n, swap_rule, packed)
     if expected != game_id:
         raise InvalidRow(f"game_id {game_id} does not match its content (expected {expected})")
-    return Row(game_id, bytes.fromhex(game_id), row, packed)
-
+    return Row(game_id, _game_version(row), row, packed)
 
 
 def screen_game(obj: object) -> Row | None:
@@ -227,14 +348,20 @@ def screen_game(obj: object) -> Row | None:
     if type(obj) is not dict or len(obj) != len(GAME_FIELDS):
         return None
     try:
-        # Nine distinct names all present in a nine-entry dict: exactly GAME_FIELDS.
+        # Fifteen distinct names all present in a fifteen-entry dict: exactly GAME_FIELDS.
         game_id = obj["game_id"]
         board_type = obj["board_type"]
         n = obj["num_players"]
-        model_id = obj["model_id"]
-        winner = obj["winner"]
-        outcome = obj["outcome"]
+        swap_rule = obj["swap_rule"]
         moves = obj["moves"]
+        policy = obj["policy"]
+        values = obj["values"]
+        rankings = obj["rankings"]
+        winner = obj["winner"]
+        model_sha = obj["model_sha"]
+        search = obj["search"]
+        source = obj["source"]
+        meta = obj["meta"]
         created_hlc = obj["created_hlc"]
         origin = obj["origin_node"]
     except KeyError:
@@ -243,29 +370,39 @@ def screen_game(obj: object) -> Row | None:
         type(game_id) is not str or _SHA_HEX.fullmatch(game_id) is None
         or type(board_type) is not str or board_type not in BOARD_TYPES
         or type(n) is not int or not MIN_PLAYERS <= n <= MAX_PLAYERS
-        or type(model_id) is not str or not _id_text(model_id)
-        or (winner is not None and (type(winner) is not int or not 0 <= winner < n))
-        or type(outcome) is not list or len(outcome) != n
+        or type(swap_rule) is not bool or (swap_rule and n != 2)
         or type(moves) is not list or len(moves) > MAX_MOVES
+        or type(winner) is not int or not 1 <= winner <= n
+        or not _is_rankings(rankings, n) or rankings[winner - 1] != 1
+        or (model_sha is not None
+            and (type(model_sha) is not str or _SHA_HEX.fullmatch(model_sha) is None))
+        or type(source) is not str or source not in SOURCES
+        or not _is_small_map(search) or not _is_small_map(meta)
         or type(created_hlc) is not int or not 0 <= created_hlc <= MAX_HLC
         or type(origin) is not str or not _id_text(origin)
     ):
         return None
-    for x in outcome:
-        if type(x) is not float or not 0.0 <= x <= 1.0:
+    for m in moves:
+        if type(m) is not bytes or not 2 <= len(m) <= MAX_MOVE_BYTES:
             return None
-    try:
-        packed = _pack(moves)
-    except (TypeError, ValueError, OverflowError):
+    packed = _pack(moves)
+    size = len(packed)
+    if policy is not None:
+        if type(policy) is not list or len(policy) != len(moves):
+            return None
+        for p in policy:
+            if type(p) is not bytes or len(p) > MAX_POLICY_BYTES or len(p) % POLICY_ENTRY_BYTES:
+                return None
+            size += len(p)
+    if values is not None:
+        if type(values) is not bytes or len(values) != len(moves):
+            return None
+        size += len(values)
+    if size > MAX_GAME_BYTES:
         return None
-    if len(packed) > MAX_MOVES_BYTES:
+    if hashlib.sha256(_pack([board_type, n, swap_rule, packed])).hexdigest() != game_id:
         return None
-    digest = hashlib.sha256(_pack(
-        [board_type, n, model_id, winner, outcome, packed, created_hlc, origin]
-    )).hexdigest()
-    if digest != game_id:
-        return None
-    return _new_tuple(Row, (game_id, bytes.fromhex(game_id), obj, packed))
+    return _new_tuple(Row, (game_id, _game_version(obj), obj, packed))
 
 
 # --- Elo match rows -----------------------------------------------------------------------
@@ -293,8 +430,9 @@ def new_match(
 
 
 def validate_match(obj: object) -> Row:
-    """A match row whose participants, player count and scores agree (each participant once,
-    as many as the config's players, the pairwise points adding up)."""
+    """A match row whose participants, player count and scores agree: each participant once,
+    as many as the config's players (a whole game) or two (one pairwise result of an N-player
+    game, as the reference records 3-4 player results), the pairwise points adding up."""
     row = _fields(obj, "match", MATCH_FIELDS)
     match_id = _ident(row, "match_id")  # unique per row: no use memoising it
     participants = row["participants"]
@@ -314,12 +452,13 @@ def validate_match(obj: object) -> Row:
         raise InvalidRow(f"origin_node {origin!r:.200} is not an id")
     version = match_version(hlc, origin)
     n = row["num_players"]
-    if len(participants) != n or len(set(participants)) != n:
-        raise InvalidRow(f"participants {participants!r} are not {n} distinct players",
+    k = len(participants)
+    if k not in (2, n) or len(set(participants)) != k:
+        raise InvalidRow(f"participants {participants!r} are not {n} (or 2) distinct players",
                          "inconsistent", match_id, version)
-    if abs(math.fsum(result) - n / 2) > _SCORE_SUM_TOLERANCE:
-        raise InvalidRow(f"result {result!r} shares {math.fsum(result)} points among {n} "
-                         f"players, expected {n / 2}", "inconsistent", match_id, version)
+    if abs(math.fsum(result) - k / 2) > _SCORE_SUM_TOLERANCE:
+        raise InvalidRow(f"result {result!r} shares {math.fsum(result)} points among {k} "
+                         f"players, expected {k / 2}", "inconsistent", match_id, version)
     return Row(match_id, version, row)
 
 
@@ -353,12 +492,13 @@ def screen_match(obj: object) -> Row | None:
     for p in participants:
         if type(p) is not str or not _id_text(p):
             return None
-    if len(participants) != num_players or len(set(participants)) != num_players:
+    k = len(participants)
+    if (k != 2 and k != num_players) or len(set(participants)) != k:
         return None
     for x in result:
         if type(x) is not float or not 0.0 <= x <= 1.0:
             return None
-    if abs(math.fsum(result) - num_players / 2) > _SCORE_SUM_TOLERANCE:
+    if abs(math.fsum(result) - k / 2) > _SCORE_SUM_TOLERANCE:
         return None
     return _new_tuple(Row, (match_id, hlc.to_bytes(8, "big") + origin.encode(), obj, b""))
 

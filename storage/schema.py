@@ -14,7 +14,7 @@ import numpy as np
 
 from storage.digests import key_hashes
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 
 class SchemaTooNewError(Exception):
@@ -102,7 +102,31 @@ def _v2_steps() -> list[str]:
 
 _V2 = _v2_steps()
 
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+# Version 3: the game row is pinned down (storage.rows: compact moves, search targets,
+# rankings, game_id from config and moves alone). Rows of the earlier free-form layout cannot
+# be turned into it (their moves are in no known encoding), so they are kept, readable and no
+# longer synced, in games_v2_legacy; the games table starts empty with the same columns.
+_V3 = [
+    "DROP INDEX games_khash",
+    "DROP INDEX games_config",
+    "ALTER TABLE games RENAME TO games_v2_legacy",
+    """CREATE TABLE games (key TEXT NOT NULL, khash INTEGER NOT NULL, version BLOB NOT NULL,
+        h INTEGER NOT NULL, body BLOB NOT NULL, moves BLOB NOT NULL, board_type TEXT NOT NULL,
+        num_players INTEGER NOT NULL, created_hlc INTEGER NOT NULL)""",
+    "CREATE INDEX games_khash ON games (khash)",
+    "CREATE INDEX games_config ON games (board_type, num_players, created_hlc)",
+]
+
+# Version 4: this node's replay checks of game rows (storage.game_checks). Local, never
+# synced: each node replays what it holds, and a game that does not replay legally stays in
+# the replicated set (so honest nodes keep equal roots) but is never trained on here.
+_V4 = [
+    """CREATE TABLE game_checks (key TEXT NOT NULL PRIMARY KEY, version BLOB NOT NULL,
+        ok INTEGER NOT NULL, origin TEXT NOT NULL, reason TEXT NOT NULL) WITHOUT ROWID""",
+    "CREATE INDEX game_checks_failed ON game_checks (ok) WHERE ok = 0",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
 
 
 def _key_hash(key: str) -> int:

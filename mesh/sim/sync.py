@@ -380,10 +380,9 @@ def run_once(nodes: int = 200, seed: int = 0, loss: float = 0.0, *,
 
 
 def _random_game(rng: random.Random, origin: str, hlc: int) -> dict:
-    moves = [[rng.randrange(64), rng.randrange(64)] for _ in range(rng.randrange(20, 60))]
-    winner = rng.randrange(2)
-    outcome = [1.0, 0.0] if winner == 0 else [0.0, 1.0]
-    return new_game("square8", 2, "model-0", winner, outcome, moves, hlc, origin)
+    moves = [bytes((rng.randrange(21), 1, rng.randrange(64), 0))
+             for _ in range(rng.randrange(20, 60))]
+    return new_game("square8", 2, moves, rng.choice([[1, 2], [2, 1]]), hlc, origin)
 
 
 def run(nodes: int = 200, seed: int = 0, seeds: int = 1, loss: float = 0.0,

@@ -52,8 +52,8 @@ from storage.stores import open_stores
 
 
 def game(i: int, origin: str = "a", moves: int = 3) -> dict:
-    return new_game("square8", 2, "model-0", 0, [1.0, 0.0], [[i, j] for j in range(moves)],
-                    1000 + i, origin)
+    return new_game("square8", 2, [i.to_bytes(3, "big") + bytes([j]) for j in range(moves)],
+                    [1, 2], 1000 + i, origin)
 
 
 def match(match_id: str, hlc: int, origin: str, score: float = 1.0) -> dict:
@@ -222,7 +222,7 @@ def test_listing_pages_past_the_reply_cap_and_covers_every_key_once() -> None:
 def test_rows_reply_stops_at_its_byte_budget_and_the_puller_asks_for_the_rest() -> None:
     b = MemoryStores()
     # Games of ~700 KB each: 8 of them exceed the 4 MiB reply budget.
-    big = [new_game("square8", 2, "model-0", 0, [1.0, 0.0], ["x" * 60] * 11_000, 10 + i, "b")
+    big = [new_game("square8", 2, [bytes([i + 1]) * 116] * 6000, [1, 2], 10 + i, "b")
            for i in range(8)]
     b.games.merge(big)
     keys = sorted(g["game_id"] for g in big)

@@ -31,8 +31,10 @@ schedule = st.lists(
 def _row(node: int, is_game: bool, ident: int, hlc: int) -> dict:
     origin = ORIGINS[node]
     if is_game:
-        return new_game("square8", 2, "model-0", ident % 2, [1.0, 0.0] if ident % 2 == 0
-                        else [0.0, 1.0], [[ident, hlc]], hlc, origin)
+        # One game (ident, hlc) may come from several origins: rows of one game_id that
+        # differ in the rest, which every node must settle on alike.
+        return new_game("square8", 2, [bytes((ident, hlc))], [1, 2] if ident % 2 == 0
+                        else [2, 1], hlc, origin)
     return new_match(f"m{ident}", ["p", "q"], "hex8", 2, [1.0, 0.0], hlc, origin)
 
 

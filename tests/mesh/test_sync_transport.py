@@ -116,14 +116,16 @@ async def test_two_nodes_converge_over_http_rows_big_rows_and_blobs(start, subdi
     a, b = await start("a" * 32), await start("b" * 32)
     config = SyncConfig(subdivide_above=subdivide_above)
     await b.stores.games.merge([
-        new_game("square8", 2, "m", 0, [1.0, 0.0], [[i, j] for j in range(40)], 10 + i, "nb")
+        new_game("square8", 2, [i.to_bytes(2, "big") + bytes([j]) for j in range(40)], [1, 2],
+                 10 + i, "nb")
         for i in range(1500)])
     # Two long games (~700 KB each): a rows reply holds them within the transport's limits.
     await b.stores.games.merge([
-        new_game("hex8", 2, "m", 1, [0.0, 1.0], ["x" * 60] * 11_000, 5_000 + i, "nb")
+        new_game("hex8", 2, [bytes([i + 1]) * 116] * 6000, [2, 1], 5_000 + i, "nb")
         for i in range(2)])
     await a.stores.games.merge([
-        new_game("square8", 2, "m", 0, [1.0, 0.0], [[i]], 9_000 + i, "na") for i in range(300)])
+        new_game("square8", 2, [(9_000 + i).to_bytes(2, "big")], [1, 2], 9_000 + i, "na")
+        for i in range(300)])
     for i in range(40):
         await b.stores.matches.put(new_match(f"m{i}", ["p", "q"], "hex8", 2, [1.0, 0.0],
                                              100 + i, "nb"))

@@ -131,9 +131,10 @@ def write_rows(data_dir: Path, *, tag: str, games: int, matches: list[tuple[str,
                                                          60_000), files.node_id)
         try:
             await stores.games.add_games([
-                {"board_type": "square8", "num_players": 2, "model_id": f"model-{tag}",
-                 "winner": i % 2, "outcome": [1.0, 0.0] if i % 2 == 0 else [0.0, 1.0],
-                 "moves": [[tag, i, m] for m in range(60)]}
+                {"board_type": "square8", "num_players": 2,
+                 "rankings": [1, 2] if i % 2 == 0 else [2, 1],
+                 "moves": [tag.encode() + i.to_bytes(4, "big") + bytes([m])
+                           for m in range(60)]}
                 for i in range(games)
             ])
             for match_id, score in matches:

@@ -14,16 +14,18 @@ NODES = ["node-a", "node-b", "node-c"]
 SHAS = [f"{i:064x}" for i in range(1, 5)]
 scores2 = st.sampled_from([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
 
+# Few move lists, so one game often arrives as rows that differ outside its id (targets,
+# model, stamp, origin): every store must settle on the same row.
 games = st.builds(
     new_game,
     board_type=st.sampled_from(["square8", "hex8"]),
     num_players=st.just(2),
-    model_id=st.sampled_from(["m1", "m2"]),
-    winner=st.sampled_from([0, 1, None]),
-    outcome=scores2,
-    moves=st.lists(st.lists(st.integers(0, 63), min_size=2, max_size=2), max_size=6),
+    moves=st.lists(st.sampled_from([b"\x00\x01", b"\x03\x02\x03\x00"]), max_size=2),
+    rankings=st.sampled_from([[1, 2], [2, 1]]),
     created_hlc=st.integers(0, 3),
     origin_node=st.sampled_from(NODES),
+    model_sha=st.sampled_from([None, *SHAS[:2]]),
+    search=st.sampled_from([{}, {"simulations": 16}]),
 )
 
 matches = st.builds(

@@ -27,7 +27,11 @@ from storage.rows import (
 from storage.stores import open_stores
 
 SHA = "a" * 64
-GAME = new_game("square8", 2, "m1", 0, [1.0, 0.0], [[1, 2]], 5, "n1")
+GAME = new_game("square8", 2, [b"\x00\x01\x00", b"\x03\x02"], [2, 1], 5, "n1",
+                policy=[b"\x00\x00\x05\x01\x00\x02", b""], values=b"\x7f\x81",
+                model_sha=SHA, search={"algorithm": "gumbel", "simulations": 16})
+IMPORTED = new_game("hex8", 4, [b"\x00\x01"], [2, 1, 2, 4], 5, "n1", source="import",
+                    meta={"file": "games.db", "record": 17})
 MATCH = new_match("x1", ["a", "b"], "square8", 2, [1.0, 0.0], 5, "n1")
 MODEL = new_model(SHA, "square8", 2, 5, "n1", 10, None)
 ALIAS = new_alias("production", "square8", 2, SHA, 1, 5, "n1")
@@ -41,22 +45,46 @@ def changed(row: dict, **fields: object) -> dict:
 BAD_GAMES = [
     "not a map", None, [GAME], {},
     changed(GAME, game_id="0" * 64),  # id does not match the content
+    changed(GAME, moves=[b"\x00\x01\x00", b"\x03\x03"]),  # other moves, same id
+    changed(GAME, swap_rule=False),  # other rules, same id
     changed(GAME, extra=1),
     changed(GAME, board_type="chess"),
     changed(GAME, board_type=["square8"]),  # unhashable where a name belongs
     changed(GAME, num_players=5),
     changed(GAME, num_players=True),
-    changed(GAME, winner=2),
-    changed(GAME, outcome=[1.0]),
-    changed(GAME, outcome=[math.nan, 0.0]),
+    changed(GAME, swap_rule=1),
+    changed(IMPORTED, swap_rule=True),  # the pie rule is a 2-player rule
     changed(GAME, moves="e2e4"),
-    changed(GAME, moves=[[0] * 10] * 30_000),  # too many moves
-    changed(GAME, moves=[b"x" * (2 << 20)]),  # too many bytes
-    changed(GAME, moves=[2**70]),  # not msgpack-encodable
+    changed(GAME, moves=[[1, 2], [3]]),  # not the compact encoding
+    changed(GAME, moves=[b"\x00", b"\x03\x02"]),  # a move is at least 2 bytes
+    changed(GAME, moves=[b"\x00\x01"] * 6001),  # too many moves
+    changed(GAME, moves=[b"x" * 2049, b"\x03\x02"]),  # a move too long
+    changed(GAME, policy=[b"\x00\x00\x05"]),  # one target for two moves
+    changed(GAME, policy=[b"\x00\x00", b""]),  # not whole 3-byte entries
+    changed(GAME, policy=[b"\x00\x00\x01" * 256, b""]),  # too many entries
+    changed(GAME, policy=["ab", b""]),
+    changed(GAME, values=b"\x00"),
+    changed(GAME, values=[1, 2]),
+    changed(GAME, moves=[b"x" * 2048] * 1100, policy=None, values=None),  # over 2 MiB
+    changed(GAME, rankings=[2, 2]),  # no one ranked 1
+    changed(GAME, rankings=[1, 3]),  # 1224 ranking: 2 players give ranks in 1..2
+    changed(GAME, rankings=[2, 1, 3]),
+    changed(GAME, rankings=[2.0, 1.0]),
+    changed(GAME, winner=1),  # ranked 2
+    changed(GAME, winner=None),
+    changed(GAME, winner=3),
+    changed(GAME, model_sha="A" * 64),
+    changed(GAME, search=None),
+    changed(GAME, search={"Simulations": 16}),  # keys are lower case
+    changed(GAME, search={"simulations": 2**64}),
+    changed(GAME, search={"x": math.nan}),
+    changed(GAME, search={"x": [1]}),
+    changed(GAME, meta={f"k{i}": i for i in range(17)}),
+    changed(GAME, meta={"file": "x" * 257}),
+    changed(GAME, source="peer"),
     changed(GAME, created_hlc=-1),
     changed(GAME, created_hlc=2**64),
     changed(GAME, origin_node="has space"),
-    changed(GAME, model_id="x" * 129),
 ]
 BAD_MATCHES = [
     changed(MATCH, participants=["a"]),

@@ -66,15 +66,13 @@ async def test_a_version_1_database_is_migrated_to_key_hash_lookups_keeping_rows
 ) -> None:
     from storage.digests import hash_rows
     from storage.memory import MemoryStores
-    from storage.rows import new_alias, new_game, new_match
+    from storage.rows import new_alias, new_match
     from storage.schema import MIGRATIONS
 
     match = new_match("m1", ["a", "b"], "square8", 2, [1.0, 0.0], 5, "n1")
-    game = new_game("hex8", 3, "model", 1, [0.0, 1.0, 0.0], [[1, 2], [3]], 6, "n1")
     alias = new_alias("production", "square8", 2, "b" * 64, 2, 7, "n1")
     memory = MemoryStores()
     memory.matches.merge([match])
-    memory.games.merge([game])
     memory.models.merge([alias])
     async with aiosqlite.connect(tmp_path / DB_FILE, isolation_level=None) as conn:
         assert await migrate(conn, MIGRATIONS[:1]) == 0
@@ -91,14 +89,6 @@ async def test_a_version_1_database_is_migrated_to_key_hash_lookups_keeping_rows
                 (key, bucket, version, h - (1 << 64) if h >= 1 << 63 else h,
                  msgpack.packb(data), *extra),
             )
-        game_row = memory.games._rows[game["game_id"]]
-        bucket, h = (int(x[0]) for x in hash_rows([game_row.key], [game_row.version]))
-        body = {k: v for k, v in game.items() if k != "moves"}
-        await conn.execute(
-            "INSERT INTO games VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (game_row.key, bucket, game_row.version, h - (1 << 64) if h >= 1 << 63 else h,
-             msgpack.packb(body), game_row.payload, "hex8", 3, 6),
-        )
     stores = await open_stores(tmp_path, clock(), "n")
     try:
         assert await schema_version(stores.db.conn) == SCHEMA_VERSION
@@ -111,6 +101,34 @@ async def test_a_version_1_database_is_migrated_to_key_hash_lookups_keeping_rows
             assert await store.rows(keys) == mem.rows(keys)
         # The migrated rows are found by key: merging them again changes nothing.
         assert (await stores.matches.merge([match])).skipped == 1
-        assert (await stores.games.merge([game])).skipped == 1
+    finally:
+        await stores.close()
+
+
+async def test_version_2_games_of_the_free_form_layout_are_kept_aside_and_no_longer_synced(
+    tmp_path: Path,
+) -> None:
+    from storage.rows import new_game
+    from storage.schema import MIGRATIONS
+
+    old_body = {"game_id": "d" * 64, "board_type": "hex8", "num_players": 3, "model_id": "m",
+                "winner": 1, "outcome": [0.0, 1.0, 0.0], "created_hlc": 6, "origin_node": "n1"}
+    async with aiosqlite.connect(tmp_path / DB_FILE, isolation_level=None) as conn:
+        assert await migrate(conn, MIGRATIONS[:2]) == 0
+        await conn.execute(
+            "INSERT INTO games VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ("d" * 64, 5, bytes.fromhex("d" * 64), 9, msgpack.packb(old_body),
+             msgpack.packb([[1, 2], [3]]), "hex8", 3, 6),
+        )
+    stores = await open_stores(tmp_path, clock(), "n")
+    try:
+        assert await schema_version(stores.db.conn) == SCHEMA_VERSION
+        assert (await stores.games.summary())[0] == 0
+        [(body, moves)] = await stores.db.fetchall("SELECT body, moves FROM games_v2_legacy")
+        assert msgpack.unpackb(body)["outcome"] == [0.0, 1.0, 0.0]
+        assert msgpack.unpackb(moves) == [[1, 2], [3]]
+        game = new_game("hex8", 3, [b"\x00\x01"], [3, 1, 2], 7, "n1")
+        assert (await stores.games.merge([game])).added == 1
+        assert await stores.games.games_for("hex8", 3) == [game]
     finally:
         await stores.close()

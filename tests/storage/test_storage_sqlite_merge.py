@@ -118,19 +118,29 @@ async def test_merging_remote_rows_advances_the_local_clock(stores, tmp_path: Pa
 
 
 async def test_local_writes_round_trip_through_the_wire_form(stores) -> None:
-    gid = await stores.games.add_game("hex8", 3, "model-1", None, [0.5, 0.5, 0.0],
-                                      tuple((i, {"to": i + 1}) for i in range(60)))
+    moves = [bytes((3, 1, i)) for i in range(60)]
+    [gid] = await stores.games.add_games([{
+        "board_type": "hex8", "num_players": 3, "moves": moves, "rankings": [2, 1, 3],
+        "policy": [bytes((0, 0, i)) for i in range(60)], "values": bytes(range(60)),
+        "model_sha": "c" * 64, "search": {"algorithm": "gumbel", "simulations": 8},
+    }])
     [game] = await stores.games.rows([gid])
-    assert game["moves"][59] == [59, {"to": 60}]
+    assert game["moves"] == moves and game["policy"][59] == b"\x00\x00\x3b"
+    assert (game["winner"], game["swap_rule"], game["source"]) == (2, False, "selfplay")
     assert (await stores.games.merge([game])).skipped == 1
     assert await stores.games.count_games("hex8", 3) == 1
     assert await stores.games.count_games("square8", 2) == 0
     assert [g["game_id"] for g in await stores.games.games_for("hex8", 3)] == [gid]
     ids = await stores.games.add_games(
-        [{"board_type": "square8", "num_players": 2, "model_id": "m", "winner": 1,
-          "outcome": [0, 1], "moves": []}] * 3
+        [{"board_type": "square8", "num_players": 2, "rankings": [2, 1],
+          "moves": [bytes((0, 1, i))]} for i in range(3)]
     )
-    assert len(set(ids)) == 3  # each stamped with its own hlc
+    assert len(set(ids)) == 3
+    # The same game again, stamped anew: one game, one row.
+    again = await stores.games.add_games([{
+        "board_type": "square8", "num_players": 2, "rankings": [2, 1], "moves": [b"\x00\x01\x00"],
+    }])
+    assert again == ids[:1]
     assert (await stores.games.summary())[0] == 4
     await stores.matches.record_match("x", ["a", "b"], "square8", 2, [1, 0])
     assert [m["match_id"] for m in await stores.matches.all_matches("square8", 2)] == ["x"]

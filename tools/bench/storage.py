@@ -36,9 +36,12 @@ def _games(n: int, rnd: random.Random) -> list[dict]:
     node = "fedcba9876543210fedcba9876543210"
     rows = []
     for i in range(n):
-        moves = [[rnd.randrange(64), rnd.randrange(64), rnd.randrange(4)] for _ in range(60)]
-        rows.append(new_game("square8", 2, "model-3", i % 2, [1.0, 0.0] if i % 2 == 0
-                             else [0.0, 1.0], moves, (1 << 40) + i, node))
+        # Moves as the engine encodes a movement-phase move (type, player, fields, src, dst).
+        moves = [bytes((3, 1 + m % 2, 3, rnd.randrange(64), 0, rnd.randrange(64), 0))
+                 for m in range(60)]
+        rows.append(new_game("square8", 2, moves, [1, 2] if i % 2 == 0 else [2, 1],
+                             (1 << 40) + i, node, model_sha="3" * 64,
+                             search={"algorithm": "gumbel", "simulations": 16}))
     return rows
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import msgpack
 
-from engine.moves import serialize_move
+from engine.records import encode_move, rankings
 from engine.rules import apply_move_in_place, legal_moves
 from engine.state import ACTIVE, initial_state
 from node.datadir import init_data_dir, open_data_dir
@@ -44,7 +44,7 @@ GAME_BATCH, MATCH_BATCH = 2_000, 10_000
 # Rounds of the pulling node's scheduler: short, so that waiting for the next round is not
 # counted as catch-up time (a round that finds nothing to pull costs one manifest look).
 SYNC_INTERVAL_S = 0.2
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 # The nodes run this checkout's code, wherever the benchmark is started from.
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -54,18 +54,18 @@ def cache_dir() -> Path:
     return Path(base) / "ringrift-node" / "bench"
 
 
-def _playout(rng: random.Random) -> tuple[int, list[dict]]:
-    """One square8 2-player game of uniform-random moves: (winning seat or 0, wire moves)."""
+def _playout(rng: random.Random) -> tuple[list[int], list[bytes]]:
+    """One square8 2-player game of uniform-random moves: (final ranks, encoded moves)."""
     state = initial_state("square8", 2)
     moves = []
     while state.status == ACTIVE:
         move = rng.choice(legal_moves(state))
-        moves.append(serialize_move(move, state.board))
+        moves.append(encode_move(move))
         apply_move_in_place(state, move)
-    return state.winner, moves
+    return rankings(state), moves
 
 
-def engine_games(count: int, seed: int = 1) -> list[tuple[int, list[dict]]]:
+def engine_games(count: int, seed: int = 1) -> list[tuple[list[int], list[bytes]]]:
     """`count` random playouts, from the on-disk cache when an earlier run made them."""
     path = cache_dir() / f"square8-2p-random-{count}-seed{seed}-v{CACHE_FORMAT}.msgpack"
     if path.is_file():
@@ -79,13 +79,10 @@ def engine_games(count: int, seed: int = 1) -> list[tuple[int, list[dict]]]:
     return games
 
 
-def _game_rows(games: list[tuple[int, list[dict]]], now_ms: int, origin: str) -> list[dict]:
-    rows = []
-    for i, (winner, moves) in enumerate(games):
-        outcome = [0.5, 0.5] if winner == 0 else [float(winner == 1), float(winner == 2)]
-        rows.append(new_game("square8", 2, "random", None if winner == 0 else winner - 1,
-                             outcome, moves, now_ms - len(games) + i, origin))
-    return rows
+def _game_rows(games: list[tuple[list[int], list[bytes]]], now_ms: int, origin: str
+               ) -> list[dict]:
+    return [new_game("square8", 2, moves, ranks, now_ms - len(games) + i, origin)
+            for i, (ranks, moves) in enumerate(games)]
 
 
 def _match_rows(count: int, now_ms: int, origin: str) -> list[dict]:

@@ -1,0 +1,375 @@
+"""The leader's loop: TRAINING -> EVALUATION -> PROMOTION, then the regression watch and ROLLBACK.
+
+One duty (`LeaderPipeline.duty(term)`) runs while this node leads. Each round, per config:
+
+1. No production model yet: the seeded initial model (identical on every node) becomes it.
+2. A candidate under evaluation: play one trial against each opponent that still needs games
+   (production for the SPRT, the random and heuristic players for the gates), store every game
+   as an Elo match row, and ask the PromotionController. A final decision is recorded as a
+   promotion event and its alias moves are written, all with this term as the fencing token.
+3. Otherwise, with at least `training_game_threshold` new games since the last run: train a
+   candidate from production on the newest `training_window_games` games (in a worker thread)
+   and register it with its parent; the `candidate` alias names it.
+4. Otherwise, a model promoted by this pipeline is watched: it plays its predecessor, its pooled
+   rating is compared with the one it had when promoted, and RegressionDetector and
+   RollbackMonitor decide; a rollback moves production back and pauses training of the config
+   until new games arrive.
+
+Everything the loop knows is rebuilt from the stores when a node becomes leader: the SPRT from
+the match rows (their ids name candidate, opponent, trial and game; trials count in index
+order, the order they were dispatched), decisions from promotion events, the training mark
+from the newest model's metadata. So a new leader picks up a half-played evaluation where the
+old one left it, and the match rows of games played anywhere count.
+
+Distribution needs nothing here: the production alias is a leader-written, term-fenced row that
+syncs like any other, and every node's anti-entropy pulls the blobs the registry names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+from engine.evaluation import (
+    EVALUATION,
+    HEURISTIC,
+    RANDOM,
+    WATCH,
+    PolicyPlayer,
+    baseline_player,
+    match_id,
+    parse_match_id,
+    play_trial,
+    trial_scores,
+)
+from engine.net import Model, initial_model, load_model, save_model
+from engine.players import Player
+from engine.promotion import (
+    Decision,
+    Evidence,
+    PromotionController,
+    PromotionCriteria,
+    PromotionDecision,
+    PromotionType,
+    head_to_head,
+)
+from engine.ratings import ratings
+from engine.regression import RegressionDetector, RollbackMonitor
+from engine.sprt import PairedSprt, Verdict
+from engine.training import TrainingSettings, train
+from storage.stores import Stores
+
+log = logging.getLogger("ringrift.pipeline")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSettings:
+    configs: tuple[tuple[str, int], ...]
+    training_game_threshold: int
+    training_window_games: int
+    training: TrainingSettings
+    interval_s: float
+    watch_games: int
+    max_game_moves: int
+    criteria: PromotionCriteria
+
+
+@dataclass(slots=True)
+class _Test:
+    """What the match rows say about one candidate: its SPRT and its gate scores."""
+
+    sprt: PairedSprt | None
+    gates: dict[str, tuple[float, int]] = field(default_factory=dict)
+    next_trial: dict[str, int] = field(default_factory=dict)
+
+
+class LeaderPipeline:
+    def __init__(self, stores: Stores, settings: PipelineSettings, node_id: str,
+                 registry: CollectorRegistry, device: str = "cpu",
+                 progress: Progress | None = None, metrics: Any = None) -> None:
+        self._stores = stores
+        self.settings = settings
+        self._node_id = node_id
+        self._device = device
+        self._progress = progress or (lambda line: log.info("%s", line))
+        self._metrics = metrics  # node.metrics_reference.ReferenceMetrics, when monitoring runs
+        self._models: dict[str, Model] = {}
+        self._tests: dict[str, _Test] = {}
+        self._evidence: dict[tuple[str, str | None], Evidence] = {}
+        self.controller = PromotionController(self._evidence_for, settings.criteria)
+        self.detector = RegressionDetector()
+        self.monitor = RollbackMonitor()
+        self._marks: dict[tuple[str, int], int] = {}  # newest game hlc trained on, per config
+        self._m_rejected = Counter("ringrift_training_games_rejected_total",
+                                   "Games skipped by training because they do not replay legally",
+                                   registry=registry)
+        self._m_runs = Counter("ringrift_training_runs_total", "Training runs finished",
+                               registry=registry)
+        self._m_games = Counter("ringrift_evaluation_games_total",
+                                "Evaluation and watch games played by this leader",
+                                registry=registry)
+
+    # --- the duty -----------------------------------------------------------------------
+
+    async def duty(self, term: int) -> None:
+        """Run rounds until cancelled (leadership lost); every write carries `term`."""
+        while True:
+            busy = False
+            for board, n in self.settings.configs:
+                busy |= await self.round(board, n, term)
+            if not busy:
+                await asyncio.sleep(self.settings.interval_s)
+
+    async def round(self, board: str, n: int, term: int) -> bool:
+        """One step of one config; True when it did work (so the next step follows at once)."""
+        models = self._stores.models
+        production = await models.get_alias("production", board, n)
+        if production is None:
+            await self._bootstrap(board, n, term)
+            return True
+        self.controller.observe_alias("production", board, n, production["sha256"])
+        previous = await models.get_alias("previous", board, n)
+        if previous is not None:
+            self.controller.observe_alias("previous", board, n, previous["sha256"])
+        candidate = await models.get_alias("candidate", board, n)
+        events = await models.promotion_events(board, n)
+        decided = {e["candidate"] for e in events if e["decision"] != "insufficient_data"}
+        if candidate is not None and candidate["sha256"] not in decided:
+            return await self._evaluate(board, n, candidate["sha256"], production["sha256"],
+                                        term)
+        if await self._maybe_train(board, n, production["sha256"], term):
+            return True
+        return await self._watch(board, n, production["sha256"], events, term)
+
+    # --- production's first model ---------------------------------------------------------
+
+    async def _bootstrap(self, board: str, n: int, term: int) -> None:
+        blob = save_model(initial_model(board, n))
+        sha = await self._stores.models.put_blob(blob)
+        await self._stores.models.register_model(sha, board, n)
+        await self._stores.models.set_alias("production", sha, term)
+        self._progress(f"[{board} {n}p] production starts as the seeded initial model "
+                       f"{sha[:12]}")
+
+    # --- training -----------------------------------------------------------------------
+
+    async def _mark(self, board: str, n: int) -> int:
+        """The newest game hlc the config's newest model was trained on (0: none yet)."""
+        if (board, n) not in self._marks:
+            mark = 0
+            for row in await self._stores.models.models(board, n):
+                model = await self._model(row["sha256"], board, n)
+                if model is not None:
+                    mark = max(mark, int(model.info.training.get("last_game_hlc", 0)))
+            self._marks[(board, n)] = mark
+        return self._marks[(board, n)]
+
+    async def _maybe_train(self, board: str, n: int, production: str, term: int) -> bool:
+        mark = await self._mark(board, n)
+        new = await self._stores.games.count_games(board, n, since_hlc=mark + 1)
+        if new < self.settings.training_game_threshold:
+            return False
+        parent = await self._model(production, board, n)
+        if parent is None:
+            return False  # the blob is still being pulled
+        games = await self._stores.games.recent_games(board, n,
+                                                      self.settings.training_window_games)
+        self._progress(f"[{board} {n}p] training: {new} new games, window of {len(games)}, "
+                       f"from production {production[:12]}")
+        started = time.monotonic()
+        result = await asyncio.to_thread(train, parent, production, games,
+                                         self.settings.training, self._device)
+        self._m_runs.inc()
+        self._m_rejected.inc(result.games_rejected)
+        self._marks[(board, n)] = int(result.model.info.training["last_game_hlc"])
+        sha = await self._stores.models.put_blob(result.blob)
+        await self._stores.models.register_model(sha, board, n, parent=production)
+        self._models[sha] = result.model
+        await self._stores.models.set_alias("candidate", sha, term)
+        self._evidence[(sha, production)] = Evidence(
+            value_mse=result.value_mse, baseline_value_mse=result.parent_value_mse)
+        self._progress(
+            f"[{board} {n}p] trained candidate {sha[:12]} in {time.monotonic() - started:.1f} s: "
+            f"{result.games_used} games ({result.games_rejected} rejected), "
+            f"{result.positions} positions, policy loss {result.policy_loss:.3f}, "
+            f"value loss {result.value_loss:.3f}")
+        return True
+
+    # --- evaluation ---------------------------------------------------------------------
+
+    def _evidence_for(self, model_id: str, baseline: str | None, board: str, n: int
+                      ) -> Evidence:
+        return self._evidence.get((model_id, baseline), Evidence())
+
+    async def _rebuild_test(self, board: str, n: int, candidate: str, production: str) -> _Test:
+        rows = await self._stores.matches.all_matches(board, n)
+        c = self.settings.criteria
+        test = _Test(PairedSprt(c.sprt(), games_per_trial=n) if candidate != production
+                     else None)
+        opponents = [RANDOM, HEURISTIC] + ([production] if test.sprt is not None else [])
+        for opponent in opponents:
+            scores = trial_scores(rows, candidate, opponent, n, EVALUATION)
+            played = [parse_match_id(r["match_id"]) for r in rows]
+            test.next_trial[opponent] = 1 + max(
+                (p[2] for p in played if p is not None and p[0] == candidate[:16]
+                 and p[1] == opponent[:16]), default=-1)
+            if opponent == production and test.sprt is not None:
+                for trial in sorted(scores):
+                    test.sprt.add(trial, scores[trial])
+            elif scores:
+                test.gates[opponent] = (sum(scores.values()) / len(scores), len(scores) * n)
+        return test
+
+    async def _evaluate(self, board: str, n: int, candidate: str, production: str,
+                        term: int) -> bool:
+        test = await self._rebuild_test(board, n, candidate, production)
+        c = self.settings.criteria
+        wanted = [o for o in (RANDOM, HEURISTIC) if test.gates.get(o, (0, 0))[1]
+                  < c.min_games_played]
+        if test.sprt is not None and test.sprt.verdict is Verdict.RUNNING:
+            wanted.append(production)
+        for opponent in wanted:
+            await self._play(board, n, candidate, opponent, test.next_trial[opponent],
+                             EVALUATION)
+        test = await self._rebuild_test(board, n, candidate, production)
+        known = self._evidence.get((candidate, production), Evidence())
+        self._evidence[(candidate, production)] = Evidence(
+            head_to_head(test.sprt) if test.sprt is not None else None, test.gates,
+            known.value_mse, known.baseline_value_mse)
+        baseline = production if test.sprt is not None else None
+        decision = self.controller.evaluate_promotion(candidate, board, n,
+                                                      PromotionType.PRODUCTION, baseline)
+        gates = ", ".join(f"{k} {s:.2f} ({g})" for k, (s, g) in sorted(test.gates.items()))
+        sprt = test.sprt.summary() if test.sprt is not None else "no incumbent"
+        self._progress(f"[{board} {n}p] evaluating {candidate[:12]}: {sprt}; gates {gates}")
+        if decision.final:
+            await self._execute(decision, term)
+        return True
+
+    async def _play(self, board: str, n: int, candidate: str, opponent: str, trial: int,
+                    kind: str) -> None:
+        players: dict[str, Player] = {}
+        for participant in {candidate, opponent, HEURISTIC, RANDOM}:
+            if participant in (RANDOM, HEURISTIC):
+                players[participant] = baseline_player(participant)
+            else:
+                model = await self._model(participant, board, n)
+                if model is None:
+                    return  # its blob is not here yet; the next round tries again
+                players[participant] = PolicyPlayer(model, self._device)
+        # Seeded by what the trial is, so a replayed assignment plays the same games.
+        seed = int.from_bytes(hashlib.sha256(
+            f"{kind}:{candidate}:{opponent}:{trial}".encode()).digest()[:8], "little")
+        games = await asyncio.to_thread(play_trial, players, candidate, opponent, board, n,
+                                        seed, self.settings.max_game_moves)
+        for index, game in enumerate(games):
+            await self._stores.matches.record_match(
+                match_id(candidate, opponent, trial, index, kind), list(game.participants),
+                board, n, list(game.result))
+        self._m_games.inc(len(games))
+
+    async def _execute(self, decision: PromotionDecision, term: int) -> None:
+        execution = self.controller.execute_promotion(decision)
+        models = self._stores.models
+        if decision.decision is Decision.ROLLBACK:
+            restored, removed = decision.baseline_model_id, decision.model_id
+        else:
+            restored, removed = decision.model_id, decision.baseline_model_id
+        reason = "; ".join(decision.reasons)[:1024]
+        await models.append_promotion_event(
+            decision.board_type, decision.num_players, restored, removed,
+            decision.decision.value, decision.reorder_applied, decision.games_played,
+            decision.win_rate, decision.elo_improvement, term, reason)
+        for move in execution.alias_moves:
+            await models.set_alias(move.name, move.model_id, term)
+        if self._metrics is not None:
+            kind = "rollback" if decision.decision is Decision.ROLLBACK else "production"
+            self._metrics.promotion_executed(kind, "success")
+        self._progress(f"[{decision.board_type} {decision.num_players}p] decision "
+                       f"{decision.decision.value} for {decision.model_id[:12]}: {reason}")
+
+    # --- regression watch and rollback --------------------------------------------------
+
+    async def _watch(self, board: str, n: int, production: str, events: list[dict],
+                     term: int) -> bool:
+        promoted = [e for e in events if e["decision"] == "swap_production"
+                    and e["candidate"] == production and e["incumbent"]]
+        if not promoted:
+            return False
+        event = promoted[-1]
+        previous = event["incumbent"]
+        rows = await self._stores.matches.all_matches(board, n)
+        scores = trial_scores(rows, production, previous, n, WATCH)
+        games = len(scores) * n
+        if games >= self.settings.watch_games:
+            return False
+        played = [parse_match_id(r["match_id"], WATCH) for r in rows]
+        trial = 1 + max((p[2] for p in played if p is not None and p[0] == production[:16]),
+                        default=-1)
+        await self._play(board, n, production, previous, trial, WATCH)
+        rows = await self._stores.matches.all_matches(board, n)
+        scores = trial_scores(rows, production, previous, n, WATCH)
+        games = len(scores) * n
+        win_rate = sum(scores.values()) / len(scores) if scores else None
+        now_table = ratings(rows)
+        then_table = ratings([r for r in rows if r["hlc"] <= event["hlc"]])
+        # A model without games before its promotion has no rating to fall from: its watch
+        # then judges by the win rate alone.
+        change = 0.0
+        if production in then_table.participants and production in now_table.participants:
+            change = now_table.get(production).elo - then_table.get(production).elo
+        now = time.monotonic()
+        regression = self.detector.check(production, change, games, now)
+        verdict = self.monitor.check(production, change, win_rate, games, now, regression)
+        if self._metrics is not None:
+            self._metrics.rollback_checked(production, verdict.should_rollback, -change)
+        self._progress(f"[{board} {n}p] watching {production[:12]}: Elo change {change:+.1f} "
+                       f"over {games} games vs {previous[:12]}, win rate "
+                       f"{'n/a' if win_rate is None else f'{win_rate:.2f}'}")
+        if verdict.should_rollback:
+            decision = self.controller.evaluate_promotion(production, board, n,
+                                                          PromotionType.ROLLBACK, previous)
+            if decision.should_promote:
+                decision = PromotionDecision(
+                    decision.model_id, board, n, PromotionType.ROLLBACK, previous, True,
+                    Decision.ROLLBACK, decision.reasons + verdict.reasons, games, win_rate,
+                    change)
+                await self._execute(decision, term)
+                self.detector.forget(production)
+                # Training resumes only once games newer than the rollback arrive.
+                newest = await self._stores.games.recent_games(board, n, 1)
+                if newest:
+                    self._marks[(board, n)] = int(newest[0]["created_hlc"])
+        return True
+
+    # --- models -------------------------------------------------------------------------
+
+    async def _model(self, sha: str, board: str, n: int) -> Model | None:
+        if sha not in self._models:
+            if not self._stores.models.has_blob(sha):
+                return None
+            blob = await self._stores.models.get_blob(sha)
+            self._models[sha] = await asyncio.to_thread(load_model, blob, board, n)
+        return self._models[sha]
+
+
+def settings_from_config(config: Any) -> PipelineSettings:
+    """The pipeline's settings from the node's config (sections [pipeline] and [promotion])."""
+    pipe, promo = config.pipeline, config.promotion
+    configs = tuple((text.partition(":")[0], int(text.partition(":")[2]))
+                    for text in pipe.configs)
+    criteria = PromotionCriteria(**{f: getattr(promo, f) for f in promo.__slots__})
+    return PipelineSettings(
+        configs, pipe.training_game_threshold, pipe.training_window_games,
+        TrainingSettings(steps=pipe.training_steps, batch_size=pipe.training_batch_size,
+                         seed=pipe.seed),
+        pipe.interval_s, pipe.watch_games, pipe.max_game_moves, criteria)
