@@ -29,6 +29,7 @@ from node.address import advertise_address
 from node.config import Config
 from node.datadir import DataDirError, NodeFiles, read_cluster
 from node.disk import DiskWatch
+from node.importer.ops_action import ImportAction
 from node.http import add_read_only_routes
 from node.leader import LeaderDuties
 from node.refusal_metrics import RefusalCollector
