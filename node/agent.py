@@ -29,8 +29,8 @@ from node.address import advertise_address
 from node.config import Config
 from node.datadir import DataDirError, NodeFiles, read_cluster
 from node.disk import DiskWatch
-from node.http import add_read_only_routes
 from node.importer.ops_action import ImportAction
+from node.http import add_read_only_routes
 from node.leader import LeaderDuties
 from node.monitoring import Monitoring
 from node.pipeline import LeaderPipeline, settings_from_config
