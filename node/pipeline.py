@@ -29,12 +29,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import msgpack
 from prometheus_client import CollectorRegistry, Counter
 
 from engine.evaluation import (
@@ -63,7 +68,7 @@ from engine.promotion import (
 from engine.ratings import ratings
 from engine.regression import RegressionDetector, RollbackMonitor
 from engine.sprt import PairedSprt, Verdict
-from engine.training import TrainingSettings, train
+from engine.training import TrainingResult, TrainingSettings, train
 from storage.stores import Stores
 
 log = logging.getLogger("ringrift.pipeline")
@@ -77,6 +82,7 @@ class PipelineSettings:
     training_game_threshold: int
     training_window_games: int
     training: TrainingSettings
+    training_processes: int  # above 1: DDP across that many devices, via torchrun
     interval_s: float
     watch_games: int
     max_game_moves: int
@@ -186,8 +192,11 @@ class LeaderPipeline:
         self._progress(f"[{board} {n}p] training: {new} new games, window of {len(games)}, "
                        f"from production {production[:12]}")
         started = time.monotonic()
-        result = await asyncio.to_thread(train, parent, production, games,
-                                         self.settings.training, self._device)
+        if self.settings.training_processes > 1:
+            result = await self._train_distributed(parent, production, games)
+        else:
+            result = await asyncio.to_thread(train, parent, production, games,
+                                             self.settings.training, self._device)
         self._m_runs.inc()
         self._m_rejected.inc(result.games_rejected)
         self._marks[(board, n)] = int(result.model.info.training["last_game_hlc"])
@@ -203,6 +212,42 @@ class LeaderPipeline:
             f"{result.positions} positions, policy loss {result.policy_loss:.3f}, "
             f"value loss {result.value_loss:.3f}")
         return True
+
+    async def _train_distributed(self, parent: Model, parent_sha: str, games: list[dict]
+                                 ) -> TrainingResult:
+        """Train across `training_processes` devices with torchrun (node.train_worker)."""
+        info = parent.info
+        t = self.settings.training
+        with tempfile.TemporaryDirectory(prefix="ringrift-train-") as tmp:
+            root = Path(tmp)
+            (root / "games.msgpack").write_bytes(msgpack.packb(games, use_bin_type=True))
+            (root / "parent.blob").write_bytes(save_model(parent))
+            out = root / "candidate.blob"
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc_per_node={self.settings.training_processes}", "-m",
+                "node.train_worker", "--games", str(root / "games.msgpack"),
+                "--parent", str(root / "parent.blob"), "--parent-sha", parent_sha,
+                "--board", info.board_type, "--players", str(info.num_players),
+                "--steps", str(t.steps), "--batch-size", str(t.batch_size),
+                "--seed", str(t.seed), "--out", str(out),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            try:
+                _, err = await proc.communicate()
+            except asyncio.CancelledError:
+                proc.kill()
+                await proc.wait()
+                raise
+            if proc.returncode != 0:
+                raise RuntimeError(f"distributed training exited with {proc.returncode}: "
+                                   f"{err.decode(errors='replace')[-2000:]}")
+            blob = out.read_bytes()
+            figures = json.loads((root / "candidate.blob.json").read_text())
+        model = load_model(blob, info.board_type, info.num_players)
+        return TrainingResult(model, blob, figures["games_used"], figures["games_rejected"],
+                              figures["positions"], t.steps, figures["policy_loss"],
+                              figures["value_loss"], figures["value_mse"],
+                              figures["parent_value_mse"])
 
     # --- evaluation ---------------------------------------------------------------------
 
@@ -372,4 +417,4 @@ def settings_from_config(config: Any) -> PipelineSettings:
         configs, pipe.training_game_threshold, pipe.training_window_games,
         TrainingSettings(steps=pipe.training_steps, batch_size=pipe.training_batch_size,
                          seed=pipe.seed),
-        pipe.interval_s, pipe.watch_games, pipe.max_game_moves, criteria)
+        pipe.training_processes, pipe.interval_s, pipe.watch_games, pipe.max_game_moves, criteria)
