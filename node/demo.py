@@ -33,16 +33,17 @@ from typing import Any
 DEMO: dict[str, dict[str, Any]] = {
     "mesh": {"sync_interval_s": 1.0},
     "pipeline": {
-        "training_game_threshold": 24, "training_window_games": 400, "training_steps": 150,
-        "training_batch_size": 64, "interval_s": 1.0, "watch_games": 8, "max_game_moves": 400,
+        "training_game_threshold": 24, "training_window_games": 300, "training_steps": 100,
+        "training_batch_size": 32, "interval_s": 1.0, "watch_games": 8, "max_game_moves": 300,
     },
     "promotion": {
-        "min_games_played": 8, "sprt_min_games": 8, "sprt_max_games": 24,
+        "min_games_played": 6, "sprt_min_games": 6, "sprt_max_games": 16,
         "sprt_elo0": 0.0, "sprt_elo1": 100.0, "min_win_rate": 0.5, "min_elo_improvement": 0.0,
         "random_gate": 0.5, "heuristic_gate": 0.0, "max_value_mse_degradation": 0.5,
     },
 }
 STATUS_EVERY_S = 10.0
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _toml(sections: dict[str, dict[str, Any]]) -> str:
@@ -133,6 +134,9 @@ def run(nodes: int, minutes: float, seed: int, keep: bool, out: Any = sys.stdout
     config.write_text(_toml(sections), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RINGRIFT_")}
     env["PYTHONUNBUFFERED"] = "1"
+    # N nodes share this machine's cores: one math thread each. Thread pools sized for the
+    # whole machine, N times over, spin against each other (a training step ran 10x slower).
+    env.update({name: "1" for name in THREAD_VARIABLES})
     procs: list[_Node] = []
     started = time.monotonic()
     say(f"demo: {nodes} nodes on loopback for {minutes:g} min, seed {seed}, files in {root}")
