@@ -51,6 +51,9 @@ class BoardConfig:
     bit_cell: dict[int, int]  # bit position -> cell
     all_bits: int
     territory_shifts: tuple[int, ...]
+    # Steps along which a processed region's border spreads through markers (see
+    # ``territory.region_border``); empty where it does not spread.
+    border_shifts: tuple[int, ...]
 
     def line_length(self, num_players: int) -> int:
         """Markers needed for a line: 3 on the small boards with 3-4 players, else 4."""
@@ -149,10 +152,17 @@ def _build(name: str) -> BoardConfig:
         width = 2 * extent + 2  # one padding column
         positions = [(y + extent) * width + (x + extent) for x, y, _ in coords]
         shifts: tuple[int, ...] = tuple(dy * width + dx for dx, dy, _ in HEX_DIRECTIONS)
+        # The canonical engine spreads a region's border with square-grid steps in
+        # (x, y) on hex8 (its six neighbours plus (1,1,-2) and (-1,-1,2)) and not at all
+        # on the large hex board.
+        border_shifts: tuple[int, ...] = (
+            tuple(dy * width + dx for dx, dy in SQUARE_DIRECTIONS) if name == "hex8" else ()
+        )
     else:
         width = extent + 1
         positions = [y * width + x for x, y in coords]
         shifts = (1, -1, width, -width)
+        border_shifts = tuple(dy * width + dx for dx, dy in SQUARE_DIRECTIONS)
     between: dict[int, tuple[int, int]] = {}
     for src, per in enumerate(rays):
         for d, ray in enumerate(per):
@@ -176,6 +186,7 @@ def _build(name: str) -> BoardConfig:
         bit_cell={pos: c for c, pos in enumerate(positions)},
         all_bits=sum(1 << pos for pos in positions),
         territory_shifts=shifts,
+        border_shifts=border_shifts,
     )
 
 

@@ -120,7 +120,8 @@ def _fresh_stack_counts(
 
 def placement_moves(state: GameState, player: int, out: list[Move]) -> None:
     """Append every legal ``place_ring``: 1-3 rings on an empty cell, or one ring on any
-    stack, each only if the resulting stack could then move (no dead placement)."""
+    stack, each only if the resulting stack could then move (no dead placement), and
+    2-3 rings only on a cell where one ring could go, as the canonical host offers them."""
     most = min(3, state.in_hand[player])
     if most <= 0:
         return
@@ -150,9 +151,12 @@ def placement_moves(state: GameState, player: int, out: list[Move]) -> None:
                         break
             if not ok:
                 ok = _fresh_stack_counts(stacks, collapsed, rays[cell], most)
-            for k in range(1, most + 1):
-                if ok >> k & 1:
-                    out.append(Move(PLACE_RING, player, -1, cell, -1, k))
+            # Two or three rings only where one could go (departure
+            # multi-ring-placement-cells).
+            if ok & 2:
+                for k in range(1, most + 1):
+                    if ok >> k & 1:
+                        out.append(Move(PLACE_RING, player, -1, cell, -1, k))
 
 
 def has_legal_placement(state: GameState, player: int) -> bool:
@@ -216,4 +220,5 @@ def move_stack(state: GameState, player: int, src: int, dst: int, target: int) -
         s = s[:-1]
         state.eliminated[player] += 1
         state.board_rings[top] -= 1
-    stacks[dst] = s or None
+    if s:
+        state.put_stack(dst, s)

@@ -25,6 +25,16 @@ def extraction_cells(state: GameState, player: int, outside: frozenset[int] = fr
     ]
 
 
+def first_extraction_cell(state: GameState, player: int) -> int:
+    """The stack a recovery slide takes its buried ring from: the first, in stack order,
+    holding a buried ring of ``player`` (the canonical engine picks it; the move does not
+    name it). -1 when there is none."""
+    for c in state.stack_cells_in_order():
+        if player in state.stacks[c][:-1]:
+            return c
+    return -1
+
+
 def extract_buried_ring(state: GameState, player: int, cell: int) -> None:
     """Remove the player's bottommost ring from the stack at ``cell`` (R113), credited to
     the player. A stack without such a ring is left alone."""
@@ -40,15 +50,15 @@ def extract_buried_ring(state: GameState, player: int, cell: int) -> None:
 
 def recovery_moves(state: GameState, player: int) -> list[Move]:
     """All recovery slides. Line-forming slides exclude the fallback class (R112): slides
-    to an empty cell and stack strikes are legal only when no slide anywhere forms a line."""
+    to an empty cell and stack strikes are legal only when no slide anywhere forms a line.
+    The buried ring paid is not part of the move (``first_extraction_cell``)."""
     stacks = state.stacks
     markers = state.markers
     collapsed = state.collapsed
     rays = state.board.rays
     half = state.board.num_dirs // 2
     need = state.line_length
-    extract = extraction_cells(state, player)
-    if not extract:
+    if first_extraction_cell(state, player) < 0:
         return []
     forming: list[tuple[int, int, tuple[int, ...]]] = []
     fallback: list[tuple[str, int, int]] = []
@@ -75,14 +85,12 @@ def recovery_moves(state: GameState, player: int) -> list[Move]:
     moves: list[Move] = []
     if forming:
         for m, t, run in forming:
-            for x in extract:
-                moves.append(Move(RECOVERY_SLIDE, player, m, t, -1, 0, run, (), 1, "line", x))
+            moves.append(Move(RECOVERY_SLIDE, player, m, t, -1, 0, run, (), 1, "line"))
             if len(run) > need:
                 for i in range(len(run) - need + 1):
                     moves.append(Move(RECOVERY_SLIDE, player, m, t, -1, 0, run[i:i + need], (),
-                                      2, "line", -1))
+                                      2, "line"))
     else:
         for mode, m, t in fallback:
-            for x in extract:
-                moves.append(Move(RECOVERY_SLIDE, player, m, t, -1, 0, (), (), 0, mode, x))
+            moves.append(Move(RECOVERY_SLIDE, player, m, t, -1, 0, (), (), 0, mode))
     return moves

@@ -19,7 +19,13 @@ from .movement import (
     stack_moves,
 )
 from .moves import Move
-from .recovery import extract_buried_ring, extraction_cells, recovery_eligible, recovery_moves
+from .recovery import (
+    extract_buried_ring,
+    extraction_cells,
+    first_extraction_cell,
+    recovery_eligible,
+    recovery_moves,
+)
 from .state import (
     ACTIVE,
     CAPTURE,
@@ -36,13 +42,12 @@ from .state import (
     GameState,
     cap_height,
 )
-from .territory import find_regions
+from .territory import find_regions, region_border
 from .victory import (
     LAST_PLAYER_STANDING,
     RESIGNATION,
     check_victory,
     finish,
-    is_global_stalemate,
     resolve_stalemate,
 )
 
@@ -81,12 +86,12 @@ def legal_moves(state: GameState) -> list[Move]:
 def _placement_phase(state: GameState, p: int) -> list[Move]:
     out: list[Move] = []
     placement_moves(state, p, out)
-    if out:
-        # Placement is optional only when something else can be done instead (R080):
-        # a stack that can move, or a recovery the player may prefer (R110).
-        if has_stack_move(state, p) or recovery_eligible(state, p):
-            out.append(Move(mt.SKIP_PLACEMENT, p))
-    else:
+    # With rings in hand, placement is optional only when something else can be done
+    # instead (R080): a stack that can move, or a recovery the player may prefer (R110).
+    # That holds even when no placement is legal: the skip is the move then.
+    if state.in_hand[p] > 0 and (has_stack_move(state, p) or recovery_eligible(state, p)):
+        out.append(Move(mt.SKIP_PLACEMENT, p))
+    elif not out:
         out.append(Move(mt.NO_PLACEMENT_ACTION, p))
     if state.swap_eligible and p == 2 and state.turn == 2 and state.num_players == 2:
         out.append(Move(mt.SWAP_SIDES, p))
@@ -131,7 +136,20 @@ def _line_phase(state: GameState, p: int) -> list[Move]:
     if state.pending == PENDING_LINE:
         targets = state.controlled_cells(p)
         if targets:  # else nothing can pay: the cost is waived (R122)
-            return [Move(mt.ELIMINATE_RINGS_FROM_STACK, p, -1, c) for c in targets]
+            out = [Move(mt.ELIMINATE_RINGS_FROM_STACK, p, -1, c) for c in targets]
+            # Another exact line may be collapsed before paying, and one ring then pays
+            # for both (departure line-before-reward); not the 3-marker lines of hex8
+            # with 3-4 players, which the canonical engine offers only as options.
+            if not (state.board.name == "hex8" and state.num_players >= 3):
+                out.extend(m for m in _line_options(state, p) if m.type == mt.PROCESS_LINE)
+            return out
+    out = _line_options(state, p)
+    if not out:
+        out.append(Move(mt.NO_LINE_ACTION, p))
+    return out
+
+
+def _line_options(state: GameState, p: int) -> list[Move]:
     need = state.line_length
     out: list[Move] = []
     for line in find_lines(state, p):
@@ -142,8 +160,6 @@ def _line_phase(state: GameState, p: int) -> list[Move]:
             for i in range(len(line) - need + 1):
                 out.append(Move(mt.CHOOSE_LINE_OPTION, p, -1, -1, -1, 0, line[i:i + need],
                                 line, 2))
-    if not out:
-        out.append(Move(mt.NO_LINE_ACTION, p))
     return out
 
 
@@ -156,9 +172,18 @@ def _territory_phase(state: GameState, p: int) -> list[Move]:
         targets = extraction_cells(state, p)
     if targets:  # an owed cost with nothing left to pay it is waived
         return [Move(elim, p, -1, c) for c in targets]
+    out = _processable_regions(state, p)
+    if out:
+        out.append(Move(mt.SKIP_TERRITORY_PROCESSING, p))
+    else:
+        out.append(Move(mt.NO_TERRITORY_ACTION, p))
+    return out
+
+
+def _processable_regions(state: GameState, p: int) -> list[Move]:
     out: list[Move] = []
     stacks = state.stacks
-    for cells, border in find_regions(state):
+    for cells in find_regions(state):
         inside = frozenset(cells)
         # R143: the cost must be payable from outside the region.
         if state.recovery_turn:
@@ -168,11 +193,7 @@ def _territory_phase(state: GameState, p: int) -> list[Move]:
                 s and s[-1] == p and c not in inside for c, s in enumerate(stacks)
             )
         if payable:
-            out.append(Move(mt.CHOOSE_TERRITORY_OPTION, p, -1, cells[0], -1, 0, cells, border))
-    if out:
-        out.append(Move(mt.SKIP_TERRITORY_PROCESSING, p))
-    else:
-        out.append(Move(mt.NO_TERRITORY_ACTION, p))
+            out.append(Move(mt.CHOOSE_TERRITORY_OPTION, p, -1, cells[0], -1, 0, cells))
     return out
 
 
@@ -194,7 +215,8 @@ def apply_move(state: GameState, move: Move, *, check: bool = False) -> GameStat
 
 
 def apply_move_in_place(state: GameState, move: Move) -> None:
-    """Apply ``move`` to ``state`` itself (the playout fast path), then check victory."""
+    """Apply ``move`` to ``state`` itself (the playout fast path). Victory is checked
+    when a turn ends (``end_turn``), as the canonical engine does."""
     if state.status != ACTIVE:
         raise IllegalMove(f"{move.type}: the game is over")
     handler = _HANDLERS.get(move.type)
@@ -202,25 +224,24 @@ def apply_move_in_place(state: GameState, move: Move) -> None:
         raise IllegalMove(f"move type {move.type!r}: expected one of {mt.MOVE_TYPES}")
     state.move_number += 1
     handler(state, move)
-    if state.status == ACTIVE:
-        check_victory(state)
 
 
 def _acted(state: GameState, p: int) -> None:
     state.turn_changed = True
-    state.acted_at[p] = state.move_number
 
 
 def _place(state: GameState, m: Move) -> None:
     p = m.player
-    s = state.stacks[m.dst] or ()
+    s = state.stacks[m.dst]
     count = m.count or 1
-    state.stacks[m.dst] = s + (p,) * count
+    if s:
+        state.stacks[m.dst] = s + (p,) * count
+    else:
+        state.put_stack(m.dst, (p,) * count)
     state.in_hand[p] -= count
     state.board_rings[p] += count
     state.must_move = m.dst
     state.phase = MOVEMENT
-    state.turn_real = True
     _acted(state, p)
 
 
@@ -244,7 +265,6 @@ def _enter_lines(state: GameState) -> None:
 def _move(state: GameState, m: Move) -> None:
     p = m.player
     move_stack(state, p, m.src, m.dst, -1)
-    state.turn_real = True
     _acted(state, p)
     s = state.stacks[m.dst]
     if s and s[-1] == p and has_capture_from(state, m.dst):
@@ -258,7 +278,6 @@ def _move(state: GameState, m: Move) -> None:
 def _capture(state: GameState, m: Move) -> None:
     p = m.player
     move_stack(state, p, m.src, m.dst, m.target)
-    state.turn_real = True
     _acted(state, p)
     s = state.stacks[m.dst]
     if s and s[-1] == p and has_capture_from(state, m.dst):
@@ -291,6 +310,8 @@ def _line(state: GameState, m: Move) -> None:
     # Exact lines and option 1 cost one ring, waived without a controlled stack (R122).
     if m.option != 2 and state.controls_any(p):
         state.pending = PENDING_LINE
+    elif not _line_options(state, p):
+        state.phase = TERRITORY_PROCESSING  # nothing owed, no line left (R073)
 
 
 def _eliminate_top(state: GameState, p: int, cell: int, rings: int) -> None:
@@ -316,11 +337,14 @@ def _eliminate(state: GameState, m: Move) -> None:
         # a host applies outside any pending decision (the cap, as in R100).
         _eliminate_top(state, p, m.dst, 1 if pending == PENDING_LINE else cap_height(s))
     _acted(state, p)
+    if state.phase == TERRITORY_PROCESSING and not _processable_regions(state, p):
+        end_turn(state)  # the last region paid for ends the turn (R075)
 
 
 def _region(state: GameState, m: Move) -> None:
     p = m.player
     state.pending = PENDING_NONE
+    border = region_border(state, m.cells)
     stacks = state.stacks
     markers = state.markers
     collapsed = state.collapsed
@@ -335,7 +359,7 @@ def _region(state: GameState, m: Move) -> None:
         if not collapsed[c]:
             collapsed[c] = p
             state.territory[p] += 1
-    _collapse_markers(state, p, m.border)
+    _collapse_markers(state, p, border)
     _acted(state, p)
     # Then the self-elimination (R145 step 4), or a buried ring after a recovery (R114);
     # nothing to pay with means nothing is owed.
@@ -359,7 +383,14 @@ def _end_territory(state: GameState, m: Move) -> None:
 
 def _no_line(state: GameState, m: Move) -> None:
     state.pending = PENDING_NONE
-    state.phase = TERRITORY_PROCESSING
+    # A player who changed nothing this turn, controls a stack and has no region to
+    # process goes straight to forced elimination, without a territory phase visit
+    # (departure ``no-line-forced-elimination``).
+    p = state.current
+    if not state.turn_changed and state.controls_any(p) and not _processable_regions(state, p):
+        state.phase = FORCED_ELIMINATION
+    else:
+        state.phase = TERRITORY_PROCESSING
 
 
 def _forced(state: GameState, m: Move) -> None:
@@ -367,7 +398,6 @@ def _forced(state: GameState, m: Move) -> None:
     s = state.stacks[m.dst]
     if s:
         _eliminate_top(state, p, m.dst, cap_height(s))
-    state.acted_at[p] = state.move_number
     end_turn(state)
 
 
@@ -380,8 +410,10 @@ def _recovery(state: GameState, m: Move) -> None:
         state.markers[m.dst] = p
         if m.mode == "line":
             _collapse_markers(state, p, m.cells)
-    if m.option != 2 and m.extract >= 0:
-        extract_buried_ring(state, p, m.extract)
+    if m.option != 2:
+        source = first_extraction_cell(state, p)
+        if source >= 0:
+            extract_buried_ring(state, p, source)
     state.recovery_turn = True
     _acted(state, p)
     _enter_lines(state)
@@ -431,12 +463,14 @@ def has_real_action(state: GameState, p: int) -> bool:
 
 
 def end_turn(state: GameState) -> None:
-    """Close the current turn: last-player-standing bookkeeping at the end of each round,
-    then hand the turn to the next player still in the rotation (R201)."""
+    """Close the current turn: check victory (R170-R173, only here, as the canonical
+    engine does), hand the turn to the next player still in the rotation (R201), then
+    count last-player-standing rounds at the new turn's start."""
+    check_victory(state)
+    if state.status != ACTIVE:
+        return
     p = state.current
     n = state.num_players
-    if state.turn_real:
-        state.round_took |= 1 << p
     if state.turn >= 2:
         state.swap_eligible = False
     nxt = 0
@@ -448,23 +482,6 @@ def end_turn(state: GameState) -> None:
     if nxt == 0:
         resolve_stalemate(state)
         return
-    if nxt <= p:  # the seat order wrapped: a full round is complete
-        real = state.round_real
-        if real and real & (real - 1) == 0 and state.round_took == real:
-            sole = real.bit_length() - 1
-            if sole == state.lps_player:
-                state.lps_rounds += 1
-            else:
-                state.lps_player = sole
-                state.lps_rounds = 1
-            if state.lps_rounds >= LAST_PLAYER_STANDING_ROUNDS:
-                finish(state, sole, LAST_PLAYER_STANDING)
-                return
-        else:
-            state.lps_player = 0
-            state.lps_rounds = 0
-        state.round_real = 0
-        state.round_took = 0
     state.current = nxt
     state.phase = RING_PLACEMENT
     state.turn += 1
@@ -473,11 +490,60 @@ def end_turn(state: GameState) -> None:
     state.pending = PENDING_NONE
     state.recovery_turn = False
     state.turn_changed = False
-    state.turn_real = False
-    if has_real_action(state, nxt):
-        state.round_real |= 1 << nxt
-    if is_global_stalemate(state):
-        resolve_stalemate(state)
+    _last_player_standing(state, nxt)
+
+
+def _has_material(state: GameState, p: int) -> bool:
+    return state.in_hand[p] > 0 or state.board_rings[p] > 0
+
+
+def _last_player_standing(state: GameState, p: int) -> None:
+    """R172 as the canonical engine's hosts apply it at every turn start (departure
+    ``lps-round-tracking``): a round runs from one turn start of its opening player to
+    the next; a round in which exactly one player with material had a real action at
+    its turn start is exclusive to that player; after three consecutive exclusive
+    rounds of one player, that player wins at its own turn start if it still has a
+    real action and no other player with material has one."""
+    if (state.out >> p) & 1 or not _has_material(state, p):
+        return
+    bit = 1 << p
+    first = state.lps_first
+    if first == 0 or not _has_material(state, first):
+        state.lps_first = p
+        state.round_seen = 0
+        state.round_real = 0
+        excl = state.lps_player
+        if excl == 0 or not _has_material(state, excl):
+            state.lps_player = 0
+            state.lps_rounds = 0
+    elif p == first and state.round_seen:
+        real = 0
+        for q in range(1, state.num_players + 1):
+            if _has_material(state, q):
+                real |= state.round_real & (1 << q)
+        if real and real & (real - 1) == 0:
+            sole = real.bit_length() - 1
+            if sole == state.lps_player:
+                state.lps_rounds += 1
+            else:
+                state.lps_player = sole
+                state.lps_rounds = 1
+        else:
+            state.lps_player = 0
+            state.lps_rounds = 0
+        state.round_seen = 0
+        state.round_real = 0
+    real_now = has_real_action(state, p)
+    state.round_seen |= bit
+    if real_now:
+        state.round_real |= bit
+    else:
+        state.round_real &= ~bit
+    if state.lps_rounds >= LAST_PLAYER_STANDING_ROUNDS and state.lps_player == p and real_now:
+        for q in range(1, state.num_players + 1):
+            if q != p and _has_material(state, q) and has_real_action(state, q):
+                return
+        finish(state, p, LAST_PLAYER_STANDING)
 
 
 __all__ = [

@@ -19,7 +19,7 @@ from .state import MAX_PLAYERS, PHASES, GameState, empty_state
 _STATUSES = ("active", "completed")
 _REASONS = ("", "ring_elimination", "territory", "last_player_standing", "stalemate",
             "resignation")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: last-player-standing rounds as the canonical engine counts them
 
 
 def serialize_state(state: GameState) -> dict[str, Any]:
@@ -30,7 +30,8 @@ def serialize_state(state: GameState) -> dict[str, Any]:
         "version": FORMAT_VERSION,
         "board": state.board.name,
         "numPlayers": n,
-        "stacks": {keys[c]: list(s) for c, s in enumerate(state.stacks) if s},
+        # In stack order (see GameState.stack_seq), which a mapping keeps.
+        "stacks": {keys[c]: list(state.stacks[c]) for c in state.stack_cells_in_order()},
         "markers": {keys[c]: m for c, m in enumerate(state.markers) if m},
         "collapsed": {keys[c]: m for c, m in enumerate(state.collapsed) if m},
         "ringsInHand": state.in_hand[1:],
@@ -48,14 +49,13 @@ def serialize_state(state: GameState) -> dict[str, Any]:
         "pending": state.pending,
         "recoveryTurn": state.recovery_turn,
         "turnChanged": state.turn_changed,
-        "turnReal": state.turn_real,
+        "lpsFirst": state.lps_first,
         "roundReal": state.round_real,
-        "roundTook": state.round_took,
+        "roundSeen": state.round_seen,
         "lpsPlayer": state.lps_player,
         "lpsRounds": state.lps_rounds,
         "swapEligible": state.swap_eligible,
         "swapped": state.swapped,
-        "actedAt": state.acted_at[1:],
         "elimTurn": state.elim_turn[1:],
         "out": state.out,
     }
@@ -114,7 +114,7 @@ def deserialize_state(data: object) -> GameState:
                 _need(isinstance(value, list) and 0 < len(value) <= n * cfg.rings_per_player
                       and all(isinstance(r, int) and 1 <= r <= n for r in value),
                       f"stacks[{key}]", value, f"a non-empty list of players 1..{n}")
-                s.stacks[cell] = tuple(value)
+                s.put_stack(cell, tuple(value))
             else:
                 _need(isinstance(value, int) and 1 <= value <= n, f"{field}[{key}]", value,
                       f"a player 1..{n}")
@@ -146,15 +146,14 @@ def deserialize_state(data: object) -> GameState:
     s.pending = _int(data, "pending", 0, 3)
     s.recovery_turn = _bool(data, "recoveryTurn")
     s.turn_changed = _bool(data, "turnChanged")
-    s.turn_real = _bool(data, "turnReal")
     mask = (1 << (n + 1)) - 1
+    s.lps_first = _int(data, "lpsFirst", 0, n)
     s.round_real = _int(data, "roundReal", 0, mask)
-    s.round_took = _int(data, "roundTook", 0, mask)
+    s.round_seen = _int(data, "roundSeen", 0, mask)
     s.lps_player = _int(data, "lpsPlayer", 0, n)
     s.lps_rounds = _int(data, "lpsRounds", 0, big)
     s.swap_eligible = _bool(data, "swapEligible")
     s.swapped = _bool(data, "swapped")
-    s.acted_at = [0, *_int_list(data, "actedAt", n, big)]
     s.elim_turn = [0, *_int_list(data, "elimTurn", n, big)]
     s.out = _int(data, "out", 0, mask)
     return s
@@ -194,10 +193,11 @@ _CELL_EMPTY, _CELL_MARKER, _CELL_COLLAPSED, _CELL_STACK = 0, 1, 2, 3
 def encode_state(state: GameState) -> bytes:
     """The whole state in a compact byte string: a fixed header, per-player counters,
     then one byte per cell (kind << 4 | owner, or the height of a stack followed by its
-    rings bottom first, two players per byte)."""
+    rings bottom first, two players per byte), then the stacks' cells in stack order
+    (two bytes each)."""
     n = state.num_players
     flags = (
-        state.recovery_turn | state.turn_changed << 1 | state.turn_real << 2
+        state.recovery_turn | state.turn_changed << 1
         | state.swap_eligible << 3 | state.swapped << 4 | (state.ranks is not None) << 5
     )
     head = _HEADER.pack(
@@ -205,10 +205,10 @@ def encode_state(state: GameState) -> bytes:
         PHASES.index(state.phase), _STATUSES.index(state.status), state.winner,
         _REASONS.index(state.victory_reason), state.pending, flags, state.lps_player,
         state.out, state.turn, state.move_number, state.must_move + 1, state.chain_pos + 1,
-        state.round_real, state.round_took, state.lps_rounds, 0,
+        state.round_real, state.round_seen, state.lps_rounds, state.lps_first,
     )
     per_player = struct.pack(
-        f"<{4 * n}I", *state.in_hand[1:], *state.eliminated[1:], *state.acted_at[1:],
+        f"<{3 * n}I", *state.in_hand[1:], *state.eliminated[1:],
         *state.elim_turn[1:],
     )
     ranks = bytes(state.ranks) if state.ranks is not None else b""
@@ -226,7 +226,8 @@ def encode_state(state: GameState) -> bytes:
             cells.append(_CELL_COLLAPSED << 4 | state.collapsed[c])
         else:
             cells.append(0)
-    return head + per_player + ranks + bytes(cells)
+    order = state.stack_cells_in_order()
+    return head + per_player + ranks + bytes(cells) + struct.pack(f"<{len(order)}H", *order)
 
 
 def decode_state(blob: bytes) -> GameState:
@@ -234,8 +235,8 @@ def decode_state(blob: bytes) -> GameState:
     if not isinstance(blob, (bytes, bytearray)) or len(blob) < _HEADER.size:
         raise ValueError(f"encoded state: expected at least {_HEADER.size} bytes")
     (version, board_i, n, current, phase_i, status_i, winner, reason_i, pending, flags,
-     lps_player, out, turn, move_number, must, chain, round_real, round_took, lps_rounds,
-     _) = _HEADER.unpack_from(blob)
+     lps_player, out, turn, move_number, must, chain, round_real, round_seen, lps_rounds,
+     lps_first) = _HEADER.unpack_from(blob)
     if version != FORMAT_VERSION:
         raise ValueError(f"encoded state version {version}: expected {FORMAT_VERSION}")
     if board_i >= len(BOARD_TYPES) or not 1 <= n <= MAX_PLAYERS:
@@ -249,20 +250,22 @@ def decode_state(blob: bytes) -> GameState:
     s.current, s.phase, s.status = current, PHASES[phase_i], _STATUSES[status_i]
     s.winner, s.victory_reason, s.pending = winner, _REASONS[reason_i], pending
     s.recovery_turn, s.turn_changed = bool(flags & 1), bool(flags & 2)
-    s.turn_real, s.swap_eligible, s.swapped = bool(flags & 4), bool(flags & 8), bool(flags & 16)
+    s.swap_eligible, s.swapped = bool(flags & 8), bool(flags & 16)
     s.lps_player, s.out, s.turn, s.move_number = lps_player, out, turn, move_number
     s.must_move, s.chain_pos = must - 1, chain - 1
-    s.round_real, s.round_took, s.lps_rounds = round_real, round_took, lps_rounds
+    s.round_real, s.round_seen, s.lps_rounds = round_real, round_seen, lps_rounds
+    if lps_first > n:
+        raise ValueError(f"encoded state: last-player-standing round opener {lps_first} > {n}")
+    s.lps_first = lps_first
     pos = _HEADER.size
-    size = 16 * n
+    size = 12 * n
     if len(blob) < pos + size:
         raise ValueError("encoded state truncated in the player counters")
-    vals = struct.unpack_from(f"<{4 * n}I", blob, pos)
+    vals = struct.unpack_from(f"<{3 * n}I", blob, pos)
     pos += size
     s.in_hand = [0, *vals[:n]]
     s.eliminated = [0, *vals[n:2 * n]]
-    s.acted_at = [0, *vals[2 * n:3 * n]]
-    s.elim_turn = [0, *vals[3 * n:]]
+    s.elim_turn = [0, *vals[2 * n:]]
     if flags & 32:
         if len(blob) < pos + n:
             raise ValueError("encoded state truncated in the ranks")
@@ -297,8 +300,15 @@ def decode_state(blob: bytes) -> GameState:
         elif kind == _CELL_COLLAPSED:
             s.collapsed[c] = owner
         pos += 1
-    if pos != len(blob):
-        raise ValueError(f"encoded state: {len(blob) - pos} trailing bytes")
+    cells_with_stacks = [c for c, st in enumerate(s.stacks) if st]
+    if len(blob) - pos != 2 * len(cells_with_stacks):
+        raise ValueError(f"encoded state: {len(blob) - pos} bytes after the cells: expected "
+                         f"the order of {len(cells_with_stacks)} stacks")
+    order = struct.unpack_from(f"<{len(cells_with_stacks)}H", blob, pos)
+    if sorted(order) != cells_with_stacks:
+        raise ValueError("encoded state: the stack order does not list each stack once")
+    for c in order:
+        s.put_stack(c, s.stacks[c])
     derive_counts(s)
     _check_supply(s)
     return s

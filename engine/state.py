@@ -49,7 +49,6 @@ class GameState:
     """A mutable game state. ``copy()`` is cheap (a handful of list copies)."""
 
     __slots__ = (
-        "acted_at",
         "board",
         "board_rings",
         "chain_pos",
@@ -58,6 +57,7 @@ class GameState:
         "elim_turn",
         "eliminated",
         "in_hand",
+        "lps_first",
         "lps_player",
         "lps_rounds",
         "markers",
@@ -66,11 +66,13 @@ class GameState:
         "num_players",
         "out",
         "pending",
+        "placed_seq",
         "phase",
         "ranks",
         "recovery_turn",
         "round_real",
-        "round_took",
+        "round_seen",
+        "stack_seq",
         "stacks",
         "status",
         "swap_eligible",
@@ -78,7 +80,6 @@ class GameState:
         "territory",
         "turn",
         "turn_changed",
-        "turn_real",
         "victory_reason",
         "winner",
     )
@@ -86,6 +87,11 @@ class GameState:
     board: BoardConfig
     num_players: int
     stacks: list[tuple[int, ...] | None]
+    # When each cell's stack appeared (a stack that moves appears anew where it lands):
+    # the canonical engine keeps stacks in that order, and a recovery slide takes its
+    # buried ring from the first such stack (see ``recovery.first_extraction_cell``).
+    stack_seq: list[int]
+    placed_seq: int  # the next stack_seq number
     markers: list[int]
     collapsed: list[int]
     in_hand: list[int]
@@ -105,14 +111,15 @@ class GameState:
     pending: int  # PENDING_*
     recovery_turn: bool  # this turn's action was a recovery slide (R114 costs)
     turn_changed: bool  # the board changed this turn (R073: no forced elimination)
-    turn_real: bool  # the player took a real action this turn (LPS, R172)
-    round_real: int  # bitmask of players who had a real action this round
-    round_took: int  # bitmask of players who took a real action this round
+    # Last-player-standing rounds (R172), tracked at each turn start as the canonical
+    # engine's hosts do (departure ``lps-round-tracking``).
+    lps_first: int  # the player whose turn start opened the current round (0: none)
+    round_seen: int  # bitmask of players whose turn start this round was recorded
+    round_real: int  # ... of those, the ones who had a real action then
     lps_player: int  # the sole real actor of the last consecutive rounds (0: none)
     lps_rounds: int  # how many consecutive rounds lps_player was the sole real actor
     swap_eligible: bool  # player 2 may still play swap_sides (pie rule, R180)
     swapped: bool
-    acted_at: list[int]  # move number of each player's last turn action (stalemate tiebreak)
     elim_turn: list[int]  # turn a player was permanently eliminated (0: never)
     out: int  # bitmask of players who resigned or timed out
 
@@ -121,6 +128,8 @@ class GameState:
         new.board = self.board
         new.num_players = self.num_players
         new.stacks = self.stacks.copy()
+        new.stack_seq = self.stack_seq.copy()
+        new.placed_seq = self.placed_seq
         new.markers = self.markers.copy()
         new.collapsed = self.collapsed.copy()
         new.in_hand = self.in_hand.copy()
@@ -140,14 +149,13 @@ class GameState:
         new.pending = self.pending
         new.recovery_turn = self.recovery_turn
         new.turn_changed = self.turn_changed
-        new.turn_real = self.turn_real
+        new.lps_first = self.lps_first
         new.round_real = self.round_real
-        new.round_took = self.round_took
+        new.round_seen = self.round_seen
         new.lps_player = self.lps_player
         new.lps_rounds = self.lps_rounds
         new.swap_eligible = self.swap_eligible
         new.swapped = self.swapped
-        new.acted_at = self.acted_at.copy()
         new.elim_turn = self.elim_turn.copy()
         new.out = self.out
         return new
@@ -171,6 +179,17 @@ class GameState:
         m = sum(1 for x in self.markers if x)
         c = sum(1 for x in self.collapsed if x)
         return m + c + sum(self.eliminated)
+
+    def put_stack(self, cell: int, stack: tuple[int, ...]) -> None:
+        """A new stack on an empty cell, last in stack order."""
+        self.stacks[cell] = stack
+        self.stack_seq[cell] = self.placed_seq
+        self.placed_seq += 1
+
+    def stack_cells_in_order(self) -> list[int]:
+        """Cells holding stacks, in the order the stacks appeared."""
+        seq = self.stack_seq
+        return sorted((c for c, s in enumerate(self.stacks) if s), key=seq.__getitem__)
 
     def controlled_cells(self, player: int) -> list[int]:
         return [c for c, s in enumerate(self.stacks) if s and s[-1] == player]
@@ -197,7 +216,6 @@ def initial_state(board: str | BoardConfig, num_players: int) -> GameState:
     if not 2 <= num_players <= MAX_PLAYERS:
         raise ValueError(f"num_players {num_players}: expected 2..{MAX_PLAYERS}")
     s = empty_state(cfg, num_players, in_hand=cfg.rings_per_player, swap=num_players == 2)
-    s.round_real = 1 << 1  # player 1 can place: a real action for last-player-standing
     return s
 
 
@@ -208,6 +226,8 @@ def empty_state(cfg: BoardConfig, num_players: int, in_hand: int, swap: bool) ->
     s.board = cfg
     s.num_players = num_players
     s.stacks = [None] * n
+    s.stack_seq = [0] * n
+    s.placed_seq = 0
     s.markers = [0] * n
     s.collapsed = [0] * n
     s.in_hand = [0] + [in_hand] * num_players
@@ -227,14 +247,13 @@ def empty_state(cfg: BoardConfig, num_players: int, in_hand: int, swap: bool) ->
     s.pending = PENDING_NONE
     s.recovery_turn = False
     s.turn_changed = False
-    s.turn_real = False
+    s.lps_first = 0
     s.round_real = 0
-    s.round_took = 0
+    s.round_seen = 0
     s.lps_player = 0
     s.lps_rounds = 0
     s.swap_eligible = swap
     s.swapped = False
-    s.acted_at = [0] * (num_players + 1)
     s.elim_turn = [0] * (num_players + 1)
     s.out = 0
     return s

@@ -4,7 +4,8 @@ A region is physically disconnected when everything around it is board edge, col
 space, or markers of one single player B. So for B = nobody and for each player owning
 markers, the regions are the connected components (territory adjacency) of the cells that
 are neither collapsed nor B's markers. A component counts when the players controlling
-stacks inside it are a strict subset of the players with rings on the board.
+stacks inside it are a strict subset of the players with rings on the board, and, for
+B = nobody, exactly one player controls stacks inside (``find_regions``).
 
 Components are flood-filled on bitboards (Python ints): one fill step shifts the whole
 frontier at once, so a fill costs a few big-int operations per step of the region's
@@ -42,23 +43,42 @@ def _cells(mask: int, bit_cell: dict[int, int]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def find_regions(state: GameState) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Disconnected regions as ``(cells, border_markers)``, cells sorted, no duplicates.
+def region_border(state: GameState, cells: tuple[int, ...]) -> tuple[int, ...]:
+    """The markers that collapse with a processed region of ``cells``: every
+    marker, of any colour, next to the region (territory adjacency), and every marker
+    reached from those through markers outside the region, one ``border_shifts`` step
+    at a time (Moore steps on square boards, square-grid steps in (x, y) on hex8, none
+    on the large hex board). The canonical engine does this (departure
+    ``region-border-spread``); the written rule collapses only the border colour's
+    markers on the enclosing path."""
+    cfg = state.board
+    bits = cfg.bits
+    comp = 0
+    for c in cells:
+        comp |= bits[c]
+    marker_bits = 0
+    for c, m in enumerate(state.markers):
+        if m:
+            marker_bits |= bits[c]
+    outside = marker_bits & ~comp
+    border = _dilate(comp, cfg.territory_shifts) & outside
+    if border and cfg.border_shifts:
+        border = _flood(border, outside, cfg.border_shifts)
+    return _cells(border, cfg.bit_cell)
 
-    Only regions leaving at least one stack outside are listed: the cost of processing
-    a region is always paid from a stack outside it (R143, R114), so one holding every
-    stack can never be processed. ``border_markers`` are the border colour's markers
-    adjacent to the region: the ones on its enclosing path, which collapse with it
-    (RR-CANON-R145 step 2).
+
+def find_regions(state: GameState) -> list[tuple[int, ...]]:
+    """Disconnected regions, each as its sorted cells, no duplicates.
+
+    Eligibility follows the canonical engine (departure ``region-eligibility``): a
+    region enclosed by one colour's markers (with collapsed spaces and edges) counts
+    when fewer players control stacks inside it than have rings on the board, an empty
+    one included; a region
+    enclosed by collapsed spaces and edges alone counts only when exactly one player
+    controls stacks inside it. Processing one also collapses its ``region_border``.
     """
     cfg = state.board
     n = state.num_players
-    active = 0
-    for p in range(1, n + 1):
-        if state.board_rings[p] > 0:
-            active |= 1 << p
-    if not active:
-        return []
     bits = cfg.bits
     collapsed_bits = 0
     marker_bits = [0] * (n + 1)
@@ -70,12 +90,11 @@ def find_regions(state: GameState) -> list[tuple[tuple[int, ...], tuple[int, ...
             marker_bits[mark] |= bits[c]
         elif stack:
             control_bits[stack[-1]] |= bits[c]
-    stack_bits = 0
-    for m in control_bits:
-        stack_bits |= m
+    active = sum(1 for p in range(1, n + 1) if state.board_rings[p] > 0)
+    controllers = [p for p in range(1, n + 1) if control_bits[p]]
     shifts = cfg.territory_shifts
     open_bits = cfg.all_bits & ~collapsed_bits
-    found: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    found: list[tuple[int, ...]] = []
     seen: set[tuple[int, ...]] = set()
     for b in range(n + 1):
         if b and not marker_bits[b]:
@@ -86,20 +105,12 @@ def find_regions(state: GameState) -> list[tuple[tuple[int, ...], tuple[int, ...
             seed = remaining & -remaining
             comp = _flood(seed, free, shifts)
             remaining &= ~comp
-            if comp & stack_bits == stack_bits:
-                continue  # nothing outside could pay for it
-            inside = 0
-            for p in range(1, n + 1):
-                if comp & control_bits[p]:
-                    inside |= 1 << p
-            if inside == active or inside & ~active:
-                continue  # every active colour is represented: never disconnected
+            inside = sum(1 for p in controllers if comp & control_bits[p])
+            if inside >= active or (not b and inside != 1):
+                continue
             key = _cells(comp, cfg.bit_cell)
             if key in seen:
                 continue
             seen.add(key)
-            border: tuple[int, ...] = ()
-            if b:
-                border = _cells(_dilate(comp, shifts) & marker_bits[b], cfg.bit_cell)
-            found.append((key, border))
+            found.append(key)
     return found

@@ -106,7 +106,7 @@ def to_ts(move: Move, state: GameState) -> dict[str, Any]:
             out["option"] = move.option or 1
             if move.option == 2:
                 out["collapsePositions"] = _positions(cfg, move.cells)
-        out["extractionStacks"] = [cfg.keys[move.extract]] if move.extract >= 0 else []
+        out["extractionStacks"] = []  # the engine picks the paying stack itself
     else:
         out["to"] = dict(_SENTINEL)
     return out
@@ -187,7 +187,7 @@ def from_ts(data: dict[str, Any], state: GameState) -> Move:
 # States: ours in the reference engine's serialized terms ------------------------------
 
 
-def ts_view(state: GameState, extract_gap: list[int] | None = None) -> dict[str, Any]:
+def ts_view(state: GameState) -> dict[str, Any]:
     """The fields of the reference engine's serialized state this engine models: stacks
     (rings top first), markers, collapsed spaces, per-player counts, whose turn and which
     phase, and whether a line reward elimination is pending."""
@@ -201,7 +201,7 @@ def ts_view(state: GameState, extract_gap: list[int] | None = None) -> dict[str,
             [p, state.in_hand[p], state.eliminated[p], state.territory[p]]
             for p in range(1, state.num_players + 1)
         ],
-        "currentPlayer": state.winner if done else state.current,
+        "currentPlayer": 0 if done else state.current,
         "currentPhase": GAME_OVER if done else state.phase,
         "gameStatus": "completed" if done else "active",
         "pendingLineReward": state.pending == PENDING_LINE and not done,
@@ -220,7 +220,7 @@ def recorded_view(data: dict[str, Any], extra: dict[str, Any] | None) -> dict[st
             [p["playerNumber"], p["ringsInHand"], p["eliminatedRings"], p["territorySpaces"]]
             for p in data["players"]
         ],
-        "currentPlayer": data["currentPlayer"],
+        "currentPlayer": 0 if done else data["currentPlayer"],
         "currentPhase": GAME_OVER if done else data["currentPhase"],
         "gameStatus": "completed" if done else "active",
         "pendingLineReward": bool((extra or {}).get("pendingLineRewardElimination"))

@@ -5,11 +5,13 @@ bundle or a directory of them. For every vector the adapter loads the input
 SerializedGameState, applies the move as a host would (then fills in the bookkeeping
 moves of the decision phases, ``no_line_action`` and ``no_territory_action``, the way the
 reference orchestrator's post-move processing does), and checks every assertion.
-Vectors marked ``skip`` upstream are reported as skipped with that reason.
 
-A vector move that is not among this engine's legal moves (several forced-elimination
-vectors drive eliminations outside any pending decision, as a host would) is still
-applied, unchecked, and the report says so; its assertions decide the outcome.
+A vector whose move this engine does not list as legal fails. Vectors marked ``skip``
+upstream are reported as skipped with that reason; vectors in
+``engine.stale_vectors.STALE_VECTORS`` (contradicted by the canonical engine itself, or
+wrong) are run and reported as ``stale`` with their reason, not as failures. Where a
+multi-phase vector leaves a choice open (a chain capture with no landing hint), every
+choice is played out and the one reaching the expected state counts.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .lines import run_through
 from .moves import Move
 from .rules import apply_move_in_place, legal_moves
 from .serialization import derive_counts
+from .stale_vectors import STALE_VECTORS
 from .state import (
     ACTIVE,
     CAPTURE,
@@ -54,6 +57,10 @@ _AUTO_FILL = frozenset({mt.NO_LINE_ACTION, mt.NO_TERRITORY_ACTION})
 
 class VectorError(ValueError):
     """A vector file or vector that does not have the expected shape."""
+
+
+class IllegalVectorMove(ValueError):
+    """A vector move that this engine does not list as legal."""
 
 
 # Reading the reference engine's SerializedGameState and Move -------------------------
@@ -99,9 +106,9 @@ def load_state(data: object) -> GameState:
                 rings = value.get("rings") if isinstance(value, dict) else None
                 if not isinstance(rings, list) or not 0 < len(rings) <= most:
                     raise VectorError(f"stacks[{key}].rings: expected 1..{most} rings")
-                s.stacks[cell] = tuple(
+                s.put_stack(cell, tuple(
                     _player_no(r, f"stacks[{key}] ring", n) for r in reversed(rings)
-                )
+                ))
             elif field_name == "markers":
                 owner = value.get("player") if isinstance(value, dict) else value
                 s.markers[cell] = _player_no(owner, f"markers[{key}]", n)
@@ -206,8 +213,6 @@ def load_move(data: object, state: GameState) -> Move:
             raise VectorError(f"recoveryMode = {mode!r}: expected one of {mt.RECOVERY_MODES}")
         option = data.get("recoveryOption", data.get("option", 1 if mode == "line" else 0))
         option = _count(option, "recoveryOption", 2)
-        stacks = data.get("extractionStacks") or []
-        extract = cfg.cell_of(stacks[0]) if isinstance(stacks, list) and stacks else -1
         src, dst = cell("from"), cell("to")
         cells: tuple[int, ...] = ()
         if mode == "line":
@@ -217,31 +222,42 @@ def load_move(data: object, state: GameState) -> Move:
                 half = cfg.num_dirs // 2
                 runs = [run_through(state, dst, player, a, src) for a in range(half)]
                 cells = max(runs, key=len)
-        return Move(mtype, player, src, dst, cells=cells, option=option, mode=mode,
-                    extract=extract)
+        # extractionStacks is not read: the engine picks the stack that pays.
+        return Move(mtype, player, src, dst, cells=cells, option=option, mode=mode)
     return Move(mtype, player)
+
+
+_LINE_TYPES = (mt.PROCESS_LINE, mt.CHOOSE_LINE_OPTION)
 
 
 def _same(a: Move, b: Move) -> bool:
     """Whether a legal move is the one a vector meant (the vector may leave out the
-    region's border or list cells in another order)."""
+    region's border or list cells in another order, and may collapse a whole exact line
+    with choose_line_option, as the canonical host offers it, where this engine lists
+    process_line)."""
+    if a.type in _LINE_TYPES and b.type in _LINE_TYPES:
+        return (a.player == b.player and sorted(a.cells) == sorted(b.cells)
+                and (a.option == 2) == (b.option == 2))
     if a.type != b.type or a.player != b.player or a.src != b.src or a.target != b.target:
         return False
-    if a.type in (mt.CHOOSE_TERRITORY_OPTION, mt.PROCESS_LINE, mt.CHOOSE_LINE_OPTION):
-        return sorted(a.cells) == sorted(b.cells) and a.option == b.option
+    if a.type == mt.CHOOSE_TERRITORY_OPTION:
+        return sorted(a.cells) == sorted(b.cells)
     if a.type == mt.RECOVERY_SLIDE:
-        return (a.dst, a.mode, a.option, a.extract, sorted(a.cells)) == (
-            b.dst, b.mode, b.option, b.extract, sorted(b.cells))
+        return (a.dst, a.mode, a.option, sorted(a.cells)) == (
+            b.dst, b.mode, b.option, sorted(b.cells))
     return a.dst == b.dst and a.count == b.count
 
 
 # Running vectors ---------------------------------------------------------------------
 
+MAX_ENDINGS = 256  # played-out continuations of one vector's open choices
+_REASON_TO_TS = {"territory": "territory_control"}
+
 
 @dataclass
 class Outcome:
     vector_id: str
-    result: str  # passed | failed | skipped
+    result: str  # passed | failed | skipped | stale
     detail: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -273,7 +289,8 @@ def _only_bookkeeping(state: GameState) -> bool:
     return len(legal) == 1 and legal[0].type in mt.BOOKKEEPING_TYPES
 
 
-def _apply_as_host(state: GameState, move: Move, notes: list[str]) -> None:
+def _apply_as_host(state: GameState, move: Move) -> None:
+    """Apply this engine's legal move that is ``move``; IllegalVectorMove if none is."""
     legal = legal_moves(state)
     for candidate in legal:
         if _same(candidate, move):
@@ -288,8 +305,7 @@ def _apply_as_host(state: GameState, move: Move, notes: list[str]) -> None:
         if named:
             apply_move_in_place(state, named[0])
             return
-    notes.append(f"{move.type} is not a legal move here; applied unchecked as a host move")
-    apply_move_in_place(state, move)
+    raise IllegalVectorMove(f"{move.type} is not a legal move here")
 
 
 def _fill_bookkeeping(state: GameState, mover: int, turn: int, phases: list[str]) -> None:
@@ -310,26 +326,93 @@ def _note_phase(state: GameState, mover: int, turn: int, phases: list[str]) -> N
         phases.append(state.phase)
 
 
-def _pick(state: GameState, hints: list[dict[str, Any]], vid: str) -> Move:
-    """The decision a host makes in a multi-phase vector, following its phase hints."""
+def _chain_hint(state: GameState, entry: object) -> list[Move]:
+    """The legal capture segments an ``expectedChainSequence`` entry names."""
+    if not isinstance(entry, dict):
+        raise VectorError("expectedChainSequence: expected a list of moves")
+    cfg = state.board
+    out = []
+    for m in legal_moves(state):
+        if m.type not in (mt.OVERTAKING_CAPTURE, mt.CONTINUE_CAPTURE_SEGMENT):
+            continue
+        if all(entry.get(key) is None or cfg.cell_of(entry[key]) == cell
+               for key, cell in (("from", m.src), ("to", m.dst), ("captureTarget", m.target))):
+            out.append(m)
+    return out
+
+
+def _choices(state: GameState, hints: list[dict[str, Any]], chain: list[Any]) -> list[Move]:
+    """The decisions a host may make here in a multi-phase vector: the one its hints
+    name, else every non-bookkeeping legal move (one when only which stack pays an owed
+    elimination is open, as that changes no count a vector asserts)."""
     legal = [m for m in legal_moves(state) if m.type not in mt.BOOKKEEPING_TYPES]
     cfg = state.board
+    if chain and state.phase in (CAPTURE, CHAIN_CAPTURE):
+        named = _chain_hint(state, chain[0])
+        if named:
+            return named[:1]
     for hint in hints:
         if "expectedLandingPosition" in hint and state.phase in (CAPTURE, CHAIN_CAPTURE):
             want = cfg.cell_of(hint["expectedLandingPosition"])
             chosen = [m for m in legal if m.dst == want]
             if chosen:
-                return chosen[0]
+                return chosen[:1]
         if "linePositions" in hint and state.phase == LINE_PROCESSING:
             want_cells = sorted(_cells(cfg, hint["linePositions"], "linePositions"))
             chosen = [m for m in legal if sorted(m.cells) == want_cells and m.option != 2]
             if chosen:
-                return chosen[0]
-    if len(legal) == 1:
-        return legal[0]
+                return chosen[:1]
     if state.pending in (PENDING_LINE, PENDING_TERRITORY, PENDING_EXTRACTION) and legal:
-        return legal[0]  # which stack pays does not change any count a vector asserts
-    raise VectorError(f"{vid}: {len(legal)} choices in {state.phase} and no hint picks one")
+        return legal[:1]
+    return legal
+
+
+@dataclass
+class _Ending:
+    state: GameState
+    phases: list[str]
+    path: list[Move]
+
+
+def _play_turn(state: GameState, phases: list[str], hints: list[dict[str, Any]],
+               chain: list[Any], path: list[Move], out: list[_Ending]) -> None:
+    """Finish the mover's turn every way the vector leaves open, collecting endings."""
+    mover, turn = state.current, state.turn
+    for _ in range(MAX_TURN_STEPS):
+        _note_phase(state, mover, turn, phases)
+        _fill_bookkeeping(state, mover, turn, phases)
+        if state.status != ACTIVE or state.current != mover or state.turn != turn:
+            out.append(_Ending(state, phases, path))
+            return
+        options = _choices(state, hints, chain)
+        if not options:
+            raise VectorError(f"no decision to make in {state.phase}")
+        captured = state.phase in (CAPTURE, CHAIN_CAPTURE)
+        for move in options[1:]:
+            if len(out) >= MAX_ENDINGS:
+                break
+            branch = state.copy()
+            apply_move_in_place(branch, move)
+            _play_turn(branch, list(phases), hints, chain[1:] if captured else chain,
+                       [*path, move], out)
+        apply_move_in_place(state, options[0])
+        path = [*path, options[0]]
+        if captured:
+            chain = chain[1:]
+    raise VectorError(f"the turn did not end within {MAX_TURN_STEPS} moves")
+
+
+def _judge(before: GameState, ending: _Ending, expected: dict[str, Any],
+           want_phases: object) -> str:
+    """The first expectation the ending misses, as text; empty when all hold."""
+    if want_phases is not None and ending.phases != want_phases:
+        return f"phase sequence: expected {want_phases}, got {ending.phases}"
+    status = expected.get("status")
+    if status is not None:
+        got = "awaiting_decision" if pending_decision_type(ending.state) else "complete"
+        if got != status:
+            return f"status: expected {status!r}, got {got!r}"
+    return check_assertions(before, ending.state, expected.get("assertions", {}))
 
 
 def check_assertions(before: GameState, after: GameState, assertions: dict[str, Any]) -> str:
@@ -352,8 +435,13 @@ def check_assertions(before: GameState, after: GameState, assertions: dict[str, 
             got = sum(1 for c in after.collapsed if c)
         elif key == "sInvariantDelta":
             got = after.progress() - before.progress()
+        elif key == "totalRingsEliminated":
+            got = sum(after.eliminated)
         elif key == "victoryWinner":
             got = after.winner if after.status != ACTIVE and after.winner else None
+        elif key == "victoryReason":
+            reason = after.victory_reason if after.status != ACTIVE else ""
+            got = _REASON_TO_TS.get(reason, reason) or None
         elif key == "pendingDecisionType":
             got = pending_decision_type(after)
         elif key.startswith("player") and key[6:7].isdigit():
@@ -373,49 +461,64 @@ def check_assertions(before: GameState, after: GameState, assertions: dict[str, 
     return ""
 
 
+def _evaluate(vector: dict[str, Any]) -> tuple[str, str, list[str]]:
+    """(passed | failed, detail, notes) of running one vector."""
+    inp = vector["input"]
+    expected = vector["expectedOutput"]
+    if not isinstance(expected.get("assertions", {}), dict):
+        raise VectorError("expectedOutput.assertions: expected a mapping")
+    before = load_state(inp["state"])
+    state = before.copy()
+    mover, turn = state.current, state.turn
+    phases = [state.phase]
+    endings: list[_Ending] = []
+    want_phases = None
+    if "move" in inp:
+        move = load_move(inp["move"], state)
+        _apply_as_host(state, move)
+        _fill_bookkeeping(state, mover, turn, phases)
+        endings.append(_Ending(state, phases, [move]))
+    elif "initialMove" in inp:
+        hints = inp.get("phaseTransitions") or []
+        chain = inp.get("expectedChainSequence") or []
+        if not isinstance(hints, list) or not isinstance(chain, list):
+            raise VectorError("phaseTransitions / expectedChainSequence: expected lists")
+        move = load_move(inp["initialMove"], state)
+        _apply_as_host(state, move)
+        _play_turn(state, phases, hints, chain, [move], endings)
+        want_phases = inp.get("expectedPhaseSequence")
+    else:
+        raise VectorError("input: expected 'move' or 'initialMove'")
+    misses = [_judge(before, e, expected, want_phases) for e in endings]
+    for e, miss in zip(endings, misses):
+        if not miss:
+            notes = []
+            if len(endings) > 1:
+                notes.append(f"{len(endings)} ways to finish the turn; the expected one "
+                             f"ends with {e.path[-1].type} at {_key(state, e.path[-1].dst)}")
+            return "passed", "", notes
+    notes = [f"{len(endings)} ways to finish the turn, none as expected"] if len(endings) > 1 else []
+    return "failed", misses[0], notes
+
+
+def _key(state: GameState, cell: int) -> str:
+    return state.board.keys[cell] if cell >= 0 else "-"
+
+
 def run_vector(vector: dict[str, Any]) -> Outcome:
     vid = str(vector.get("id", "?"))
     if vector.get("skip"):
         return Outcome(vid, "skipped", str(vector["skip"]))
-    notes: list[str] = []
     try:
-        inp = vector["input"]
-        expected = vector["expectedOutput"]
-        assertions = expected.get("assertions", {})
-        if not isinstance(assertions, dict):
-            raise VectorError("expectedOutput.assertions: expected a mapping")
-        before = load_state(inp["state"])
-        state = before.copy()
-        mover = state.current
-        turn = state.turn
-        phases = [state.phase]
-        if "move" in inp:
-            _apply_as_host(state, load_move(inp["move"], state), notes)
-            _fill_bookkeeping(state, mover, turn, phases)
-        elif "initialMove" in inp:
-            hints = inp.get("phaseTransitions") or []
-            _apply_as_host(state, load_move(inp["initialMove"], state), notes)
-            for _ in range(MAX_TURN_STEPS):
-                _note_phase(state, mover, turn, phases)
-                _fill_bookkeeping(state, mover, turn, phases)
-                if state.status != ACTIVE or state.current != mover or state.turn != turn:
-                    break
-                apply_move_in_place(state, _pick(state, hints, vid))
-            want_phases = inp.get("expectedPhaseSequence")
-            if want_phases is not None and phases != want_phases:
-                return Outcome(vid, "failed", f"phase sequence: expected {want_phases}, "
-                                              f"got {phases}", notes)
-        else:
-            raise VectorError("input: expected 'move' or 'initialMove'")
+        result, detail, notes = _evaluate(vector)
+    except IllegalVectorMove as exc:
+        result, detail, notes = "failed", f"illegal move: {exc}", []
     except (KeyError, ValueError, TypeError) as exc:
-        return Outcome(vid, "failed", f"could not run: {exc!r}", notes)
-    status = expected.get("status")
-    if status is not None:
-        got = "awaiting_decision" if pending_decision_type(state) else "complete"
-        if got != status:
-            return Outcome(vid, "failed", f"status: expected {status!r}, got {got!r}", notes)
-    diff = check_assertions(before, state, assertions)
-    return Outcome(vid, "failed" if diff else "passed", diff, notes)
+        result, detail, notes = "failed", f"could not run: {exc!r}", []
+    if vid in STALE_VECTORS:
+        observed = f"observed: {detail}" if detail else "observed: passes"
+        return Outcome(vid, "stale", STALE_VECTORS[vid], [observed, *notes])
+    return Outcome(vid, result, detail, notes)
 
 
 def vector_files(paths: list[str]) -> list[Path]:
@@ -455,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         files = vector_files(args.paths)
     except VectorError as exc:
         parser.error(str(exc))
-    totals = {"passed": 0, "failed": 0, "skipped": 0}
+    totals = {"passed": 0, "failed": 0, "skipped": 0, "stale": 0}
     report = []
     for path in files:
         try:
@@ -463,7 +566,9 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             outcomes = [Outcome(path.name, "failed", f"could not read: {exc}")]
         counts = {k: sum(1 for o in outcomes if o.result == k) for k in totals}
-        for k in totals:
+        stale = counts.pop("stale")
+        totals["stale"] += stale
+        for k in counts:
             totals[k] += counts[k]
         report.append({
             "file": str(path),
@@ -472,26 +577,30 @@ def main(argv: list[str] | None = None) -> int:
                          for o in outcomes if o.result == "failed"],
             "skips": [{"id": o.vector_id, "reason": o.detail}
                       for o in outcomes if o.result == "skipped"],
+            "stale": [{"id": o.vector_id, "reason": o.detail, "notes": o.notes}
+                      for o in outcomes if o.result == "stale"],
             "notes": [{"id": o.vector_id, "notes": o.notes}
-                      for o in outcomes if o.notes and o.result != "failed"],
+                      for o in outcomes if o.notes and o.result == "passed"],
         })
     if args.json:
         print(json.dumps({**totals, "files": report}, sort_keys=True))
     else:
         for entry in report:
             print(f"{entry['file']}: passed {entry['passed']}, failed {entry['failed']}, "
-                  f"skipped {entry['skipped']}")
+                  f"skipped {entry['skipped']}, stale {len(entry['stale'])}")
             for f in entry["failures"]:
                 print(f"  FAILED {f['id']}: {f['assertion']}")
                 for note in f["notes"]:
                     print(f"    note: {note}")
             for sk in entry["skips"]:
                 print(f"  skipped {sk['id']}: {sk['reason']}")
+            for st in entry["stale"]:
+                print(f"  stale {st['id']}: {st['reason']} ({'; '.join(st['notes'])})")
             for nt in entry["notes"]:
                 for note in nt["notes"]:
                     print(f"  note {nt['id']}: {note}")
         print(f"total: passed {totals['passed']}, failed {totals['failed']}, "
-              f"skipped {totals['skipped']}")
+              f"skipped {totals['skipped']}, stale {totals['stale']}")
     return 0 if totals["failed"] == 0 else 1
 
 

@@ -8,7 +8,6 @@ from .state import COMPLETED, GAME_OVER, GameState
 RING_ELIMINATION = "ring_elimination"
 TERRITORY = "territory"
 LAST_PLAYER_STANDING = "last_player_standing"
-STALEMATE = "stalemate"
 RESIGNATION = "resignation"
 
 
@@ -62,8 +61,10 @@ def record_permanent_eliminations(state: GameState) -> list[int]:
 
 
 def check_victory(state: GameState) -> None:
-    """Checked after every move: credits only ever go to the mover, so checking early
-    never changes who wins, and a game ends as soon as its winner is certain."""
+    """Checked when a turn ends, in the canonical engine's order: ring elimination,
+    territory, then a last player standing who alone controls stacks while no one else
+    has a ring anywhere (in hand or on the board), then, on a bare board
+    where nobody can place, the stalemate resolution."""
     n = state.num_players
     threshold = state.victory_threshold
     for p in range(1, n + 1):
@@ -77,16 +78,20 @@ def check_victory(state: GameState) -> None:
         if t >= minimum and 2 * t > total:
             finish(state, p, TERRITORY)
             return
-    alive = record_permanent_eliminations(state)
+    record_permanent_eliminations(state)
     if n < 2:
         return  # a one-seat fixture has no opponent to win against
-    if not any(state.stacks) and is_global_stalemate(state):
-        resolve_stalemate(state)
-    elif len(alive) == 1:
-        # Everyone else is out of the rotation for good, so the survivor is the only
-        # seat that can ever act again: last player standing without waiting 3 rounds.
-        finish(state, alive[0], RESIGNATION if state.out else LAST_PLAYER_STANDING)
-    elif not alive:
+    controllers = 0
+    for s in state.stacks:
+        if s:
+            controllers |= 1 << s[-1]
+    if controllers and controllers & (controllers - 1) == 0:
+        owner = controllers.bit_length() - 1
+        if not any(state.in_hand[q] or state.board_rings[q] for q in range(1, n + 1)
+                   if q != owner):
+            finish(state, owner, LAST_PLAYER_STANDING)
+            return
+    if not controllers and is_global_stalemate(state):
         resolve_stalemate(state)
 
 
@@ -103,16 +108,23 @@ def is_global_stalemate(state: GameState) -> bool:
 
 
 def resolve_stalemate(state: GameState) -> None:
-    """Rings in hand become eliminated rings of their owner; the cascade picks the
-    winner, the last player to have acted breaking a complete tie."""
-    for p in range(1, state.num_players + 1):
-        state.eliminated[p] += state.in_hand[p]
-        state.in_hand[p] = 0
+    """Global stalemate, resolved as the canonical engine does (departure
+    ``stalemate-ladder``): the first of these with a single leader above zero wins:
+    territory (a territory win), eliminated rings counting rings in hand (a ring
+    elimination win), markers on the board, and finally the player whose move ended
+    the turn (both last player standing). Rings in hand stay in hand."""
     record_permanent_eliminations(state)
     players = [p for p in range(1, state.num_players + 1) if not (state.out >> p) & 1]
-    if not players:
-        players = list(range(1, state.num_players + 1))
-    best = max(_score(state, p) for p in players)
-    tied = [p for p in players if _score(state, p) == best]
-    winner = max(tied, key=lambda p: state.acted_at[p])
-    finish(state, winner, STALEMATE)
+    players = players or list(range(1, state.num_players + 1))
+    ladder = (
+        (TERRITORY, lambda p: state.territory[p]),
+        (RING_ELIMINATION, lambda p: state.eliminated[p] + state.in_hand[p]),
+        (LAST_PLAYER_STANDING, state.markers.count),
+    )
+    for reason, score in ladder:
+        best = max(score(p) for p in players)
+        leaders = [p for p in players if score(p) == best]
+        if best > 0 and len(leaders) == 1:
+            finish(state, leaders[0], reason)
+            return
+    finish(state, state.current, LAST_PLAYER_STANDING)

@@ -37,6 +37,19 @@ carries `term` as its fencing token (storage refuses writes older than the newes
 
 Non-voters run the same class with `self_id not in voters`: they never vote or campaign and
 learn `(leader, term, lease_until)` from gossip through `observe`.
+
+**Against a peer holding the cluster key** (the wire proves who sent each message):
+
+- Votes, vote replies, heartbeats and acks count only from current voters.
+- A granted vote carries the voter's signed endorsement (mesh/quorum.py); a winner keeps a
+  majority of them as its quorum certificate and sends it with every heartbeat. A follower
+  follows a leader, and moves to its term, only once the certificate checks out against its own
+  voter set; non-voters demand the same in `observe`. `proven_term` is the highest term this
+  node has seen won with such a proof: storage fences leader-written rows with it.
+- A term raised without a proof (a vote request, a reply, a refused ack) may exceed this
+  node's term by at most `MAX_TERM_STEP`, so no voter can push the cluster to the maximum.
+
+Each refusal is counted in `refused` by reason.
 """
 
 from __future__ import annotations
@@ -48,12 +61,20 @@ from dataclasses import dataclass, field
 
 from mesh import codec
 from mesh.core import Send
+from mesh.quorum import ENDORSEMENT_BYTES, MAX_QUORUM, Notary
 
 # Terms and heartbeat sequence numbers are stored as SQLite integers (signed 64-bit).
 MAX_TERM = (1 << 63) - 1
 # A leader announces at most this much remaining lease (seconds); far above any sane config,
 # it only bounds what a peer can make a follower believe.
 MAX_LEASE_REMAINING = 3600.0
+# How far a term may rise without a quorum certificate (a vote request, a refused ack). An
+# honest election raises it by one; a node cut off through many failed elections may lag by a
+# few hundred; a certificate proves any higher term at once. At this step a hostile voter
+# would need 2^53 messages to push terms to the maximum.
+MAX_TERM_STEP = 1024
+# Why the core ignored a message; counted in `Election.refused`.
+REFUSALS = ("not_voter", "no_quorum", "term_step", "bad_vote")
 # Heartbeat send times a leader remembers, to turn an ack's seq back into a send time. Acks
 # older than this many rounds are too old to extend a lease anyway.
 _SENT_WINDOW = 256
@@ -157,6 +178,8 @@ class Role(enum.StrEnum):
 # --- messages ------------------------------------------------------------------------------
 
 _TERM = {"min": 0, "max": MAX_TERM}
+# A quorum certificate on the wire: voter id -> endorsement (public key || vote signature).
+QUORUM_FIELD = {"max_len": MAX_QUORUM, "key_max_len": 32, "item_max_len": ENDORSEMENT_BYTES}
 
 
 def _check_term(term: int) -> None:
@@ -193,11 +216,15 @@ class RequestVote:
 @codec.message("raft.vote-reply")
 @dataclass(frozen=True, slots=True)
 class VoteReply:
-    """`term`: the term voted in (the asked term if granted, else the voter's own term)."""
+    """`term`: the term voted in (the asked term if granted, else the voter's own term).
+
+    `endorsement`: with a granted real vote, the voter's signed vote (mesh/quorum.py).
+    """
 
     term: int = field(metadata=_TERM)
     granted: bool
     pre: bool = False
+    endorsement: bytes = field(default=b"", metadata={"max_len": ENDORSEMENT_BYTES})
 
     def __post_init__(self) -> None:
         _check_term(self.term)
@@ -209,12 +236,14 @@ class Heartbeat:
     """The leader of `term` is alive. `seq` numbers the round; the ack echoes it.
 
     `lease_remaining` (seconds) is informational for followers (a duration, so clock offsets
-    between nodes do not matter); no follower acts on it.
+    between nodes do not matter); no follower acts on it. `quorum` is the leader's quorum
+    certificate for `term`: followers check it once per leader and term.
     """
 
     term: int = field(metadata=_TERM)
     seq: int = field(metadata={"min": 0, "max": MAX_TERM})
     lease_remaining: float = field(metadata={"min": 0.0, "max": MAX_LEASE_REMAINING})
+    quorum: dict[str, bytes] = field(default_factory=dict, metadata=QUORUM_FIELD)
 
     def __post_init__(self) -> None:
         _check_term(self.term)
@@ -224,11 +253,16 @@ class Heartbeat:
 @dataclass(frozen=True, slots=True)
 class HeartbeatAck:
     """`ok`: the sender follows the leader of `term` and promises its vote until the
-    promise lapses. Not ok: the sender is in the higher `term` and the leader is stale."""
+    promise lapses. Not ok: the sender is in the higher `term` and the leader is stale.
+
+    `endorsement`: the sender's signed backing of the leader in `term`, when the heartbeat's
+    certificate lacks it; a leader whose voter set grew renews its certificate from these.
+    """
 
     term: int = field(metadata=_TERM)
     seq: int = field(metadata={"min": 0, "max": MAX_TERM})
     ok: bool
+    endorsement: bytes = field(default=b"", metadata={"max_len": ENDORSEMENT_BYTES})
 
     def __post_init__(self) -> None:
         _check_term(self.term)
@@ -273,14 +307,21 @@ class Election:
         rng: random.Random,
         persisted: tuple[int, str | None] = (0, None),
         voters_version: tuple[int, int] = (0, 0),
+        *,
+        notary: Notary,
+        proven_term: int = 0,
     ) -> None:
         term, voted_for = persisted
         if type(term) is not int or not 0 <= term <= MAX_TERM:
             raise ValueError(f"persisted term {term!r}: expected an int in [0, {MAX_TERM}]")
         if voted_for is not None and not isinstance(voted_for, str):
             raise ValueError(f"persisted voted_for {voted_for!r}: expected a node id or None")
+        if type(proven_term) is not int or not 0 <= proven_term <= MAX_TERM:
+            raise ValueError(f"proven term {proven_term!r}: expected an int in [0, {MAX_TERM}]")
         self.self_id = self_id
         self.config = config
+        self.notary = notary
+        self.refused: dict[str, int] = dict.fromkeys(REFUSALS, 0)
         self._rng = rng
         self._voters = _checked_voters(voters)
         self._voters_version = _checked_version(voters_version)
@@ -303,6 +344,17 @@ class Election:
         self._next_request = math.inf
         # The pre-candidate this node last backed: (term asked, who, until when).
         self._pre_granted: tuple[int, str, float] = (-1, "", -math.inf)
+        # Candidate: the signed votes of this campaign. Leader: those and the endorsements
+        # acks brought, and its certificate (a majority of them).
+        self._endorsements: dict[str, bytes] = {}
+        self._quorum: dict[str, bytes] = {}
+        self._quorum_term = -1
+        # Follower: its endorsement of (term, leader), signed once and sent with acks.
+        self._endorsed: tuple[int, str, bytes] = (-1, "", b"")
+        # The (term, leader) whose certificate this node last checked, and the highest term
+        # it has seen won with one.
+        self._proven: tuple[int, str] = (-1, "")
+        self._proven_term = proven_term
         # Leader bookkeeping.
         self._seq = 0
         self._sent_at: dict[int, float] = {}
@@ -344,6 +396,18 @@ class Election:
     @property
     def is_voter(self) -> bool:
         return self.self_id in self._voters
+
+    @property
+    def proven_term(self) -> int:
+        """The highest term this node has seen won by a leader with a quorum certificate
+        (its own wins included): no leader-written row may carry a higher term."""
+        return self._proven_term
+
+    @property
+    def quorum(self) -> dict[str, bytes]:
+        """The certificate of this node's win of the current term, kept after it steps down
+        within that term (it still proves who won it); empty if it did not win this term."""
+        return dict(self._quorum) if self._quorum_term == self._term else {}
 
     def is_leader_with_lease(self, now: float) -> bool:
         """True only while this node leads and a majority-granted lease covers `now`."""
@@ -389,29 +453,35 @@ class Election:
         raise TypeError(f"Election.handle: expected one of "
                         f"{[c.__name__ for c in ELECTION_MESSAGES]}, got {type(msg).__name__}")
 
-    def observe(self, leader: str | None, term: int, lease_until: float) -> None:
-        """A non-voter learns (leader, term, lease_until) from gossip; voters ignore it.
+    def observe(self, leader: str, term: int, lease_until: float,
+                quorum: dict[str, bytes]) -> bool:
+        """A non-voter learns (leader, term, lease_until) from the leader's own lease
+        announcement (its signed manifest), with the quorum certificate of its election;
+        voters ignore it. Returns whether it was taken.
 
         `lease_until` is in this core's `now` units (the shell converts). Newer terms win; in
         the same term, a known leader and the later lease win.
         """
         if self.is_voter or self._role is Role.LEADER:
-            return
+            return False
         if type(term) is not int or not 0 <= term <= MAX_TERM:
             raise ValueError(f"observe: term {term!r}: expected an int in [0, {MAX_TERM}]")
         if not isinstance(lease_until, (int, float)) or math.isnan(lease_until):
             raise ValueError(f"observe: lease_until {lease_until!r}: expected a number in "
                              "this core's clock")
-        if term < self._term:
-            return
+        if term < self._term or (term == self._term and self._leader not in (None, leader)):
+            return False
+        if not self._proof(leader, term, quorum):
+            return False
         if term > self._term:
             self._term = term
             self._voted_for = None
             self._leader = leader
             self._lease_until = lease_until
-        elif leader is not None and (self._leader is None or self._leader == leader):
+        else:
             self._leader = leader
             self._lease_until = max(self._lease_until, lease_until)
+        return True
 
     def set_voters(self, voters: frozenset[str],
                    version: tuple[int, int] | None = None) -> None:
@@ -448,6 +518,8 @@ class Election:
             del self._acked[gone]
         for gone in set(self._heard) - new:
             del self._heard[gone]
+        if self._role is Role.LEADER:
+            self._refresh_quorum()
         if not self.is_voter:
             self._votes.clear()
             if self._role is not Role.FOLLOWER:
@@ -479,9 +551,15 @@ class Election:
     # -- handlers -------------------------------------------------------------------------
 
     def _on_heartbeat(self, src: str, msg: Heartbeat, now: float) -> list[Output]:
+        if src not in self._voters:
+            return self._refuse("not_voter")
         if msg.term < self._term:
             # A stale leader: tell it the newer term so it steps down.
             return [Send(src, HeartbeatAck(self._term, msg.seq, ok=False))]
+        if self._role is Role.LEADER and msg.term == self._term:
+            return []  # two leaders in one term is impossible by the vote rule; never follow one
+        if not self._proof(src, msg.term, msg.quorum):
+            return []
         out: list[Output] = []
         if msg.term > self._term:
             out += self._raise_term(msg.term)
@@ -497,18 +575,31 @@ class Election:
         self._promise_until = max(self._promise_until, now + self.config.election_timeout_min)
         if self.is_voter:
             self._reset_election_timer(now)
-        out.append(Send(src, HeartbeatAck(self._term, msg.seq, ok=True)))
+        endorsement = b"" if self.self_id in msg.quorum else self._endorsement(msg.term, src)
+        out.append(Send(src, HeartbeatAck(self._term, msg.seq, ok=True,
+                                          endorsement=endorsement)))
         return out
 
+    def _endorsement(self, term: int, leader: str) -> bytes:
+        if self._endorsed[:2] != (term, leader):
+            self._endorsed = (term, leader, self.notary.endorse(term, leader))
+        return self._endorsed[2]
+
     def _on_heartbeat_ack(self, src: str, msg: HeartbeatAck, now: float) -> list[Output]:
+        if src not in self._voters:
+            return self._refuse("not_voter")
         if msg.term > self._term:
-            return self._raise_term(msg.term)
-        if (self._role is not Role.LEADER or msg.term != self._term or not msg.ok
-                or src not in self._voters):
+            return self._raise_unproven(msg.term)
+        if self._role is not Role.LEADER or msg.term != self._term or not msg.ok:
             return []
         sent = self._sent_at.get(msg.seq)
         if sent is None:
             return []
+        if msg.endorsement and src not in self._endorsements:
+            if not self.notary.check(src, self._term, self.self_id, msg.endorsement):
+                return self._refuse("bad_vote")
+            self._endorsements[src] = msg.endorsement
+            self._refresh_quorum()
         self._heard[src] = now
         if sent > self._acked.get(src, -math.inf):
             self._acked[src] = sent
@@ -517,7 +608,9 @@ class Election:
 
     def _on_request_vote(self, src: str, msg: RequestVote, now: float) -> list[Output]:
         if not self.is_voter or src not in self._voters:
-            return []
+            return self._refuse("not_voter")
+        if msg.term > self._term + MAX_TERM_STEP:
+            return self._refuse("term_step")
         if now < self._promise_until and not msg.force:
             # Still promised to a leader (or just restarted): ignore, do not even learn the
             # term, so a returning node cannot depose a leader by raising terms.
@@ -542,6 +635,7 @@ class Election:
         if msg.term > self._term:
             out += self._raise_term(msg.term)
         granted = msg.term == self._term and self._voted_for in (None, src)
+        endorsement = self.notary.endorse(self._term, src) if granted else b""
         if granted and self._voted_for is None:
             self._voted_for = src
             self._reset_election_timer(now)
@@ -557,19 +651,24 @@ class Election:
             self._election_deadline = max(self._election_deadline,
                                           now + cfg.election_timeout_max
                                           + self._rng.uniform(0, cfg.election_timeout_min / 2))
-        out.append(Send(src, VoteReply(self._term, granted, pre=False)))
+        out.append(Send(src, VoteReply(self._term, granted, pre=False, endorsement=endorsement)))
         return out
 
     def _on_vote_reply(self, src: str, msg: VoteReply, now: float) -> list[Output]:
+        if src not in self._voters:
+            return self._refuse("not_voter")
         if msg.term > self._term and not (msg.pre and msg.granted):
-            return self._raise_term(msg.term)
-        if not msg.granted or src not in self._voters:
+            return self._raise_unproven(msg.term)
+        if not msg.granted:
             return []
         if msg.pre and self._role is Role.PRE_CANDIDATE and msg.term == self._term + 1:
             self._votes.add(src)
             if self._won():
                 return self._campaign(now, pre=False)
         elif not msg.pre and self._role is Role.CANDIDATE and msg.term == self._term:
+            if not self.notary.check(src, msg.term, self.self_id, msg.endorsement):
+                return self._refuse("bad_vote")
+            self._endorsements[src] = msg.endorsement
             self._votes.add(src)
             if self._won():
                 return self._become_leader(now)
@@ -597,6 +696,27 @@ class Election:
         timeout = self._rng.uniform(cfg.election_timeout_min, cfg.election_timeout_max)
         self._election_deadline = max(now + timeout, self._promise_until)
 
+    def _refuse(self, reason: str) -> list[Output]:
+        self.refused[reason] += 1
+        return []
+
+    def _proof(self, leader: str, term: int, quorum: dict[str, bytes]) -> bool:
+        """Whether `leader` is proven to have won `term` (its certificate checked, once)."""
+        if self._proven == (term, leader):
+            return True
+        if not self.notary.proves(quorum, term, leader, self._voters):
+            self.refused["no_quorum"] += 1
+            return False
+        self._proven = (term, leader)
+        self._proven_term = max(self._proven_term, term)
+        return True
+
+    def _raise_unproven(self, term: int) -> list[Output]:
+        """Move to a term a voter told us of without proof, if it is within a bounded step."""
+        if term > self._term + MAX_TERM_STEP:
+            return self._refuse("term_step")
+        return self._raise_term(term)
+
     def _raise_term(self, term: int) -> list[Output]:
         self._term = term
         self._voted_for = None
@@ -615,6 +735,7 @@ class Election:
         self._role = Role.FOLLOWER
         self._leader = leader
         self._votes.clear()
+        self._endorsements = {}
         self._forced = False
 
     def _campaign(self, now: float, *, pre: bool, force: bool = False) -> list[Output]:
@@ -632,6 +753,7 @@ class Election:
             self._role = Role.CANDIDATE
             self._term += 1
             self._voted_for = self.self_id
+            self._endorsements = {self.self_id: self.notary.endorse(self._term, self.self_id)}
             out.append(Persist(self._term, self.self_id))
         if self._won():
             return out + (self._campaign(now, pre=False) if pre else self._become_leader(now))
@@ -650,6 +772,12 @@ class Election:
     def _become_leader(self, now: float) -> list[Output]:
         self._role = Role.LEADER
         self._leader = self.self_id
+        # The certificate: a majority of the current voters' signed votes, no more (it rides
+        # on every heartbeat and in the manifest).
+        self._quorum, self._quorum_term = {}, self._term
+        self._refresh_quorum()
+        self._proven = (self._term, self.self_id)
+        self._proven_term = max(self._proven_term, self._term)
         self._votes.clear()
         self._lease_until = -math.inf
         self._sent_at.clear()
@@ -659,6 +787,16 @@ class Election:
         self._election_deadline = math.inf
         self._next_broadcast = now
         return self._broadcast(now)
+
+    def _refresh_quorum(self) -> None:
+        """Leader: keep a certificate that proves the win to holders of the current voter set
+        (after a voter-set change the old one may not), built from the endorsements held."""
+        majority = self._majority()
+        if sum(1 for v in self._quorum if v in self._voters) >= majority:
+            return
+        backers = sorted(v for v in self._endorsements if v in self._voters)
+        if len(backers) >= majority:
+            self._quorum = {v: self._endorsements[v] for v in backers[:majority]}
 
     def _tick_leader(self, now: float) -> list[Output]:
         if not self.is_voter:
@@ -686,7 +824,7 @@ class Election:
         self._promise_until = max(self._promise_until, now + self.config.election_timeout_min)
         self._extend_lease()
         remaining = min(max(0.0, self._lease_until - now), MAX_LEASE_REMAINING)
-        msg = Heartbeat(self._term, self._seq, remaining)
+        msg = Heartbeat(self._term, self._seq, remaining, quorum=self._quorum)
         return [Send(v, msg) for v in sorted(self._voters) if v != self.self_id]
 
     def _extend_lease(self) -> None:

@@ -19,14 +19,18 @@ import msgpack
 
 from mesh import codec
 from mesh.identity import Identity, is_node_id, node_id_for, verify_signature
+from mesh.quorum import ENDORSEMENT_BYTES, MAX_QUORUM
 
 State = Literal["idle", "selfplay", "training", "evaluating"]
 STATES: tuple[str, ...] = ("idle", "selfplay", "training", "evaluating")
 
 # A typical manifest (three stores with 128-bit roots, IPv4 address) encodes to about 360 bytes,
-# about 440 signed; one with an IPv6 address and four stores to about 560 signed (tested). The
-# hard cap leaves room without letting gossip grow.
-MAX_MANIFEST_BYTES = 1024
+# about 440 signed; one with an IPv6 address and four stores to about 560 signed (tested). A
+# leader's lease announcement adds its quorum certificate: about 130 bytes per endorsement, 3 of
+# them for a 5-voter set (930 bytes signed, `python -m tools.bench signatures`), 4 for the 7
+# voters a configuration may name (about 1060). The hard cap leaves room for that without
+# letting gossip grow.
+MAX_MANIFEST_BYTES = 1280
 # Stores are few and named by the code (games, matches, models); a peer cannot invent many.
 MAX_STORES = 8
 
@@ -81,6 +85,10 @@ class Manifest:
     voters_version: tuple[int, int] = field(default=(0, 0), metadata={"min": 0, "max": _MAX_U64})
     # Set by a node started with `join --voter` until the leader has added it to the voters.
     wants_voter: bool = False
+    # With a lease announcement (leader == node_id): the quorum certificate of its election
+    # for `term` (mesh/quorum.py), so that every node, voter or not, can check it won.
+    quorum: dict[str, bytes] = field(default_factory=dict, metadata={
+        "max_len": MAX_QUORUM, "key_max_len": 32, "item_max_len": ENDORSEMENT_BYTES})
 
     def __post_init__(self) -> None:
         if not all(is_node_id(v) for v in self.voters):

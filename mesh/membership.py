@@ -33,7 +33,7 @@ import hashlib
 import math
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mesh.core import Send
 from mesh.manifest import Manifest, ManifestError, SignedManifest, open_manifest
@@ -62,6 +62,16 @@ _EPS = 1e-9
 # Indirect probes we run for others at once. Honest load is about `indirect_checks` per
 # probe interval; the bound only stops a peer from growing our relay table without end.
 MAX_RELAYS = 256
+# Incarnations rise by one per restart or refutation: a node refuting ten times a second for a
+# century stays below 2^35. Nothing above this is believed, so refuting (+1) never overflows.
+MAX_INCARNATION = 1 << 48
+# How far a claim may put a node's incarnation beyond the newest that node signed itself (as
+# this node holds it). Only the node raises its incarnation, so an honest claim is at most a
+# few refutations ahead of what we heard; a claim far beyond is made up, and believing it
+# would mark a live node dead at an incarnation it could never refute.
+MAX_INCARNATION_STEP = 64
+# Why an authenticated update was not believed; counted in `MembershipStats.refused`.
+REFUSALS = ("incarnation_step", "self_claim")
 
 
 def verify_manifest(signed: SignedManifest) -> Manifest | None:
@@ -210,6 +220,7 @@ class MembershipStats:
     invalid_updates: int = 0
     push_pulls: int = 0
     repairs: int = 0
+    refused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REFUSALS, 0))
 
 
 @dataclass(slots=True)
@@ -603,6 +614,13 @@ class Membership:
     def _merge(self, u: Update, now: float, out: list[object]) -> bool:
         """Merge one update about another node; True if it is a refuted suspicion."""
         rec = self._members.get(u.node_id)
+        signed = rec.version[0] if rec is not None else 0
+        # The step bounds bare claims only: a newer manifest is signed by the node itself.
+        if (u.incarnation > MAX_INCARNATION or u.version[0] > MAX_INCARNATION
+                or (rec is not None and u.state != "alive"
+                    and u.incarnation > signed + MAX_INCARNATION_STEP)):
+            self.stats.refused["incarnation_step"] += 1
+            return False
         if u.manifest is not None and (rec is None or u.version > rec.version):
             manifest = self._verify(u.manifest)
             if (manifest is None or manifest.node_id != u.node_id
@@ -633,19 +651,33 @@ class Membership:
                 and rec.incarnation > u.incarnation)
 
     def _about_me(self, u: Update) -> bool:
-        """Refute a claim about us that would win over our own state; True if we did."""
+        """Refute a claim about us that would win over our own state; True if we did.
+
+        Nothing others say about this node is taken as fact: a claimed newer manifest must be
+        one this node signed (a previous life), and a suspicion may outbid our incarnation by
+        at most MAX_INCARNATION_STEP.
+        """
         me = self._self
         if me.state == "left":
             return False
         if u.state == "alive":
+            if u.version <= me.version:
+                return False
+            manifest = None if u.manifest is None else self._verify(u.manifest)
+            if (manifest is None or manifest.node_id != self.node_id
+                    or manifest.freshness != u.version or u.version[0] >= MAX_INCARNATION):
+                self.stats.refused["self_claim"] += 1
+                return False
             # A manifest of ours newer than what we hold: a previous life of this node.
-            if u.version > me.version:
-                self._refute(u.version[0] + 1)
-                return True
-        elif u.incarnation >= me.incarnation:
-            self._refute(u.incarnation + 1)
+            self._refute(u.version[0] + 1)
             return True
-        return False
+        if u.incarnation < me.incarnation:
+            return False
+        if u.incarnation > me.incarnation + MAX_INCARNATION_STEP:
+            self.stats.refused["self_claim"] += 1
+            return False
+        self._refute(u.incarnation + 1)
+        return True
 
     def _refute(self, incarnation: int) -> None:
         signed = self._renew(incarnation)
@@ -751,7 +783,12 @@ class Membership:
                 if state != "alive":
                     self._about_me(Update(node_id, state, incarnation))
                 elif (m_inc, m_seq) > self._self.version:
-                    self._refute(m_inc + 1)
+                    # A digest row is a bare claim, signed by nobody: refute a manifest of
+                    # ours we do not hold only within the bounded step.
+                    if m_inc > self._self.incarnation + MAX_INCARNATION_STEP:
+                        self.stats.refused["self_claim"] += 1
+                    else:
+                        self._refute(m_inc + 1)
             theirs[node_id] = row
         newer: list[Update] = []
         for rec in self._members.values():

@@ -45,6 +45,7 @@ from mesh.manifest import (
     sign_manifest,
 )
 from mesh.membership import MemberChange, Membership, MembershipConfig, verify_manifest
+from mesh.quorum import Notary
 from mesh.sync import (
     PullOutcome,
     PullPlan,
@@ -55,8 +56,8 @@ from mesh.sync import (
     pull_session,
 )
 from mesh.sync_messages import SyncReply, SyncRequest
-from mesh.transport import MeshTransport, PeerError
-from mesh.voters import VoterSet, next_voter_set
+from mesh.transport import MeshTransport, PeerError, TransportConfig
+from mesh.voters import VoterSet, authorised, next_voter_set
 from mesh.wire import Wire
 from storage.stores import Stores
 
@@ -65,11 +66,13 @@ log = logging.getLogger("ringrift.mesh")
 STATE_INCARNATION = "mesh.incarnation"
 STATE_ELECTION = "election.term_vote"
 STATE_VOTERS = "election.voters"
+STATE_PROVEN_TERM = "election.proven_term"
 STATE_PEERS = "mesh.peers"
 # How often a leader re-announces its lease in its manifest when nothing else changed.
 LEASE_ANNOUNCE_S = 30.0
 # Addresses remembered for the next start: enough to find the cluster again, few enough to try.
 MAX_REMEMBERED_PEERS = 16
+_MAX_REFUSED_SETS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,7 @@ class RuntimeConfig:
     voters: tuple[str, ...] = ()
     wants_voter: bool = False
     zeroconf: bool = False
+    transport: TransportConfig = TransportConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +138,13 @@ class MeshRuntime:
         self.device = device
         self._wall_ms = wall_ms
         self._rng = rng or random.Random()
+        self.notary = Notary(identity)
         self.wire = Wire(cluster_id, identity, Keyring(secrets),
                          window_ms=int(config.clock_window_s * 1000))
         self.transport = MeshTransport(
             app, self.wire, on_gossip=self._on_gossip, on_sync=self._on_sync,
-            blob_path=self._blob_path, registry=registry,
+            blob_path=self._blob_path, registry=registry, config=config.transport,
+            ledger=stores.refusals,
         )
         profile_wan = config.profile == "wan"
         self.membership_config = MembershipConfig.wan() if profile_wan else MembershipConfig.lan()
@@ -159,6 +165,11 @@ class MeshRuntime:
         self._loops: list[asyncio.Task[None]] = []
         self._remembered: list[str] = []
         self._seeds: list[str] = []
+        self._proven_term = 0
+        # Newer voter sets announced without a leader's proof: counted once per (author,
+        # version), remembering at most _MAX_REFUSED_SETS of them.
+        self.voter_sets_refused = 0
+        self._refused_sets: set[tuple[str, tuple[int, int]]] = set()
         self.discovery: ZeroconfDiscovery | None = None
         self._leadership_watchers: list[Callable[[], Awaitable[None]]] = []
         self._pull_watchers: list[Callable[[str, PullPlan, PullOutcome], None]] = []
@@ -201,6 +212,7 @@ class MeshRuntime:
         self._m_invalid = Counter("ringrift_mesh_invalid_messages_total",
                                   "Admitted messages a core could not use, by kind",
                                   ["kind"], registry=registry)
+        registry.register(_TrustCollector(self))
 
     def _count_members(self, state: str) -> int:
         if self.membership is None:
@@ -224,6 +236,8 @@ class MeshRuntime:
         if self.config.voters:
             self.voter_set = VoterSet(tuple(sorted(self.config.voters)), (0, 0))
         term, voted_for = _term_vote(await state.get_state(STATE_ELECTION))
+        proven = await state.get_state(STATE_PROVEN_TERM, 0)
+        self._proven_term = proven if type(proven) is int and 0 <= proven <= term else 0
         self._seq = 1
         self._manifest = self._build_manifest(self._incarnation, self._seq)
         signed = sign_manifest(self.identity, self._manifest)
@@ -231,7 +245,8 @@ class MeshRuntime:
                                      verify=verify_manifest, renew=self._renew)
         self.election = Election(self.node_id, frozenset(self.voter_set.voters),
                                  self.election_config, self._rng, (term, voted_for),
-                                 voters_version=self.voter_set.version)
+                                 voters_version=self.voter_set.version, notary=self.notary,
+                                 proven_term=self._proven_term)
         remembered = await state.get_state(STATE_PEERS, [])
         seeds = [s for s in dict.fromkeys([*self.config.seeds, *(remembered or [])])
                  if s != self.address]
@@ -270,6 +285,12 @@ class MeshRuntime:
             await self._adopt_voters(VoterSet(tuple(sorted(voters)), (0, 1)))
 
     # --- queries for the status page ---------------------------------------------------------
+
+    @property
+    def proven_term(self) -> int:
+        """The highest term this node has seen won by a leader that proved it with a quorum
+        certificate: storage refuses leader-written rows (aliases, promotions) above it."""
+        return self.election.proven_term if self.election is not None else self._proven_term
 
     def is_leader(self) -> bool:
         return self.election is not None and self.election.is_leader_with_lease(time.monotonic())
@@ -369,6 +390,9 @@ class MeshRuntime:
         if self.election.term > term:
             # Fencing: from now on the registry refuses leader writes of older terms.
             self.stores.models.observe_term(self.election.term)
+        if self.election.proven_term > self._proven_term:
+            self._proven_term = self.election.proven_term
+            await self.stores.state.set_state(STATE_PROVEN_TERM, self._proven_term)
         campaigning = (Role.PRE_CANDIDATE, Role.CANDIDATE)
         if self.election.role in campaigning and (role not in campaigning
                                                   or self.election.term > term):
@@ -472,6 +496,7 @@ class MeshRuntime:
             lease_until_ms=self._lease_until_ms(),
             voters=self.voter_set.voters, voters_version=self.voter_set.version,
             wants_voter=self.config.wants_voter and self.node_id not in self.voter_set.voters,
+            quorum=election.quorum if election else {},
         )
 
     def _renew(self, incarnation: int) -> SignedManifest:
@@ -537,7 +562,7 @@ class MeshRuntime:
                 best = m
         if best is not None:
             lease_until = now_mono + (best.lease_until_ms - now_wall) / 1000
-            self.election.observe(best.node_id, best.term, lease_until)
+            self.election.observe(best.node_id, best.term, lease_until, best.quorum)
 
     async def _adopt_newest_voters(self) -> None:
         assert self.membership is not None
@@ -546,8 +571,18 @@ class MeshRuntime:
         newest = self.voter_set
         for member in self.membership.members():
             m = member.manifest
-            if m.voters_version > newest.version and m.voters:
+            if m.voters_version <= newest.version or not m.quorum:
+                continue  # only a proven leader's announcement can move the set
+            if authorised(self.voter_set, m, self.notary):
                 newest = VoterSet(tuple(m.voters), m.voters_version)
+            elif (m.node_id, m.voters_version) not in self._refused_sets:
+                if len(self._refused_sets) >= _MAX_REFUSED_SETS:
+                    self._refused_sets.clear()
+                self._refused_sets.add((m.node_id, m.voters_version))
+                self.voter_sets_refused += 1
+                log.warning("voter set %s at version %s announced by %s without a leader's "
+                            "quorum certificate: refused", ", ".join(m.voters),
+                            m.voters_version, m.node_id)
         if newest is not self.voter_set:
             await self._adopt_voters(newest)
 
@@ -563,7 +598,8 @@ class MeshRuntime:
             election = self.election
             self.election = Election(self.node_id, voters, self.election_config, self._rng,
                                      (election.term, election.voted_for),
-                                     voters_version=voter_set.version)
+                                     voters_version=voter_set.version, notary=self.notary,
+                                     proven_term=election.proven_term)
         else:
             # The version makes voters refuse candidates holding an older set, and moves this
             # node to the writer's term (mesh/election.py, set_voters).
@@ -585,6 +621,8 @@ class MeshRuntime:
     async def sync_round(self) -> PullOutcome | None:
         """One anti-entropy round: pull from one peer whose roots differ (and missing blobs)."""
         assert self.membership is not None
+        if self.stores.db.full:
+            return None  # writes are paused until space is back (node/disk.py)
         await self._refresh_summaries()
         peers = {}
         for node_id in self.membership.alive_peers():
@@ -657,6 +695,36 @@ class MeshRuntime:
         if self.discovery is not None:
             await self.discovery.close()
         await self.transport.close()
+
+
+class _TrustCollector(Collector):
+    """What the node refused from authenticated peers, and what its signatures cost."""
+
+    def __init__(self, runtime: MeshRuntime) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        runtime = self._runtime
+        refused = CounterMetricFamily(
+            "ringrift_mesh_protocol_refused",
+            "Authenticated messages a protocol core refused, by core and reason",
+            labels=["core", "reason"])
+        election = runtime.election
+        for reason, count in (election.refused.items() if election else ()):
+            refused.add_metric(["election", reason], count)
+        membership = runtime.membership
+        for reason, count in (membership.stats.refused.items() if membership else ()):
+            refused.add_metric(["membership", reason], count)
+        refused.add_metric(["voters", "unauthorised"], runtime.voter_sets_refused)
+        yield refused
+        signatures = CounterMetricFamily(
+            "ringrift_mesh_signatures", "Ed25519 signatures made and checked, by use",
+            labels=["use", "op"])
+        signatures.add_metric(["envelope", "sign"], runtime.wire.signed)
+        signatures.add_metric(["envelope", "verify"], runtime.wire.verified)
+        signatures.add_metric(["vote", "sign"], runtime.notary.signed)
+        signatures.add_metric(["vote", "verify"], runtime.notary.checked)
+        yield signatures
 
 
 class _FencingCollector(Collector):

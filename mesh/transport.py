@@ -22,7 +22,8 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from mesh.manifest import is_address
 from mesh.wire import REASONS, Refusal, Wire
 from storage.blobs import MAX_BLOB_BYTES, TEMP_PREFIX, check_sha
 from storage.files import fsync_dir
+from storage.refusals import RefusalLedger
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +87,32 @@ class TransportConfig:
     sync_kinds: tuple[str, ...] = ("sync.",)
     # Simultaneous outgoing connections per peer: gossip and sync in parallel, not a flood.
     connections_per_peer: int = 4
+    # A whole request body must arrive within this: 8 MiB at a slow 10 Mbit/s takes 7 s. A
+    # sender that trickles its body is cut off here instead of holding its buffer forever.
+    body_timeout_s: float = 15.0
+    # Bytes of request bodies being received at once, over all connections. A body that would
+    # pass it is refused with 503 (the sender retries later): 200 senders of 8 MiB bodies then
+    # hold at most this, not 1.6 GiB. Eight full sync batches in parallel fit.
+    bodies_in_flight_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name in ("gossip_max_bytes", "sync_max_bytes", "blob_max_bytes", "blob_chunk_bytes",
-                     "connections_per_peer"):
+                     "connections_per_peer", "bodies_in_flight_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} = {getattr(self, name)}: expected a positive number")
-        for name in ("connect_timeout_s", "request_timeout_s", "blob_read_timeout_s"):
+        for name in ("connect_timeout_s", "request_timeout_s", "blob_read_timeout_s",
+                     "body_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} = {getattr(self, name)}: expected seconds > 0")
+
+
+class _Overloaded(Exception):
+    """A request body was not taken: too slow, or over the budget of bodies in flight."""
+
+    def __init__(self, reason: str, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.status = status
 
 
 class PeerError(Exception):
@@ -115,9 +134,13 @@ class MeshTransport:
     def __init__(self, app: web.Application, wire: Wire, *,
                  on_gossip: GossipHandler, on_sync: SyncHandler, blob_path: BlobLocator,
                  registry: CollectorRegistry, config: TransportConfig | None = None,
-                 clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+                 clock_ms: Callable[[], int] = wall_clock_ms,
+                 ledger: RefusalLedger | None = None) -> None:
         self.wire = wire
         self.config = config or TransportConfig()
+        # Bodies cut off (slow, over budget): connection-level, before any message exists.
+        self.ledger = ledger or RefusalLedger(log)
+        self._bodies_in_flight = 0
         self._on_gossip = on_gossip
         self._on_sync = on_sync
         self._blob_path = blob_path
@@ -145,26 +168,37 @@ class MeshTransport:
         app.router.add_get(BLOB_PATH, self._handle_blob)
         app.on_cleanup.append(self._close_on_cleanup)
 
+    @property
+    def bodies_in_flight(self) -> int:
+        """Bytes of request bodies being received now (bounded by `bodies_in_flight_bytes`)."""
+        return self._bodies_in_flight
+
     # --- server side -----------------------------------------------------------------------
 
     async def _handle_gossip(self, request: web.Request) -> web.StreamResponse:
         try:
-            data = await self._read_body(request, self.config.gossip_max_bytes)
-            opened = self.wire.open(data, self._clock_ms(), max_bytes=self.config.gossip_max_bytes,
-                                    accept=_prefixed(self.config.gossip_kinds))
+            async with self._body(request, self.config.gossip_max_bytes) as data:
+                opened = self.wire.open(data, self._clock_ms(),
+                                        max_bytes=self.config.gossip_max_bytes,
+                                        accept=_prefixed(self.config.gossip_kinds))
         except Refusal as refusal:
             return self._refuse(refusal, request)
+        except _Overloaded as over:
+            return await self._overloaded(over, request)
         self._bytes_in.labels("gossip").inc(len(data))
         await self._on_gossip(opened.sender, opened.msg)
         return web.Response(status=204)
 
     async def _handle_sync(self, request: web.Request) -> web.StreamResponse:
         try:
-            data = await self._read_body(request, self.config.sync_max_bytes)
-            opened = self.wire.open(data, self._clock_ms(), max_bytes=self.config.sync_max_bytes,
-                                    accept=_prefixed(self.config.sync_kinds))
+            async with self._body(request, self.config.sync_max_bytes) as data:
+                opened = self.wire.open(data, self._clock_ms(),
+                                        max_bytes=self.config.sync_max_bytes,
+                                        accept=_prefixed(self.config.sync_kinds))
         except Refusal as refusal:
             return self._refuse(refusal, request)
+        except _Overloaded as over:
+            return await self._overloaded(over, request)
         self._bytes_in.labels("sync").inc(len(data))
         reply = await self._on_sync(opened.sender, opened.msg)
         body = self.wire.seal(reply, self._clock_ms(), reply_to=opened.nonce)
@@ -186,21 +220,54 @@ class MeshTransport:
         self._bytes_out.labels("blob").inc(path.stat().st_size)
         return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 
-    async def _read_body(self, request: web.Request, limit: int) -> bytes:
-        """The request body, refusing it as soon as it is known to exceed `limit`."""
+    @asynccontextmanager
+    async def _body(self, request: web.Request, limit: int) -> AsyncIterator[bytes]:
+        """The request body while the caller uses it, counted against the bodies in flight.
+
+        Refused (Refusal) as soon as it is known to exceed `limit`; cut off (_Overloaded) when
+        it does not arrive within `body_timeout_s` or would pass `bodies_in_flight_bytes`.
+        """
         declared = request.content_length
         if declared is not None and declared > limit:
             raise Refusal("too_large", f"{declared} bytes declared; this endpoint takes at most "
                                        f"{limit}")
-        body = bytearray()
-        while True:
-            chunk = await request.content.read(min(64 * 1024, limit + 1 - len(body)))
-            if not chunk:
-                return bytes(body)
-            body += chunk
-            if len(body) > limit:
-                raise Refusal("too_large", f"body over {limit} bytes; this endpoint takes at "
-                                           f"most {limit}")
+        held = 0
+        budget = self.config.bodies_in_flight_bytes
+        try:
+            async with asyncio.timeout(self.config.body_timeout_s):
+                body = bytearray()
+                while True:
+                    chunk = await request.content.read(min(64 * 1024, limit + 1 - len(body)))
+                    if not chunk:
+                        break
+                    if self._bodies_in_flight + len(chunk) > budget:
+                        raise _Overloaded("busy", 503, f"bodies in flight would pass {budget} "
+                                                       "bytes; try again later")
+                    self._bodies_in_flight += len(chunk)
+                    held += len(chunk)
+                    body += chunk
+                    if len(body) > limit:
+                        raise Refusal("too_large", f"body over {limit} bytes; this endpoint "
+                                                   f"takes at most {limit}")
+            yield bytes(body)
+        except TimeoutError:
+            raise _Overloaded("body_timeout", 408, f"body not received within "
+                                                   f"{self.config.body_timeout_s} s") from None
+        finally:
+            self._bodies_in_flight -= held
+
+    async def _overloaded(self, over: _Overloaded, request: web.Request) -> web.Response:
+        self.ledger.refuse("body", over.reason, f"{request.method} {request.path} from "
+                                                f"{request.remote}: {over}")
+        response = web.Response(status=over.status, text=f"{over.reason}: {over}\n")
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        # The rest of the body may still be on its way: close now, instead of reading on (as
+        # aiohttp would, for up to its lingering time) for a sender we just cut off.
+        if request.protocol is not None:
+            request.protocol.force_close()
+        return response
 
     def _refuse(self, refusal: Refusal, request: web.Request) -> web.Response:
         self._count_refusal(refusal)

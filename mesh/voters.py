@@ -6,6 +6,11 @@ successor's. Every manifest carries the set its author holds; nodes adopt the ne
 they see. Changes go one voter at a time (any majority of the old set then overlaps any majority
 of the new one), and the next change waits until a majority of the current voters announce the
 current version: Raft's rule that a configuration must be committed before the next one starts.
+
+A node takes a newer set only from a proven leader (`authorised`): the manifest of a node
+carrying the quorum certificate of its win of its current term, from a majority of the set
+this node holds. A key holder can sign a manifest
+naming itself sole voter at any version, but cannot sign a majority's votes for itself.
 """
 
 from __future__ import annotations
@@ -14,11 +19,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mesh.identity import is_node_id
+from mesh.manifest import Manifest
 from mesh.membership import MemberView
+from mesh.quorum import Notary
 
 # Raft-class clusters use 3 or 5 voters: more voters make every election and lease renewal wait
 # for more acks without tolerating a failure that matters at this scale.
 MAX_VOTERS = 5
+# Changes one announcement may move the change number on: a leader adds one voter at a time and
+# waits for each to settle, so even a node that was away for many changes is far below this.
+MAX_CHANGE_STEP = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +68,20 @@ def next_voter_set(current: VoterSet, members: Iterable[MemberView], term: int) 
         return None
     voters = tuple(sorted((*current.voters, asking[0])))
     return VoterSet(voters, (term, current.version[1] + 1))
+
+
+def authorised(current: VoterSet, manifest: Manifest, notary: Notary) -> bool:
+    """Whether `manifest` may move a node holding `current` to the newer set it announces.
+
+    Only the manifest of the winner of its current term counts (it may have lost its lease
+    since: the writer of a set that needs a new voter's ack loses it at once), its set
+    written no later than that term, proven by a certificate checked against `current` (a node
+    that holds no set yet checks it against the announced set itself: it has nothing else to
+    trust).
+    """
+    version = manifest.voters_version
+    if (version <= current.version or not manifest.voters or version[0] > manifest.term
+            or version[1] > current.version[1] + MAX_CHANGE_STEP):
+        return False
+    judges = frozenset(current.voters or manifest.voters)
+    return notary.proves(manifest.quorum, manifest.term, manifest.node_id, judges)

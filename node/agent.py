@@ -21,17 +21,25 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
 from mesh.keyring import Keyring
+from mesh.http_limits import ConnectionGuard, ServerLimits
 from mesh.runtime import MeshRuntime, RuntimeConfig, detect_device
+from mesh.transport import TransportConfig
 from node import __version__
 from node.address import advertise_address
 from node.config import Config
 from node.datadir import DataDirError, NodeFiles, read_cluster
+from node.disk import DiskWatch
 from node.http import add_read_only_routes
 from node.leader import LeaderDuties
+from node.refusal_metrics import RefusalCollector
+from node.replay_check import ReplayChecker
+from storage.admission import RowPolicy
+from storage.database import DB_FILE, DatabaseCorruptError
+from storage.game_checks import GameChecks
 from node.monitoring import Monitoring
 from node.pipeline import LeaderPipeline, settings_from_config
 from storage.hlc import HybridClock
-from storage.stores import open_stores
+from storage.stores import Stores, open_stores
 
 log = logging.getLogger("ringrift.agent")
 
@@ -54,6 +62,8 @@ class Agent:
         self.stores: Any = None
         self.mesh: MeshRuntime | None = None
         self.duties: LeaderDuties | None = None
+        self.disk: DiskWatch | None = None
+        self.game_checks: GameChecks | None = None
         self.monitoring: Monitoring | None = None
         self._store_rows = Gauge(
             "ringrift_store_rows", "Rows held per store", ["store"], registry=self.registry
@@ -86,7 +96,11 @@ class Agent:
             "address": self.address,
             "uptime_s": round(self.uptime_s(), 3),
             "stores": stores,
+            "disk_full": self.stores.db.full,
         }
+        if self.game_checks is not None:
+            count, origins = await self.game_checks.quarantined()
+            status["games_quarantined"] = {"count": count, "origins": origins}
         if self.mesh is not None:
             status.update(self.mesh.leader_view())
             status["members"] = self.mesh.members_view()
@@ -97,8 +111,13 @@ class Agent:
 
     async def run(self) -> None:
         self._install_signal_handlers()
-        self.stores = await open_stores(self.files.path, self.clock, self.node_id)
+        self.stores = await self._open_stores()
+        self.disk = DiskWatch(self.stores.db, self.config.storage.disk_retry_s)
+        self.game_checks = GameChecks(self.stores.db)
+        disk = self.disk
+        self.registry.register(RefusalCollector(self.stores, lambda: disk.pauses))
         runner: web.AppRunner | None = None
+        listener: asyncio.Server | None = None
         pid_file = self.files.path / "node.pid"
         try:
             app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -108,10 +127,13 @@ class Agent:
             self.monitoring = Monitoring(
                 self.config, identity=self.files.identity, stores=self.stores, mesh=self.mesh,
                 app=app, registry=self.registry, version=__version__, wall_ms=wall_ms)
-            runner = web.AppRunner(app, access_log=None)
+            self.monitoring.ops.add_action("import", ImportAction(self.stores))
+            guard = ConnectionGuard(ServerLimits(self.config.node.max_connections,
+                                                 self.config.node.idle_timeout_s),
+                                    self.stores.refusals)
+            runner = web.AppRunner(app, access_log=None, **guard.runner_kwargs())
             await runner.setup()
-            site = web.TCPSite(runner, self.config.node.host, self.config.node.port)
-            await site.start()
+            listener = await guard.listen(runner, self.config.node.host, self.config.node.port)
             _write_pid(pid_file)
             log.info(
                 "node %s serving on %s:%d (advertised %s), data dir %s",
@@ -119,24 +141,53 @@ class Agent:
                 self.files.path,
             )
             await self.mesh.start()
+            election = self.mesh.election
+            # Until leadership is proven by certificate, the term this node's election reached.
+            self.stores.models.leader_term_seen = lambda: election.term if election else 0
             if self.files.founder:
                 await self.mesh.initialise_voters((self.node_id,))
             self.duties = self._build_duties(self.mesh)
             self.mesh.on_leadership_change(self.duties.update)
             async with asyncio.TaskGroup() as tasks:
                 await self.mesh.run(tasks)
+                disk_watch = tasks.create_task(disk.run())
+                replay_check = tasks.create_task(
+                    ReplayChecker(self.game_checks, disk, self.stores.refusals).run())
                 await self.monitoring.start(tasks)
                 await self._stop.wait()
                 log.info("stopping node %s", self.node_id)
                 self.monitoring.stop()
                 await self.duties.stop()
                 await self.mesh.stop()
+                disk_watch.cancel()
+                replay_check.cancel()
         finally:
+            if listener is not None:
+                listener.close()
             if runner is not None:
                 await runner.cleanup()
             await self.stores.close()
             pid_file.unlink(missing_ok=True)
             log.info("node %s stopped; stores closed", self.node_id)
+
+    async def _open_stores(self) -> Stores:
+        """The stores, or a DataDirError (one line: the file and how to recover) when node.db
+        is empty or unreadable: starting anyway would forget this node's term, vote and voter
+        set while it keeps its identity, and so could vote twice in one term."""
+        cfg, path = self.config, self.files.path / DB_FILE
+        recover = (f"restore {path} from a backup, or move it aside (with any {DB_FILE}-wal "
+                   f"and {DB_FILE}-shm) to start this node with empty stores that re-sync from "
+                   "peers")
+        if path.exists() and path.stat().st_size == 0:
+            raise DataDirError(f"{path} is empty (0 bytes) while {self.files.path} holds node "
+                               f"{self.node_id}; {recover}")
+        policy = RowPolicy(clock_window_ms=cfg.storage.max_clock_offset_ms,
+                           max_model_bytes=cfg.storage.max_model_mib << 20)
+        try:
+            return await open_stores(self.files.path, self.clock, self.node_id, policy,
+                                     cfg.storage.max_db_mib << 20)
+        except DatabaseCorruptError as exc:
+            raise DataDirError(f"{exc}; {recover}") from None
 
     def _build_mesh(self, app: web.Application) -> MeshRuntime:
         cfg = self.config
@@ -158,6 +209,9 @@ class Agent:
                 voters=cfg.election.voters,
                 wants_voter=self.files.wants_voter,
                 zeroconf=cfg.mesh.zeroconf,
+                transport=TransportConfig(body_timeout_s=cfg.mesh.body_timeout_s,
+                                          bodies_in_flight_bytes=cfg.mesh.bodies_in_flight_mib
+                                          << 20),
             ),
             device=detect_device(),
             wall_ms=wall_ms,

@@ -2,11 +2,13 @@
 
     ringrift-node init  --data-dir D [--json]
     ringrift-node start --data-dir D [--host H] [--port P] [--config F]
-    ringrift-node join  HOST:PORT --token T --data-dir D [--port P] [--voter]
+    ringrift-node join  HOST:PORT --token-file F --data-dir D [--port P] [--voter]
+                        (or --token T, or the token in RINGRIFT_JOIN_TOKEN)
     ringrift-node status [--peer HOST:PORT] [--json]
     ringrift-node leave --data-dir D
     ringrift-node keys {list,generate,install,use,remove} [SECRET] --data-dir D
     ringrift-node demo [--nodes 3] [--minutes 5] [--seed S] [--keep]
+    ringrift-node import FILE... [--data-dir D] [--dry-run] [--json] [--conflicts S]
 
 Exit status: 0 success, 1 runtime failure, 2 bad configuration or usage.
 """
@@ -27,7 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from node.address import advertise_address
-from node.config import Config, ConfigError, check_address, check_data_dir_writable, load_config
+from node.config import (
+    JOIN_TOKEN_ENV,
+    Config,
+    ConfigError,
+    check_address,
+    check_data_dir_writable,
+    load_config,
+)
 from node.datadir import (
     DataDirError,
     NodeFiles,
@@ -39,6 +48,7 @@ from node.datadir import (
 )
 from node.demo import add_parser as add_demo_parser
 from node.demo import cmd_demo
+from node.importer import command as import_command
 from node.keys import change_keys, fingerprint, generate_secret, signal_running_node
 from node.status_text import format_status
 
@@ -78,7 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_join = sub.add_parser("join", help="join the cluster of a peer and run the node")
     common(p_join)
     p_join.add_argument("peer", help="HOST:PORT of any node of the cluster")
-    p_join.add_argument("--token", required=True, help="join token printed by `init`")
+    token = p_join.add_mutually_exclusive_group()
+    token.add_argument("--token", help="join token printed by `init` (other local users can "
+                       "read a command line while join runs: prefer --token-file or "
+                       f"{JOIN_TOKEN_ENV})")
+    token.add_argument("--token-file", type=Path, help="file holding the join token")
     p_join.add_argument("--voter", action="store_true", help="ask to become a leader voter")
 
     p_status = sub.add_parser("status", help="show a node's status")
@@ -91,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_keys.add_argument("secret", nargs="?", help="the secret as hex (install, use, remove)")
     p_keys.add_argument("--data-dir", type=Path, help="data directory (default: node.data_dir)")
     p_keys.add_argument("--config", type=Path, help="TOML file overriding the embedded defaults")
+
+    import_command.add_parser(sub)
 
     p_leave = sub.add_parser("leave", help="stop the local node gracefully (hands off leadership)")
     p_leave.add_argument("--data-dir", type=Path, help="data directory of the running node")
@@ -157,10 +173,36 @@ def cmd_join(args: argparse.Namespace) -> int:
     from node.join import JoinError, join_cluster
 
     try:
-        files = join_cluster(config, args.peer, args.token, voter=args.voter)
+        join_cluster(config, args.peer, join_token_text(args), voter=args.voter)
     except JoinError as exc:
         raise CliError(str(exc), code=EXIT_USAGE) from None
-    return run_agent(config, files)
+    # The running agent must not keep the token (it holds the cluster secret) in its command
+    # line or environment, which other users or tools read from /proc: the same process goes
+    # on as `start` on the data dir join just set up.
+    argv = [sys.executable, "-m", "node.cli", "start", "--data-dir", str(config.node.data_dir)]
+    for flag, value in (("--config", args.config), ("--host", args.host), ("--port", args.port)):
+        if value is not None:
+            argv += [flag, str(value)]
+    env = {k: v for k, v in os.environ.items() if k != JOIN_TOKEN_ENV}
+    logging.shutdown()
+    os.execve(sys.executable, argv, env)
+
+
+def join_token_text(args: argparse.Namespace) -> str:
+    """The join token from --token, --token-file or RINGRIFT_JOIN_TOKEN (in that order)."""
+    if args.token:
+        return args.token
+    if args.token_file is not None:
+        try:
+            return args.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"--token-file {args.token_file}: cannot read it ({exc})",
+                           code=EXIT_USAGE) from None
+    token = os.environ.get(JOIN_TOKEN_ENV, "").strip()
+    if not token:
+        raise CliError(f"join needs a token: --token-file FILE, {JOIN_TOKEN_ENV}, or --token",
+                       code=EXIT_USAGE)
+    return token
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -207,6 +249,13 @@ def cmd_leave(args: argparse.Namespace) -> int:
     raise CliError(f"node {pid} still running after {args.timeout} s")
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    try:
+        return import_command.run(args, load(args))
+    except import_command.ImportRefused as exc:
+        raise CliError(str(exc), code=EXIT_USAGE) from None
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     if args.action == "generate":
         print(generate_secret())
@@ -227,7 +276,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "init": cmd_init, "start": cmd_start, "join": cmd_join, "status": cmd_status,
-    "leave": cmd_leave, "keys": cmd_keys, "demo": cmd_demo,
+    "leave": cmd_leave, "keys": cmd_keys, "demo": cmd_demo, "import": cmd_import,
 }
 
 

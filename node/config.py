@@ -24,6 +24,10 @@ from mesh.manifest import is_address
 ENV_PREFIX = "RINGRIFT_"
 PROFILES = ("lan", "wan")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# RINGRIFT_ names that are not configuration keys: the join token (a secret, read by `join`
+# and never written into the config or the running agent's arguments).
+JOIN_TOKEN_ENV = "RINGRIFT_JOIN_TOKEN"
+NOT_CONFIG_ENV = frozenset({JOIN_TOKEN_ENV})
 
 
 class ConfigError(ValueError):
@@ -37,6 +41,8 @@ class NodeSection:
     data_dir: Path
     advertise_address: str
     log_level: str
+    max_connections: int
+    idle_timeout_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +52,8 @@ class MeshSection:
     zeroconf: bool
     sync_interval_s: float
     clock_window_s: float
+    body_timeout_s: float
+    bodies_in_flight_mib: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +64,9 @@ class ElectionSection:
 @dataclass(frozen=True, slots=True)
 class StorageSection:
     max_clock_offset_ms: int
+    max_model_mib: int
+    max_db_mib: int
+    disk_retry_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +188,7 @@ def _env_layer(defaults: Mapping[str, Mapping[str, Any]], env: Mapping[str, str]
     """Turn RINGRIFT_SECTION_KEY=text into typed values, judged by the default's type."""
     layer: dict[str, dict[str, Any]] = {}
     for name, text in env.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in NOT_CONFIG_ENV:
             continue
         rest = name[len(ENV_PREFIX):].lower()
         section = next((s for s in defaults if rest.startswith(s + "_")), None)
@@ -287,12 +298,28 @@ def _validate(config: Config) -> None:
             f"storage.max_clock_offset_ms = {config.storage.max_clock_offset_ms}: "
             "expected milliseconds in 1..86400000"
         )
+    _check_limits(config)
     _validate_monitoring(config.monitoring)
     _validate_pipeline(config.pipeline, config.promotion)
     if len(config.election.voters) > 7:
         raise ConfigError(
             f"election.voters = {list(config.election.voters)}: expected at most 7 node ids"
         )
+
+
+def _check_limits(config: Config) -> None:
+    node, mesh, storage = config.node, config.mesh, config.storage
+    for key, value, lo, hi in (
+        ("node.max_connections", node.max_connections, 8, 1_000_000),
+        ("node.idle_timeout_s", node.idle_timeout_s, 1, 3600),
+        ("mesh.body_timeout_s", mesh.body_timeout_s, 1, 3600),
+        ("mesh.bodies_in_flight_mib", mesh.bodies_in_flight_mib, 8, 65536),
+        ("storage.max_model_mib", storage.max_model_mib, 1, 4096),
+        ("storage.max_db_mib", storage.max_db_mib, 0, 1 << 30),
+        ("storage.disk_retry_s", storage.disk_retry_s, 0.1, 3600),
+    ):
+        if not lo <= value <= hi:
+            raise ConfigError(f"{key} = {value}: expected a number in {lo}..{hi}")
 
 
 def _validate_monitoring(mon: MonitoringSection) -> None:

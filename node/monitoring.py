@@ -49,7 +49,8 @@ class Monitoring:
                                 keep=mon.drift_history, ratings=rating_map, peers=self.peers,
                                 rng=random.Random())
         self.ops = OpsApi(app, identity=identity, watch=self.watch, peers=self.peers,
-                          window_ms=int(config.mesh.clock_window_s * 1000), wall_ms=wall_ms)
+                          window_ms=int(config.mesh.clock_window_s * 1000), wall_ms=wall_ms,
+                          registry=registry)
         self.view = StatusView(stores=stores, node_id=identity.node_id, leaderboard=leaderboard,
                                watch=self.watch, feed=self.feed)
         self._drift_interval_s = mon.drift_check_interval_s

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
 
 from mesh.identity import Identity, verify_signature
 from mesh.manifest import is_address
@@ -39,6 +40,8 @@ OPS_PATH = "/api/v1/ops/{action}"
 DRIFT_PATH = "/api/v1/drift"
 MAX_BODY_BYTES = 16 * 1024
 NONCE_BYTES = 16
+# Every status a refusal answers with (the counter's label values).
+REFUSAL_STATUSES = (400, 401, 404, 409, 413, 502)
 # reconcile-all with no hosts named syncs from every alive member; a list is bounded by this.
 MAX_HOSTS = 256
 
@@ -62,19 +65,30 @@ def signed_body(identity: Identity, args: dict[str, Any], now_ms: int) -> tuple[
 
 class OpsApi:
     def __init__(self, app: web.Application, *, identity: Identity, watch: DriftWatch,
-                 peers: Peers, window_ms: int, wall_ms: Callable[[], int]) -> None:
+                 peers: Peers, window_ms: int, wall_ms: Callable[[], int],
+                 registry: CollectorRegistry) -> None:
         self._public_key = identity.public_key
         self._watch = watch
         self._peers = peers
         self._window_ms = window_ms
         self._wall_ms = wall_ms
         self._replays = ReplayCache(window_ms)
-        self.refused = 0
+        self._refused = Counter("ringrift_ops_refused_total",
+                                "Operator requests refused, by HTTP status", ["status"],
+                                registry=registry)
+        for status in REFUSAL_STATUSES:
+            self._refused.labels(str(status))
         self._actions: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "drift": self._drift, "sync": self._sync, "reconcile": self._reconcile,
         }
         app.router.add_post(OPS_PATH, self._handle)
         app.router.add_get(DRIFT_PATH, self._history)
+
+    def add_action(self, name: str,
+                   action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
+        """Serve another operator action (its handler validates its own args; OpsError for a
+        refusal)."""
+        self._actions[name] = action
 
     async def _history(self, _: web.Request) -> web.Response:
         return web.json_response({"thresholds": _thresholds(self._watch.thresholds),
@@ -89,7 +103,7 @@ class OpsApi:
             args = await self._admit(request)
             return web.json_response(await action(args))
         except OpsError as exc:
-            self.refused += 1
+            self._refused.labels(str(exc.status)).inc()
             log.info("operator request %s refused: %s", request.path, exc)
             return web.Response(status=exc.status, text=f"{exc}\n")
 
@@ -194,7 +208,8 @@ def _address(value: object) -> str:
 def _strategy(args: dict[str, Any]) -> Strategy:
     name = args.get("strategy", Strategy.LAST_WRITE_WINS.name)
     if not isinstance(name, str) or name not in Strategy.__members__:
-        raise OpsError(400, f"strategy {name!r:.40}: expected one of {list(Strategy.__members__)}")
+        raise OpsError(400, f"strategy {name!r:.40}: expected one of "
+                            f"{list(Strategy.__members__)}")
     return Strategy[name]
 
 

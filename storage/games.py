@@ -83,7 +83,7 @@ class GameStore(SyncedStore):
         sql = f"{GAMES.select_sql} {where} ORDER BY created_hlc, key"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [GAMES.to_wire(r) for r in await self._db.fetchall(sql, params)]
+        return await self._wire_rows(GAMES, await self._db.fetchall(sql, params))
 
     async def recent_games(self, board_type: str, num_players: int, limit: int) -> list[dict]:
         """The `limit` newest games of one config, oldest first (a training window)."""

@@ -35,4 +35,4 @@ class MatchStore(SyncedStore):
         """Every match row (of one config when given), in match_id order: the Elo input."""
         where, params = config_filter(board_type, num_players)
         records = await self._db.fetchall(f"{MATCHES.select_sql} {where} ORDER BY key", params)
-        return [MATCHES.to_wire(r) for r in records]
+        return await self._wire_rows(MATCHES, records)

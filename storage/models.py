@@ -138,7 +138,7 @@ class ModelStore(SyncedStore):
         records = await self._db.fetchall(
             f"{MODELS.select_sql} {where} ORDER BY created_hlc, key", params
         )
-        return [MODELS.to_wire(r) for r in records]
+        return await self._wire_rows(MODELS, records)
 
     # --- aliases ------------------------------------------------------------------------
 
@@ -170,7 +170,7 @@ class ModelStore(SyncedStore):
 
     async def aliases(self) -> list[dict]:
         records = await self._db.fetchall(f"{ALIASES.select_sql} ORDER BY key")
-        return [ALIASES.to_wire(r) for r in records]
+        return await self._wire_rows(ALIASES, records)
 
     # --- promotion events ---------------------------------------------------------------
 
@@ -194,5 +194,5 @@ class ModelStore(SyncedStore):
         records = await self._db.fetchall(
             f"{PROMOTIONS.select_sql} {where} ORDER BY hlc, key", params
         )
-        return [PROMOTIONS.to_wire(r) for r in records]
+        return await self._wire_rows(PROMOTIONS, records)
 

@@ -430,8 +430,9 @@ def new_match(
 
 
 def validate_match(obj: object) -> Row:
-    """A match row whose participants, player count and scores agree (each participant once,
-    as many as the config's players, the pairwise points adding up)."""
+    """A match row whose participants, player count and scores agree: each participant once,
+    as many as the config's players (a whole game) or two (one pairwise result of an N-player
+    game, as the reference records 3-4 player results), the pairwise points adding up."""
     row = _fields(obj, "match", MATCH_FIELDS)
     match_id = _ident(row, "match_id")  # unique per row: no use memoising it
     participants = row["participants"]
@@ -451,12 +452,13 @@ def validate_match(obj: object) -> Row:
         raise InvalidRow(f"origin_node {origin!r:.200} is not an id")
     version = match_version(hlc, origin)
     n = row["num_players"]
-    if len(participants) != n or len(set(participants)) != n:
-        raise InvalidRow(f"participants {participants!r} are not {n} distinct players",
+    k = len(participants)
+    if k not in (2, n) or len(set(participants)) != k:
+        raise InvalidRow(f"participants {participants!r} are not {n} (or 2) distinct players",
                          "inconsistent", match_id, version)
-    if abs(math.fsum(result) - n / 2) > _SCORE_SUM_TOLERANCE:
-        raise InvalidRow(f"result {result!r} shares {math.fsum(result)} points among {n} "
-                         f"players, expected {n / 2}", "inconsistent", match_id, version)
+    if abs(math.fsum(result) - k / 2) > _SCORE_SUM_TOLERANCE:
+        raise InvalidRow(f"result {result!r} shares {math.fsum(result)} points among {k} "
+                         f"players, expected {k / 2}", "inconsistent", match_id, version)
     return Row(match_id, version, row)
 
 
@@ -490,12 +492,13 @@ def screen_match(obj: object) -> Row | None:
     for p in participants:
         if type(p) is not str or not _id_text(p):
             return None
-    if len(participants) != num_players or len(set(participants)) != num_players:
+    k = len(participants)
+    if (k != 2 and k != num_players) or len(set(participants)) != k:
         return None
     for x in result:
         if type(x) is not float or not 0.0 <= x <= 1.0:
             return None
-    if abs(math.fsum(result) - num_players / 2) > _SCORE_SUM_TOLERANCE:
+    if abs(math.fsum(result) - k / 2) > _SCORE_SUM_TOLERANCE:
         return None
     return _new_tuple(Row, (match_id, hlc.to_bytes(8, "big") + origin.encode(), obj, b""))
 

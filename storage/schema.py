@@ -14,7 +14,7 @@ import numpy as np
 
 from storage.digests import key_hashes
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class SchemaTooNewError(Exception):
@@ -117,7 +117,16 @@ _V3 = [
     "CREATE INDEX games_config ON games (board_type, num_players, created_hlc)",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
+# Version 4: this node's replay checks of game rows (storage.game_checks). Local, never
+# synced: each node replays what it holds, and a game that does not replay legally stays in
+# the replicated set (so honest nodes keep equal roots) but is never trained on here.
+_V4 = [
+    """CREATE TABLE game_checks (key TEXT NOT NULL PRIMARY KEY, version BLOB NOT NULL,
+        ok INTEGER NOT NULL, origin TEXT NOT NULL, reason TEXT NOT NULL) WITHOUT ROWID""",
+    "CREATE INDEX game_checks_failed ON game_checks (ok) WHERE ok = 0",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
 
 
 def _key_hash(key: str) -> int:

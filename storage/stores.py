@@ -6,11 +6,12 @@ Layout: `D/node.db` (one SQLite database, WAL) and `D/blobs/` (model blobs).
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from storage.admission import Admission, RowPolicy
-from storage.database import DB_FILE, Database
+from storage.database import DB_FILE, Database, DatabaseCorruptError
 from storage.games import GameStore
 from storage.hlc import HybridClock
 from storage.matches import MatchStore
@@ -43,15 +44,16 @@ class Stores:
 
 
 async def open_stores(data_dir: Path, clock: HybridClock, node_id: str,
-                      policy: RowPolicy | None = None) -> Stores:
+                      policy: RowPolicy | None = None, max_db_bytes: int = 0) -> Stores:
     """Open (creating or migrating) the database and blob dir under `data_dir`.
 
     `node_id` stamps this node's own writes (the second half of a match row's version);
     `policy` is what the node refuses among well-formed rows (default: only what the rows
-    say of themselves). Raises SchemaTooNewError if a newer release wrote the database.
+    say of themselves); `max_db_bytes` caps the database (0: none). Raises SchemaTooNewError
+    if a newer release wrote the database, DatabaseCorruptError if it cannot be read.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    db = await Database.open(data_dir / DB_FILE)
+    db = await Database.open(data_dir / DB_FILE, max_db_bytes)
     try:
         stores = Stores(
             db,
@@ -65,6 +67,9 @@ async def open_stores(data_dir: Path, clock: HybridClock, node_id: str,
             store.admission = Admission(name, stores.refusals, policy or RowPolicy(), clock,
                                         _HLC_FIELDS[name])
             await store.load()
+    except sqlite3.DatabaseError as exc:
+        await db.close()
+        raise DatabaseCorruptError(f"{db.path}: its stored rows cannot be read ({exc})") from exc
     except BaseException:
         await db.close()
         raise

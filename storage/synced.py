@@ -13,14 +13,19 @@ so two keys with one hash are still told apart.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
+import msgpack
 import numpy as np
 
 from storage.admission import Admission, KindCheck
 from storage.database import Database
 from storage.digests import Digests, bucket_ranges, hash_rows, key_hashes, row_hashes
+from storage.files import atomic_write_bytes
 from storage.hlc import HybridClock
 from storage.merge import (
     InvalidRow,
@@ -35,6 +40,12 @@ from storage.sync_limits import check_bucket_list, check_key_list
 from storage.tables import Table
 
 _KHASH_IN = "khash IN (SELECT value FROM json_each(?))"
+QUARANTINE_DIR = "quarantine"
+# What decoding a damaged stored body raises (msgpack's errors are ValueErrors; a body that
+# decodes to something other than a map fails as a TypeError or AttributeError).
+_UNREADABLE = (ValueError, TypeError, AttributeError, msgpack.UnpackException)
+
+log = logging.getLogger("ringrift.storage")
 _S56 = np.uint64(56)
 
 Fetch = Callable[[str, Sequence[object]], Awaitable[Sequence[tuple]]]
@@ -55,6 +66,14 @@ async def _fetch_keys(fetch: Fetch, table: Table, columns: str, keys: Sequence[s
     return [r for r in records if r[0] in wanted]
 
 
+def _keep_records(folder: Path, table: str, records: list[tuple]) -> None:
+    folder.mkdir(exist_ok=True)
+    for record in records:
+        name = hashlib.sha256(record[0].encode()).hexdigest()[:32]
+        atomic_write_bytes(folder / f"{table}-{name}.msgpack",
+                           msgpack.packb(list(record), use_bin_type=True), mode=0o600)
+
+
 class SyncedStore:
     """Base of the games, matches and model-registry stores."""
 
@@ -71,6 +90,8 @@ class SyncedStore:
         self._count = 0
         # The first few validation errors of the last merge, for logs and tests.
         self.last_errors: list[str] = []
+        # Stored rows found unreadable and moved out (exported as a counter).
+        self.quarantined = 0
         # The receiver's refusals of well-formed rows (`open_stores` sets it); None takes all.
         self.admission: Admission | None = None
 
@@ -135,8 +156,50 @@ class SyncedStore:
         out: list[dict] = []
         for table, group in self._by_table(keys).items():
             records = await _fetch_keys(self._db.fetchall, table, table.stored_columns, group)
-            out += [table.to_wire(r) for r in records]
+            out += await self._wire_rows(table, records)
         return out
+
+    async def _wire_rows(self, table: Table, records: Sequence[tuple]) -> list[dict]:
+        """Stored records (`table.select_sql`'s columns) as wire dicts; a record that cannot be
+        read back is quarantined (`_quarantine`) and left out, never served."""
+        try:
+            return [table.to_wire(r) for r in records]
+        except _UNREADABLE:
+            pass
+        out: list[dict] = []
+        bad: list[tuple] = []
+        for record in records:
+            try:
+                out.append(table.to_wire(record))
+            except _UNREADABLE:
+                bad.append(record)
+        await self._quarantine(table, bad)
+        return out
+
+    async def _quarantine(self, table: Table, records: list[tuple]) -> None:
+        """Move unreadable rows out of the store: their stored bytes to `quarantine/` beside
+        the database (kept for the operator), the rows out of the table and the digests, so
+        a good copy is pulled from a peer and sync never trips on them again."""
+        keys = [r[0] for r in records]
+        self.quarantined += len(keys)
+        log.error("store %s: %d stored row(s) unreadable, quarantined: %s", table.name,
+                  len(keys), ", ".join(k[:80] for k in keys[:5]))
+        folder = self._db.path.parent / QUARANTINE_DIR
+        try:
+            await asyncio.to_thread(_keep_records, folder, table.name, records)
+            async with self._db.transaction() as conn:
+                held = await _fetch_keys(conn.execute_fetchall, table, "key, version, rowid",
+                                         keys)
+                await conn.execute(
+                    f"DELETE FROM {table.name} WHERE rowid IN (SELECT value FROM json_each(?))",
+                    (json.dumps([r[2] for r in held]),),
+                )
+        except OSError as exc:
+            # Skipped all the same; tried again the next time the rows are read.
+            log.error("store %s: quarantined rows not moved out: %s", table.name, exc)
+            return
+        self._digests.toggle(*hash_rows([r[0] for r in held], [r[1] for r in held]))
+        self._count -= len(held)
 
     async def get(self, key: str) -> dict | None:
         found = await self.rows([key])

@@ -24,6 +24,7 @@ changes on restart, as a monotonic clock does across a reboot.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import statistics
@@ -33,6 +34,8 @@ from typing import Any
 
 from mesh.core import Send
 from mesh.election import Election, ElectionConfig, Persist, Role
+from mesh.identity import Identity
+from mesh.quorum import Notary
 from mesh.sim.net import SimNet
 
 # Failover targets of issue 4 (seconds of true time from the crash to a new valid lease).
@@ -160,6 +163,25 @@ class _Host:
         return out
 
 
+class KeyDirectory:
+    """Ed25519 identities for simulated nodes, which keep short readable ids ("v0", "n1"):
+    each node signs its votes with a real key, and keys map back to ids here instead of by
+    hash, so simulated certificates are checked exactly as real ones."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._seed = seed
+        self._identities: dict[str, Identity] = {}
+        self._ids_by_key: dict[bytes, str] = {}
+
+    def notary(self, node_id: str) -> Notary:
+        identity = self._identities.get(node_id)
+        if identity is None:
+            seed = hashlib.sha256(f"{self._seed}:{node_id}".encode()).digest()
+            identity = self._identities[node_id] = Identity.from_seed(seed)
+            self._ids_by_key[identity.public_key] = node_id
+        return Notary(identity, id_of=self._ids_by_key.get)
+
+
 class Cluster:
     """A voter set plus non-voters on one SimNet, with persisted state that survives crashes."""
 
@@ -180,6 +202,7 @@ class Cluster:
         # Every durable vote ever given: (voter, term, candidate).
         self.grants: set[tuple[str, int, str]] = set()
         self.hosts: dict[str, _Host] = {}
+        self.keys = KeyDirectory(seed)
         self.partitioned = False
         for node_id in self.ids:
             host = self._new_host(node_id)
@@ -189,7 +212,7 @@ class Cluster:
     def _new_host(self, node_id: str, clock: Clock | None = None) -> _Host:
         voters, version = self.adopted[node_id]
         core = Election(node_id, voters, self.config, random.Random(self.rng.getrandbits(64)),
-                        self.persisted[node_id], version)
+                        self.persisted[node_id], version, notary=self.keys.notary(node_id))
         host = _Host(node_id, core, clock or random_clock(self.rng, self.drift), self)
         self.hosts[node_id] = host
         return host
@@ -295,19 +318,21 @@ class Cluster:
                 self._effect_hook(node_id)(out)
 
     def _gossip(self) -> None:
-        # Emulated manifest gossip: each non-voter hears one reachable peer's view, subject
-        # to loss like any message.
+        # Emulated manifest gossip: each non-voter hears the lease announcement (with its
+        # quorum certificate) of one reachable leader, subject to loss like any message.
         now = self.net.now
         for node_id in self.up():
             host = self.hosts[node_id]
             if host.core.is_voter:
                 continue
-            peers = [p for p in self.up() if p != node_id and self.net.connected(node_id, p)]
-            if not peers or self.rng.random() < self.net.loss:
+            leaders = [p for p in self.up() if p != node_id and self.net.connected(node_id, p)
+                       and self.hosts[p].core.role is Role.LEADER]
+            if not leaders or self.rng.random() < self.net.loss:
                 continue
-            peer = self.hosts[self.rng.choice(peers)]
+            peer = self.hosts[self.rng.choice(leaders)]
             lease_true = peer.clock.true(peer.core.lease_until)
-            host.core.observe(peer.core.leader, peer.core.term, host.clock.local(lease_true))
+            host.core.observe(peer.node_id, peer.core.term, host.clock.local(lease_true),
+                              peer.core.quorum)
             self.check(host, now)
         self.net.schedule(now + GOSSIP_INTERVAL_S, self._gossip)
 

@@ -23,7 +23,7 @@ def make_state(
     cfg = board_config(board)
     s = empty_state(cfg, players, 0, False)
     for key, rings in (stacks or {}).items():
-        s.stacks[cfg.index[key]] = tuple(rings)
+        s.put_stack(cfg.index[key], tuple(rings))
     for key, owner in (markers or {}).items():
         s.markers[cfg.index[key]] = owner
     for key, owner in (collapsed or {}).items():

@@ -20,15 +20,33 @@ from mesh.election import (
     TimeoutNow,
     VoteReply,
 )
+from mesh.sim.election import KeyDirectory
 from tests.mesh.test_election_harness import Harness
 
 LAN = ElectionConfig.lan()
 VOTERS3 = frozenset({"a", "b", "c"})
+KEYS = KeyDirectory()
 
 
 def _core(self_id: str = "a", voters: frozenset[str] = VOTERS3,
           persisted: tuple[int, str | None] = (0, None), seed: int = 1) -> Election:
-    return Election(self_id, voters, LAN, random.Random(seed), persisted)
+    return Election(self_id, voters, LAN, random.Random(seed), persisted,
+                    notary=KEYS.notary(self_id))
+
+
+def _quorum(leader: str, term: int, voters: frozenset[str] = VOTERS3) -> dict[str, bytes]:
+    """The certificate a leader of `term` holds: signed votes of a majority of `voters`."""
+    backers = sorted(voters)[:len(voters) // 2 + 1]
+    return {v: KEYS.notary(v).endorse(term, leader) for v in backers}
+
+
+def _yes(voter: str, term: int, candidate: str = "a") -> VoteReply:
+    """`voter`'s granted (real) vote for `candidate`, with its signed endorsement."""
+    return VoteReply(term, granted=True, endorsement=KEYS.notary(voter).endorse(term, candidate))
+
+
+def _hb(term: int, seq: int, lease_remaining: float, leader: str = "a") -> Heartbeat:
+    return Heartbeat(term, seq, lease_remaining, quorum=_quorum(leader, term))
 
 
 def _sends(outputs: list[object]) -> list[Send]:
@@ -99,7 +117,9 @@ def test_vote_is_persisted_before_the_reply_that_grants_it() -> None:
     core.tick(0.0)
     later = LAN.election_timeout_min + 0.01  # the start-up promise has lapsed
     out = core.handle("a", RequestVote(1), later)
-    assert out == [Persist(1, "a"), Send("a", VoteReply(1, granted=True))]
+    endorsement = KEYS.notary("b").endorse(1, "a")
+    assert out == [Persist(1, "a"), Send("a", VoteReply(1, granted=True,
+                                                        endorsement=endorsement))]
 
 
 def test_a_voter_grants_one_vote_per_term_even_across_a_restart() -> None:
@@ -114,7 +134,8 @@ def test_a_voter_grants_one_vote_per_term_even_across_a_restart() -> None:
     assert _sends(out)[0].msg == VoteReply(4, granted=False)
     # The same candidate asking again (a resend) gets the same answer.
     out = restarted.handle("a", RequestVote(4), 100.0 + LAN.election_timeout_min + 0.02)
-    assert _sends(out)[0].msg == VoteReply(4, granted=True)
+    assert _sends(out)[0].msg == VoteReply(4, granted=True,
+                                           endorsement=KEYS.notary("b").endorse(4, "a"))
 
 
 def test_a_restarted_voter_withholds_its_vote_for_one_election_timeout() -> None:
@@ -189,7 +210,7 @@ def _leader_of_three() -> tuple[Election, float]:
     now = LAN.election_timeout_max + 0.01
     core.tick(now)  # pre-vote
     core.handle("b", VoteReply(1, granted=True, pre=True), now)
-    out = core.handle("b", VoteReply(1, granted=True), now)
+    out = core.handle("b", _yes("b", 1), now)
     assert core.role is Role.LEADER
     assert {s.to for s in _sends(out)} == {"b", "c"}
     return core, now
@@ -283,7 +304,7 @@ def test_transfer_from_a_follower_does_nothing() -> None:
 def test_timeout_now_from_anyone_but_the_current_leader_is_ignored() -> None:
     core = _core("b")
     core.tick(0.0)
-    core.handle("a", Heartbeat(1, seq=1, lease_remaining=0.5), 0.1)
+    core.handle("a", _hb(1, seq=1, lease_remaining=0.5), 0.1)
     assert core.handle("c", TimeoutNow(1), 0.2) == []
     assert core.handle("a", TimeoutNow(0), 0.2) == []
     out = core.handle("a", TimeoutNow(1), 0.2)
@@ -299,18 +320,19 @@ def test_non_voters_learn_leader_term_and_lease_by_observation_only() -> None:
     core.tick(0.0)
     core.tick(100.0)
     assert core.role is Role.FOLLOWER and core.term == 0
-    core.observe("a", 3, 12.5)
+    assert core.observe("a", 3, 12.5, _quorum("a", 3))
     assert (core.leader, core.term, core.lease_until) == ("a", 3, 12.5)
-    core.observe("b", 2, 99.0)  # an older term from a slow gossip path
+    # an older term from a slow gossip path
+    assert not core.observe("b", 2, 99.0, _quorum("b", 2))
     assert (core.leader, core.term, core.lease_until) == ("a", 3, 12.5)
-    core.observe("a", 3, 13.0)
+    assert core.observe("a", 3, 13.0, _quorum("a", 3))
     assert core.lease_until == 13.0
     assert not core.is_leader_with_lease(0.0)
 
 
 def test_voters_ignore_observations() -> None:
     core = _core("a")
-    core.observe("b", 9, 10.0)
+    assert not core.observe("b", 9, 10.0, _quorum("b", 9))
     assert core.term == 0 and core.leader is None
 
 
@@ -416,7 +438,8 @@ def test_adopting_a_voter_set_moves_to_the_writers_term_and_deposes_older_leader
     with pytest.raises(ValueError, match="older"):
         core.set_voters(VOTERS3, version=(3, 9))
     # What the shell persisted (term 1, voted for itself) plus the set's version on restart.
-    restarted = Election("a", VOTERS3 | {"d"}, LAN, random.Random(1), (1, "a"), (4, 2))
+    restarted = Election("a", VOTERS3 | {"d"}, LAN, random.Random(1), (1, "a"), (4, 2),
+                         notary=KEYS.notary("a"))
     assert (restarted.term, restarted.voted_for) == (4, None)
 
 
@@ -435,10 +458,10 @@ def test_grants_from_nodes_removed_mid_campaign_do_not_count() -> None:
     core.handle("b", VoteReply(1, granted=True, pre=True), now)
     core.handle("c", VoteReply(1, granted=True, pre=True), now)
     assert core.role is Role.CANDIDATE
-    core.handle("b", VoteReply(1, granted=True), now)
+    core.handle("b", _yes("b", 1), now)
     core.set_voters(frozenset({"a", "c", "d"}))  # b is gone: a holds 1 of 3, not 2
     assert core.role is Role.CANDIDATE
-    core.handle("c", VoteReply(1, granted=True), now)
+    core.handle("c", _yes("c", 1), now)
     assert core.role is Role.LEADER
 
 

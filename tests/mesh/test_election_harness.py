@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from mesh.core import Send
 from mesh.election import Election, ElectionConfig, Persist, Role
-from mesh.sim.election import Clock, SafetyMonitor
+from mesh.sim.election import Clock, KeyDirectory, SafetyMonitor
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,7 @@ class Harness:
         self.persisted: dict[str, tuple[int, str | None]] = {n: (0, None) for n in self.ids}
         # The voter set (and its version) each node holds, as its shell would persist it.
         self.adopted = {n: (self.voter_ids, (0, 1)) for n in self.ids}
+        self.keys = KeyDirectory(seed)
         self.cores = {n: self._core(n) for n in self.ids}
         self.pending: list[InFlight] = []
         self.monitor = SafetyMonitor()
@@ -43,7 +44,7 @@ class Harness:
     def _core(self, node_id: str) -> Election:
         voters, version = self.adopted[node_id]
         return Election(node_id, voters, self.config, random.Random(self.rng.getrandbits(32)),
-                        self.persisted[node_id], version)
+                        self.persisted[node_id], version, notary=self.keys.notary(node_id))
 
     def adopt(self, node_id: str, voters: frozenset[str], version: tuple[int, int]) -> None:
         """`node_id` learns a voter set (as the agent does from gossip, newest version wins)."""

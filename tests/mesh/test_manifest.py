@@ -115,9 +115,9 @@ def test_a_node_refuses_to_sign_a_manifest_that_is_not_its_own() -> None:
     ("body", "expected"),
     [
         (b"\xc1", "not msgpack"),
-        (msgpack.packb([1, 2]), "list of the 18 Manifest fields"),
-        (msgpack.packb({"node_id": "x"}), "list of the 18 Manifest fields"),
-        (b"x" * (MAX_MANIFEST_BYTES + 1), "at most 1024"),
+        (msgpack.packb([1, 2]), "list of the 19 Manifest fields"),
+        (msgpack.packb({"node_id": "x"}), "list of the 19 Manifest fields"),
+        (b"x" * (MAX_MANIFEST_BYTES + 1), f"at most {MAX_MANIFEST_BYTES}"),
     ],
 )
 def test_garbage_bodies_raise_manifest_error(body: bytes, expected: str) -> None:

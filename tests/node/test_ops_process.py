@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,8 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from node.datadir import open_data_dir
 from storage.hlc import HybridClock
 from storage.stores import open_stores
-from tests.node.procs import NodeProcess, cli, node_env, wait_until
+from tests.node.procs import NodeProcess, cli, wait_until
 from tests.node.test_metrics_reference import check_reference_families
+from tools import elo_drift
 
 # No anti-entropy during the test: the planted differences must stay until a sync we ask for.
 QUIET = {"RINGRIFT_MESH_SYNC_INTERVAL_S": "3600"}
@@ -43,12 +42,14 @@ def record(data_dir: Path, matches: list[tuple[str, list[str], list[float]]],
     return asyncio.run(write())
 
 
-def drift_tool(*args: str, data_dir: Path, node: NodeProcess) -> tuple[int, dict]:
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.elo_drift", *args, "--json", "--data-dir", str(data_dir),
-         "--node", node.address], capture_output=True, text=True, timeout=60, env=node_env())
-    assert result.returncode in (0, 1), result.stderr
-    return result.returncode, json.loads(result.stdout)
+def drift_tool(capsys, *args: str, data_dir: Path, node: NodeProcess) -> tuple[int, dict]:
+    """`python -m tools.elo_drift ARGS --json`, run in this process (it talks HTTP to the node
+    all the same; a fresh interpreter per call would only add its start-up time)."""
+    capsys.readouterr()
+    code = elo_drift.main([*args, "--json", "--data-dir", str(data_dir), "--node", node.address])
+    out, err = capsys.readouterr()
+    assert code in (0, 1), err
+    return code, json.loads(out)
 
 
 def sample(node: NodeProcess, name: str, **labels: str) -> float | None:
@@ -60,7 +61,7 @@ def sample(node: NodeProcess, name: str, **labels: str) -> float | None:
     return None
 
 
-def test_drift_tool_names_planted_differences_and_syncs_by_strategy(tmp_path):
+def test_drift_tool_names_planted_differences_and_syncs_by_strategy(tmp_path, capsys):
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
     token = json.loads(cli("init", "--data-dir", str(a_dir), "--json",
                            "--host", "127.0.0.1").stdout)["token"]
@@ -85,8 +86,13 @@ def test_drift_tool_names_planted_differences_and_syncs_by_strategy(tmp_path):
 
         _, metrics = a.get("/metrics")
         check_reference_families(metrics.decode())
+        # A current member gets its own remote_host series, at zero, once a has seen it.
+        wait_until(lambda: sample(a, "ringrift_elo_sync_operations_total",
+                                  remote_host=b.address, result="success") == 0,
+                   timeout=30, what="zero Elo sync series for member b")
 
-        code, out = drift_tool("check-drift", "--peer", b.address, data_dir=a_dir, node=a)
+        code, out = drift_tool(capsys, "check-drift", "--peer", b.address, data_dir=a_dir,
+                               node=a)
         (report,) = out["reports"]
         assert (report["board_type"], report["num_players"]) == ("square8", 2)
         assert report["matches"]["only_source"]["ids"] == ["m3", "only-a"]
@@ -94,8 +100,8 @@ def test_drift_tool_names_planted_differences_and_syncs_by_strategy(tmp_path):
         assert report["matches"]["differing"]["ids"] == ["m2"]
         assert report["participants_in_both"] == 3 and report["max_rating_diff"] > 50
         assert code == 1 and report["is_significant"]
-        offline_code, offline = drift_tool("check-drift", "--db", str(b_dir / "node.db"),
-                                           data_dir=a_dir, node=a)
+        _, offline = drift_tool(capsys, "check-drift", "--db", str(b_dir / "node.db"),
+                                data_dir=a_dir, node=a)
         assert offline["reports"][0]["matches"] == report["matches"]
         assert offline["reports"][0]["max_rating_diff"] == report["max_rating_diff"]
         assert sample(a, "ringrift_elo_drift_max", board_type="square8",
@@ -103,37 +109,34 @@ def test_drift_tool_names_planted_differences_and_syncs_by_strategy(tmp_path):
         assert sample(a, "ringrift_elo_drift_significant", board_type="square8",
                       num_players="2") == 1
 
-        _, skip = drift_tool("sync", "--host", b.address, "--strategy", "SKIP",
+        _, skip = drift_tool(capsys, "sync", "--host", b.address, "--strategy", "SKIP",
                              data_dir=a_dir, node=a)
         assert (skip["matches_added"], skip["matches_conflict"], skip["matches_resolved"],
                 skip["matches_replaced"], skip["matches_skipped"]) == (1, 1, 0, 0, 2)
-        _, after_skip = drift_tool("check-drift", "--peer", b.address, data_dir=a_dir, node=a)
-        matches = after_skip["reports"][0]["matches"]
-        assert (matches["only_target"]["count"], matches["differing"]["ids"]) == (0, ["m2"])
-
-        _, lww = drift_tool("sync", "--host", b.address, "--strategy", "LAST_WRITE_WINS",
+        _, lww = drift_tool(capsys, "sync", "--host", b.address, "--strategy", "LAST_WRITE_WINS",
                             data_dir=a_dir, node=a)
         assert (lww["matches_added"], lww["matches_conflict"], lww["matches_resolved"],
                 lww["matches_replaced"]) == (0, 1, 1, 1)
-        _, after_lww = drift_tool("check-drift", "--peer", b.address, data_dir=a_dir, node=a)
+        _, after_lww = drift_tool(capsys, "check-drift", "--peer", b.address, data_dir=a_dir,
+                                  node=a)
         matches = after_lww["reports"][0]["matches"]
         assert matches["differing"]["count"] == 0 and matches["only_source"]["ids"] == [
             "m3", "only-a"]
 
-        _, history = drift_tool("history", data_dir=a_dir, node=a)
-        assert history["square8_2"]["snapshot_count"] == 3
-        assert history["square8_2"]["trend"] in ("improving", "stable")
+        _, history = drift_tool(capsys, "history", data_dir=a_dir, node=a)
+        h = history["square8_2"]
+        assert (h["snapshot_count"], h["trend"], h["persistent_drift"]) == (2, "unknown", False)
+        expected = (report["max_rating_diff"] + after_lww["reports"][0]["max_rating_diff"]) / 2
+        assert h["avg_drift_last_hour"] == round(expected, 3)
         assert sample(a, "ringrift_elo_sync_operations_total", remote_host=b.address,
                       result="success") == 2
         assert sample(a, "ringrift_elo_sync_matches_added_total", remote_host=b.address) == 1
         assert sample(a, "ringrift_elo_sync_conflicts_total", remote_host=b.address) == 2
 
         # Only this node's own key may ask: b's key (a cluster member) and no key are refused.
-        code, _ = subprocess.run(
-            [sys.executable, "-m", "tools.elo_drift", "sync", "--host", b.address,
-             "--data-dir", str(b_dir), "--node", a.address], capture_output=True,
-            text=True, timeout=60, env=node_env()).returncode, None
-        assert code == 2
+        assert elo_drift.main(["sync", "--host", b.address, "--data-dir", str(b_dir),
+                               "--node", a.address]) == 2
+        assert "not signed by this node's identity key" in capsys.readouterr().err
         request = urllib.request.Request(f"http://{a.address}/api/v1/ops/sync", data=b"{}",
                                          method="POST")
         try:
@@ -141,6 +144,7 @@ def test_drift_tool_names_planted_differences_and_syncs_by_strategy(tmp_path):
             raise AssertionError("an unsigned operator request was accepted")
         except urllib.error.HTTPError as exc:
             assert exc.code == 401
+        assert sample(a, "ringrift_ops_refused_total", status="401") == 2
 
         text = cli("status", "--peer", a.address).stdout
         assert a.status()["node_id"] in text and b.status()["node_id"] in text
