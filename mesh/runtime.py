@@ -159,6 +159,7 @@ class MeshRuntime:
         self._manifest: Manifest | None = None
         self._summaries: dict[str, StoreSummary] = {}
         self._state = "idle"
+        self._production_model: str | None = None
         self._lock = asyncio.Lock()  # one core step at a time: outputs keep their order
         self._send_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -476,6 +477,10 @@ class MeshRuntime:
     def set_state(self, state: str) -> None:
         self._state = state
 
+    def set_production_model(self, sha: str | None) -> None:
+        """The production model this node holds and plays, announced in its next manifest."""
+        self._production_model = sha
+
     def _lease_until_ms(self) -> int:
         election = self.election
         if election is None or not self.is_leader():
@@ -489,8 +494,7 @@ class MeshRuntime:
             version=self.version, incarnation=incarnation, seq=seq,
             device=self.device.device, device_mem_mb=self.device.device_mem_mb,
             cores=self.device.cores, state=self._state, stores=dict(self._summaries),
-            # Which config's production model a node announces is the pipeline's to define.
-            production_model=None,
+            production_model=self._production_model,
             leader=election.leader if election else None,
             term=election.term if election else 0,
             lease_until_ms=self._lease_until_ms(),

@@ -30,6 +30,7 @@ from node.config import Config
 from node.datadir import DataDirError, NodeFiles, read_cluster
 from node.disk import DiskWatch
 from node.http import add_read_only_routes
+from node.importer.ops_action import ImportAction
 from node.leader import LeaderDuties
 from node.refusal_metrics import RefusalCollector
 from node.replay_check import ReplayChecker
@@ -38,6 +39,7 @@ from storage.database import DB_FILE, DatabaseCorruptError
 from storage.game_checks import GameChecks
 from node.monitoring import Monitoring
 from node.pipeline import LeaderPipeline, settings_from_config
+from node.production import announce_production
 from storage.hlc import HybridClock
 from storage.stores import Stores, open_stores
 
@@ -154,6 +156,9 @@ class Agent:
                 replay_check = tasks.create_task(
                     ReplayChecker(self.game_checks, disk, self.stores.refusals).run())
                 await self.monitoring.start(tasks)
+                production = tasks.create_task(announce_production(
+                    self.stores, settings_from_config(self.config).configs,
+                    self.mesh.set_production_model, self.config.pipeline.interval_s))
                 await self._stop.wait()
                 log.info("stopping node %s", self.node_id)
                 self.monitoring.stop()
@@ -161,6 +166,7 @@ class Agent:
                 await self.mesh.stop()
                 disk_watch.cancel()
                 replay_check.cancel()
+                production.cancel()
         finally:
             if listener is not None:
                 listener.close()

@@ -144,7 +144,10 @@ def run(nodes: int, minutes: float, seed: int, keep: bool, out: Any = sys.stdout
         init = subprocess.run(
             [sys.executable, "-m", "node.cli", "init", "--data-dir", str(root / "n0"),
              "--host", "127.0.0.1", "--config", str(config), "--json"],
-            capture_output=True, text=True, env=env, check=True, timeout=60)
+            capture_output=True, text=True, env=env, check=False, timeout=60)
+        if init.returncode != 0:
+            say(f"demo: init failed: {init.stderr.strip()}")
+            return 1
         token = json.loads(init.stdout)["token"]
         procs.append(_Node("n0", root, config, ["start"], env))
         _wait(procs[0].status, 60, "the first node")
@@ -154,7 +157,7 @@ def run(nodes: int, minutes: float, seed: int, keep: bool, out: Any = sys.stdout
         for node in procs:
             _wait(node.status, 60, f"node {node.name}")
         say(f"demo: {nodes} nodes up: " + ", ".join(n.address for n in procs))
-        deadline = started + minutes * 60
+        deadline = time.monotonic() + minutes * 60  # the loop's time, start-up aside
         last_status = 0.0
         while time.monotonic() < deadline:
             for node in procs:
@@ -195,9 +198,13 @@ def _summary(procs: list[_Node], say: Any) -> int:
     for node, status in zip(procs, statuses, strict=True):
         prods = _production(status)
         held = {k: (node.data_dir / "blobs" / v).exists() for k, v in prods.items()}
+        announced = {m["node_id"]: m["manifest"]["production_model"]
+                     for m in status.get("members", []) if m.get("manifest")}
+        mine = announced.get(status.get("node_id"))
         say(f"  {node.name}: games {status.get('stores', {}).get('games', {}).get('count')}, "
-            f"production " + ", ".join(f"{k} {v[:12]} (blob {'held' if held[k] else 'missing'})"
-                                       for k, v in prods.items()))
+            f"production " + (", ".join(f"{k} {v[:12]} (blob {'held' if held[k] else 'missing'})"
+                                        for k, v in prods.items()) or "none yet")
+            + f", manifest announces {mine[:12] if mine else 'none'}")
     return 0
 
 
