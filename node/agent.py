@@ -38,6 +38,7 @@ from storage.admission import RowPolicy
 from storage.database import DB_FILE, DatabaseCorruptError
 from storage.game_checks import GameChecks
 from node.monitoring import Monitoring
+from node.evaluation_work import EvaluationWorker
 from node.pipeline import LeaderPipeline, settings_from_config
 from node.production import announce_production
 from storage.hlc import HybridClock
@@ -159,6 +160,10 @@ class Agent:
                 production = tasks.create_task(announce_production(
                     self.stores, settings_from_config(self.config).configs,
                     self.mesh.set_production_model, self.config.pipeline.interval_s))
+                evaluation = tasks.create_task(EvaluationWorker(
+                    self.stores, self.node_id, self.mesh.device.device,
+                    self.config.pipeline.max_game_moves, self.mesh.set_state,
+                ).run(self.config.pipeline.interval_s))
                 await self._stop.wait()
                 log.info("stopping node %s", self.node_id)
                 self.monitoring.stop()
@@ -167,6 +172,7 @@ class Agent:
                 disk_watch.cancel()
                 replay_check.cancel()
                 production.cancel()
+                evaluation.cancel()
         finally:
             if listener is not None:
                 listener.close()
@@ -229,9 +235,16 @@ class Agent:
         pipeline = LeaderPipeline(
             self.stores, settings_from_config(self.config), self.node_id, self.registry,
             device=mesh.device.device,
-            metrics=self.monitoring.metrics if self.monitoring is not None else None)
+            metrics=self.monitoring.metrics if self.monitoring is not None else None,
+            nodes=self._evaluation_nodes)
         duties.add("pipeline", pipeline.duty)
         return duties
+
+    def _evaluation_nodes(self) -> list[str]:
+        """Nodes the leader may assign evaluation trials to: itself and every alive member."""
+        assert self.mesh is not None
+        alive = {m["node_id"] for m in self.mesh.members_view() if m["state"] == "alive"}
+        return sorted(alive | {self.node_id})
 
     async def _admit_voters_duty(self, term: int) -> None:
         """Grow the voter set by nodes that joined with --voter, one at a time."""

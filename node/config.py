@@ -91,6 +91,7 @@ class PipelineSection:
     watch_games: int
     max_game_moves: int
     seed: int
+    assignment_timeout_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +348,9 @@ def _validate_pipeline(pipe: PipelineSection, promotion: PromotionSection) -> No
                       ("training_processes", 64)):
         if not 1 <= getattr(pipe, key) <= most:
             raise ConfigError(f"pipeline.{key} = {getattr(pipe, key)}: expected 1..{most}")
+    if not 1 <= pipe.assignment_timeout_s <= 86_400:
+        raise ConfigError(f"pipeline.assignment_timeout_s = {pipe.assignment_timeout_s}: "
+                          "expected seconds in 1..86400")
     if not 0 <= pipe.seed < 2**31:
         raise ConfigError(f"pipeline.seed = {pipe.seed}: expected 0..{2**31 - 1}")
     if not 0.05 <= pipe.interval_s <= 3600:

@@ -35,6 +35,7 @@ DEMO: dict[str, dict[str, Any]] = {
     "pipeline": {
         "training_game_threshold": 24, "training_window_games": 300, "training_steps": 100,
         "training_batch_size": 32, "interval_s": 1.0, "watch_games": 8, "max_game_moves": 300,
+        "assignment_timeout_s": 60.0,
     },
     "promotion": {
         "min_games_played": 6, "sprt_min_games": 6, "sprt_max_games": 16,
