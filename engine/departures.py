@@ -103,4 +103,14 @@ DEPARTURES: tuple[Departure, ...] = (
         "tests/engine/test_turns.py::"
         "test_global_stalemate_keeps_hands_and_ranks_by_territory_first",
     ),
+    Departure(
+        "recovery-extraction-stack",
+        "A recovery slide's buried ring comes from the first stack, in the order stacks "
+        "appeared on the board (a stack that moves appears anew where it lands), that "
+        "holds a buried ring of the player; the move does not choose it.",
+        "RR-CANON-R113: the player selects any stack holding a buried ring of theirs.",
+        "engine/recovery.py::first_extraction_cell",
+        "tests/engine/test_turns.py::"
+        "test_a_recovery_slide_takes_its_ring_from_the_first_stack_in_stack_order",
+    ),
 )

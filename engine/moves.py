@@ -62,7 +62,7 @@ class Move(NamedTuple):
     target: int = -1  # the stack overtaken by a capture
     count: int = 0  # rings placed
     cells: tuple[int, ...] = ()  # line collapsed / region processed
-    border: tuple[int, ...] = ()  # region: border markers collapsed with it
+    border: tuple[int, ...] = ()  # option-2 line: the whole line the segment is from
     option: int = 0  # line or recovery reward option (1: collapse all, 2: exact segment)
     mode: str = ""  # recovery_slide: line | fallback | stack_strike
     extract: int = -1  # recovery: stack whose bottommost buried ring pays the cost

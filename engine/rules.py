@@ -42,7 +42,7 @@ from .state import (
     GameState,
     cap_height,
 )
-from .territory import find_regions
+from .territory import find_regions, region_border
 from .victory import (
     LAST_PLAYER_STANDING,
     RESIGNATION,
@@ -183,7 +183,7 @@ def _territory_phase(state: GameState, p: int) -> list[Move]:
 def _processable_regions(state: GameState, p: int) -> list[Move]:
     out: list[Move] = []
     stacks = state.stacks
-    for cells, border in find_regions(state):
+    for cells in find_regions(state):
         inside = frozenset(cells)
         # R143: the cost must be payable from outside the region.
         if state.recovery_turn:
@@ -193,7 +193,7 @@ def _processable_regions(state: GameState, p: int) -> list[Move]:
                 s and s[-1] == p and c not in inside for c, s in enumerate(stacks)
             )
         if payable:
-            out.append(Move(mt.CHOOSE_TERRITORY_OPTION, p, -1, cells[0], -1, 0, cells, border))
+            out.append(Move(mt.CHOOSE_TERRITORY_OPTION, p, -1, cells[0], -1, 0, cells))
     return out
 
 
@@ -344,6 +344,7 @@ def _eliminate(state: GameState, m: Move) -> None:
 def _region(state: GameState, m: Move) -> None:
     p = m.player
     state.pending = PENDING_NONE
+    border = region_border(state, m.cells)
     stacks = state.stacks
     markers = state.markers
     collapsed = state.collapsed
@@ -358,7 +359,7 @@ def _region(state: GameState, m: Move) -> None:
         if not collapsed[c]:
             collapsed[c] = p
             state.territory[p] += 1
-    _collapse_markers(state, p, m.border)
+    _collapse_markers(state, p, border)
     _acted(state, p)
     # Then the self-elimination (R145 step 4), or a buried ring after a recovery (R114);
     # nothing to pay with means nothing is owed.

@@ -4,7 +4,8 @@ A region is physically disconnected when everything around it is board edge, col
 space, or markers of one single player B. So for B = nobody and for each player owning
 markers, the regions are the connected components (territory adjacency) of the cells that
 are neither collapsed nor B's markers. A component counts when the players controlling
-stacks inside it are a strict subset of the players with rings on the board.
+stacks inside it are a strict subset of the players with rings on the board, and, for
+B = nobody, exactly one player controls stacks inside (``find_regions``).
 
 Components are flood-filled on bitboards (Python ints): one fill step shifts the whole
 frontier at once, so a fill costs a few big-int operations per step of the region's
@@ -42,8 +43,8 @@ def _cells(mask: int, bit_cell: dict[int, int]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def region_border(state: GameState, comp: int, marker_bits: int) -> tuple[int, ...]:
-    """The markers that collapse with a processed region (bitboard ``comp``): every
+def region_border(state: GameState, cells: tuple[int, ...]) -> tuple[int, ...]:
+    """The markers that collapse with a processed region of ``cells``: every
     marker, of any colour, next to the region (territory adjacency), and every marker
     reached from those through markers outside the region, one ``border_shifts`` step
     at a time (Moore steps on square boards, square-grid steps in (x, y) on hex8, none
@@ -51,6 +52,14 @@ def region_border(state: GameState, comp: int, marker_bits: int) -> tuple[int, .
     ``region-border-spread``); the written rule collapses only the border colour's
     markers on the enclosing path."""
     cfg = state.board
+    bits = cfg.bits
+    comp = 0
+    for c in cells:
+        comp |= bits[c]
+    marker_bits = 0
+    for c, m in enumerate(state.markers):
+        if m:
+            marker_bits |= bits[c]
     outside = marker_bits & ~comp
     border = _dilate(comp, cfg.territory_shifts) & outside
     if border and cfg.border_shifts:
@@ -58,15 +67,15 @@ def region_border(state: GameState, comp: int, marker_bits: int) -> tuple[int, .
     return _cells(border, cfg.bit_cell)
 
 
-def find_regions(state: GameState) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Disconnected regions as ``(cells, border_markers)``, cells sorted, no duplicates.
+def find_regions(state: GameState) -> list[tuple[int, ...]]:
+    """Disconnected regions, each as its sorted cells, no duplicates.
 
     Eligibility follows the canonical engine (departure ``region-eligibility``): a
     region enclosed by one colour's markers (with collapsed spaces and edges) counts
     when fewer players control stacks inside it than have rings on the board, an empty
     one included; a region
     enclosed by collapsed spaces and edges alone counts only when exactly one player
-    controls stacks inside it. ``border_markers`` collapse with it (``region_border``).
+    controls stacks inside it. Processing one also collapses its ``region_border``.
     """
     cfg = state.board
     n = state.num_players
@@ -83,12 +92,9 @@ def find_regions(state: GameState) -> list[tuple[tuple[int, ...], tuple[int, ...
             control_bits[stack[-1]] |= bits[c]
     active = sum(1 for p in range(1, n + 1) if state.board_rings[p] > 0)
     controllers = [p for p in range(1, n + 1) if control_bits[p]]
-    all_markers = 0
-    for m in marker_bits:
-        all_markers |= m
     shifts = cfg.territory_shifts
     open_bits = cfg.all_bits & ~collapsed_bits
-    found: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    found: list[tuple[int, ...]] = []
     seen: set[tuple[int, ...]] = set()
     for b in range(n + 1):
         if b and not marker_bits[b]:
@@ -106,5 +112,5 @@ def find_regions(state: GameState) -> list[tuple[tuple[int, ...], tuple[int, ...
             if key in seen:
                 continue
             seen.add(key)
-            found.append((key, region_border(state, comp, all_markers)))
+            found.append(key)
     return found

@@ -227,13 +227,21 @@ def load_move(data: object, state: GameState) -> Move:
     return Move(mtype, player)
 
 
+_LINE_TYPES = (mt.PROCESS_LINE, mt.CHOOSE_LINE_OPTION)
+
+
 def _same(a: Move, b: Move) -> bool:
     """Whether a legal move is the one a vector meant (the vector may leave out the
-    region's border or list cells in another order)."""
+    region's border or list cells in another order, and may collapse a whole exact line
+    with choose_line_option, as the canonical host offers it, where this engine lists
+    process_line)."""
+    if a.type in _LINE_TYPES and b.type in _LINE_TYPES:
+        return (a.player == b.player and sorted(a.cells) == sorted(b.cells)
+                and (a.option == 2) == (b.option == 2))
     if a.type != b.type or a.player != b.player or a.src != b.src or a.target != b.target:
         return False
-    if a.type in (mt.CHOOSE_TERRITORY_OPTION, mt.PROCESS_LINE, mt.CHOOSE_LINE_OPTION):
-        return sorted(a.cells) == sorted(b.cells) and a.option == b.option
+    if a.type == mt.CHOOSE_TERRITORY_OPTION:
+        return sorted(a.cells) == sorted(b.cells)
     if a.type == mt.RECOVERY_SLIDE:
         return (a.dst, a.mode, a.option, sorted(a.cells)) == (
             b.dst, b.mode, b.option, sorted(b.cells))

@@ -182,3 +182,64 @@ def test_checked_apply_refuses_a_move_that_is_not_legal_and_leaves_the_state_alo
     with pytest.raises(IllegalMove, match="not legal"):
         apply_move(s, Move(mt.MOVE_STACK, 1, 0, 1), check=True)
     assert s.stacks == before.stacks and s.phase == before.phase
+
+
+def test_the_last_regions_payment_ends_the_turn_without_a_bookkeeping_move():
+    s = make_state(stacks={"0,0": (2,), "5,5": (1, 1), "4,4": (1,), "6,6": (2,)},
+                   markers={"1,0": 1, "0,1": 1}, phase=TERRITORY_PROCESSING)
+    s.turn_changed = True
+    s = apply_move(s, next(m for m in legal_moves(s) if m.cells == (cell(s, "0,0"),)))
+    s = apply_move(s, moves_of(legal_moves(s), mt.ELIMINATE_RINGS_FROM_STACK)[0])
+    assert s.current == 2 and s.phase == RING_PLACEMENT
+
+
+def test_a_segment_collapse_with_no_line_left_goes_straight_to_territory():
+    s = make_state(stacks={"7,7": (1,), "6,6": (2,)},
+                   markers={f"{x},2": 1 for x in range(5)}, phase=LINE_PROCESSING)
+    segment = next(m for m in moves_of(legal_moves(s), mt.CHOOSE_LINE_OPTION) if m.option == 2)
+    s = apply_move(s, segment)
+    assert s.phase == TERRITORY_PROCESSING and s.territory[1] == 4
+
+
+def test_the_elimination_threshold_wins_before_a_last_player_standing_at_the_same_turn_end():
+    # Player 2 has no ring anywhere: the engine's own last-player-standing check would
+    # fire at this turn's end too, but ring elimination is checked first.
+    s = make_state(stacks={"0,0": (1, 1)}, markers={"0,2": 2}, in_hand=[0, 0])
+    s.eliminated[1] = s.victory_threshold - 1
+    s = apply_move(s, Move(mt.MOVE_STACK, 1, cell(s, "0,0"), cell(s, "0,2")))
+    s = _only(s, mt.NO_LINE_ACTION)
+    s = _only(s, mt.NO_TERRITORY_ACTION)
+    assert (s.winner, s.victory_reason) == (1, "ring_elimination")
+
+
+def test_a_sole_stack_owner_wins_at_once_only_when_no_one_else_has_a_ring_anywhere():
+    def after_turn(stack):
+        s = make_state(stacks={"0,0": stack}, in_hand=[0, 0])
+        s = apply_move(s, Move(mt.MOVE_STACK, 1, cell(s, "0,0"), cell(s, "0,3")))
+        s = _only(s, mt.NO_LINE_ACTION)
+        return _only(s, mt.NO_TERRITORY_ACTION)
+
+    won = after_turn((1, 1, 1))
+    assert (won.winner, won.victory_reason) == (1, "last_player_standing")
+    buried = after_turn((2, 1, 1))  # player 2's buried ring keeps the game going
+    assert buried.phase == RING_PLACEMENT and buried.current == 2
+
+
+def test_with_rings_in_hand_and_a_movable_stack_skip_placement_is_the_move_even_with_no_placement():
+    keep = {"0,0", "1,0", "7,7"}
+    walls = {f"{x},{y}": 2 for x in range(8) for y in range(8) if f"{x},{y}" not in keep}
+    s = make_state(stacks={"0,0": (1,), "7,7": (2,)}, collapsed=walls, in_hand=[3, 3],
+                   phase=RING_PLACEMENT)
+    assert [m.type for m in legal_moves(s)] == [mt.SKIP_PLACEMENT]
+
+
+def test_a_recovery_slide_takes_its_ring_from_the_first_stack_in_stack_order():
+    # Player 1 controls no stack; it has a marker and a buried ring in each of two
+    # stacks. The stack that appeared first pays, whichever cell it is on.
+    for first, second in (("6,6", "0,7"), ("0,7", "6,6")):
+        s = make_state(stacks={first: (1, 2), second: (1, 2), "3,3": (2,)},
+                       markers={"0,0": 1}, in_hand=[0, 5])
+        slide = next(m for m in moves_of(legal_moves(s), mt.RECOVERY_SLIDE)
+                     if m.dst == cell(s, "1,0"))
+        after = apply_move(s, slide)
+        assert after.stacks[cell(s, first)] == (2,) and after.stacks[cell(s, second)] == (1, 2)

@@ -166,3 +166,16 @@ def test_an_open_chain_capture_choice_plays_the_continuation_the_vector_expects(
     assert "ways to finish the turn" in outcome.notes[0]
     vector["expectedOutput"]["assertions"]["stackCount"] = 9
     assert run_vector(vector).result == "failed"
+
+
+def test_a_whole_exact_line_may_be_collapsed_with_choose_line_option():
+    line = [{"x": x, "y": 2} for x in range(4)]
+    vector = _vector({"type": "choose_line_option", "player": 1,
+                      "formedLines": [{"positions": line}], "collapsedMarkers": line},
+                     {"collapsedCount": 4, "markerCount": 0})
+    state = vector["input"]["state"]
+    state["currentPhase"] = "line_processing"
+    state["board"]["markers"] = {f"{x},2": {"player": 1} for x in range(4)}
+    vector["expectedOutput"]["status"] = "awaiting_decision"  # the ring it now owes
+    outcome = run_vector(vector)
+    assert outcome.result == "passed", outcome.detail
