@@ -47,7 +47,14 @@ from mesh.membership import (
 )
 from mesh.quorum import Notary
 from mesh.sync import PullOutcome, PullPlan, SyncConfig, SyncScheduler
-from mesh.voters import VoterSet, adopt_voters, authorised, next_voter_set
+from mesh.voters import (
+    VoterSet,
+    adopt_voters,
+    authorised,
+    first_voter_set,
+    next_voter_set,
+    seed_anchors,
+)
 
 # Node-state keys (storage's state table) the node core writes.
 STATE_INCARNATION = "mesh.incarnation"
@@ -243,6 +250,8 @@ class MeshNode:
         self._peers_at_start = persisted.peers
         self._manifest = self._draft(self._incarnation, self._seq)
         self.membership: Membership | None = None
+        # The addresses this node joined through: their manifests anchor a first voter set.
+        self._seeds: list[str] = []
         self._timers: _Timers | None = None
         self._pulling: PullPlan | None = None
         self._stopping = False
@@ -270,13 +279,16 @@ class MeshNode:
         self._stored_incarnation = self._incarnation
         addresses = [a for a in dict.fromkeys([*seeds, *self._peers_at_start])
                      if a != self.info.address]
+        self._seeds = addresses
         if addresses:
             out += self.membership.join(addresses)
         return out
 
     def join(self, addresses: Iterable[str]) -> list[Effect]:
         """Push-pull with `addresses` (a discovered peer, an operator's `join`)."""
-        return list(self._core().join([a for a in addresses if a != self.info.address]))
+        self._seeds = [a for a in dict.fromkeys([*self._seeds, *addresses])
+                       if a != self.info.address]
+        return list(self._core().join(self._seeds))
 
     def discovered(self, node_id: str, address: str) -> list[Effect]:
         """Discovery found `node_id` at `address`: join through it unless it is alive already."""
@@ -286,12 +298,16 @@ class MeshNode:
         return self.join([address])
 
     def set_local(self, summaries: Mapping[str, StoreSummary], blobs_missing: bool,
-                  writable: bool = True) -> None:
+                  writable: bool = True, retry: Iterable[str] = ()) -> None:
         """What the stores hold now (the shell reads them); the next manifest and pull use it.
-        Not `writable` (the disk is full): no pulls until it is again."""
+        Not `writable` (the disk is full): no pulls until it is again. `retry`: stores whose
+        rows refused for this node's clock or term are due again, so peers already pulled
+        from in full are candidates again."""
         self._summaries = dict(summaries)
         self._blobs_missing = blobs_missing
         self._writable = writable
+        for store in retry:
+            self.scheduler.uncover(store)
 
     def set_state(self, state: str) -> None:
         """The work state the next manifest announces (idle, selfplay, training, ...)."""
@@ -541,7 +557,13 @@ class MeshNode:
         if self.config.voters:
             return []
         newest = self.voter_set
-        for member in self._core().members():
+        members = self._core().members()
+        anchors = [] if newest.voters else seed_anchors(members, self._seeds)
+        if anchors:
+            # A first set comes from the join seeds' own manifests (mesh/voters.py).
+            first = first_voter_set(anchors)
+            return [] if first is None else self._adopt(first, now)
+        for member in members:
             m = member.manifest
             if m.voters_version <= newest.version or not m.quorum:
                 continue  # only a proven leader's announcement can move the set

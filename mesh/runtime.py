@@ -159,7 +159,8 @@ class MeshRuntime:
         self.node: MeshNode | None = None
         self._work_state = "idle"
         self._production_model: str | None = None
-        self._local: tuple[dict[str, StoreSummary], bool, bool] = ({}, False, True)
+        self._local: tuple[dict[str, StoreSummary], bool, bool, list[str]] = ({}, False, True,
+                                                                              [])
         self._lock = asyncio.Lock()  # one core step at a time: effects keep their order
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -367,8 +368,9 @@ class MeshRuntime:
             summaries[name] = StoreSummary(count, root)
             self._m_store_rows.labels(store=name).set(count)
         # A full disk pauses writes (node/disk.py): no pulls until space is back.
+        retry = [name for name, store in self.stores.by_name().items() if store.retry_due()]
         self._local = (summaries, bool(await self.stores.models.missing_blobs()),
-                       not self.stores.db.full)
+                       not self.stores.db.full, retry)
 
     async def _refresh_local(self) -> None:
         await self.refresh_stores()

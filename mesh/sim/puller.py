@@ -4,7 +4,9 @@ What `mesh/runtime.py` does with aiohttp and SQLite, done over the simulated net
 in-memory stores: a pull session (`mesh.sync.pull_session`) runs step by step, each
 `RemoteRequest` a message to the peer, retried on a timeout up to `request_attempts` times
 (the runtime's `_ask`); each `FetchBlob` a `BlobFetch` message answered with the blob's bytes,
-whose sha256 the puller checks before keeping it (the transport's verified download).
+whose sha256 the puller checks before keeping it (the transport's verified download). Every
+step runs to its end before the session resumes (mesh.sync_steps: a background request is
+resumed with its reply, never a ticket), so one request is in flight at a time.
 Requests from peers are answered from the local stores (`mesh.sync.answer`).
 """
 
@@ -24,29 +26,13 @@ from mesh.sync import (
     RemoteRequest,
     Step,
     SyncConfig,
+    Wait,
     answer,
     pull_session,
 )
-from mesh.sync_messages import (
-    BlobsReply,
-    BlobsRequest,
-    DigestsReply,
-    DigestsRequest,
-    EntriesReply,
-    EntriesRequest,
-    RowsReply,
-    RowsRequest,
-    SubDigestsReply,
-    SubDigestsRequest,
-    SyncRefused,
-)
+from mesh.sync_messages import REPLY_TO, SyncRefused
 from storage.memory import MemoryStore
 from storage.rows import MODEL_PREFIX, validate_registry
-
-# Replies to each request kind (a refusal answers any of them).
-REPLY_TO: dict[type, type] = {DigestsRequest: DigestsReply, SubDigestsRequest: SubDigestsReply,
-                              EntriesRequest: EntriesReply, RowsRequest: RowsReply,
-                              BlobsRequest: BlobsReply}
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +163,8 @@ class SimPuller:
                 result = step.call(self._stores)
                 self.merges += step.op == "merge"
                 continue
+            if isinstance(step, Wait):
+                raise RuntimeError("a pull session waited on a ticket the simulator never gives")
             self._pending = _Pending(step, 1, now + self._config.request_timeout_s)
             return [self._message(step)]
 

@@ -46,6 +46,8 @@ from mesh.sync_messages import (
     DigestsRequest,
     EntriesReply,
     EntriesRequest,
+    RangeRowsReply,
+    RangeRowsRequest,
     RowsReply,
     RowsRequest,
     SubDigestsReply,
@@ -196,7 +198,8 @@ def sync_wire_size(msg: Any) -> int:
 
 _SYNC_FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls))
                 for cls in (DigestsRequest, DigestsReply, SubDigestsRequest, SubDigestsReply,
-                            EntriesRequest, EntriesReply, RowsRequest, RowsReply, SyncRefused)}
+                            EntriesRequest, EntriesReply, RowsRequest, RowsReply,
+                            RangeRowsRequest, RangeRowsReply, SyncRefused)}
 
 
 def _identical(stores: Mapping[str, MemoryStores], ids: Iterable[str]) -> bool:
