@@ -149,9 +149,10 @@ class MembershipConfig:
     # Confirmations (distinct suspectors besides the first) that bring a suspicion down to
     # the short timeout; fewer when the cluster has fewer other nodes. memberlist: mult - 2.
     suspicion_confirmations: int = 3
-    # Local health (Lifeguard's awareness): each failed probe of ours adds 1, each answered
-    # one takes 1 off, a suspicion of us we must refute adds 1; probe interval and timeout
-    # stretch by (1 + health), capped at awareness_max - 1. memberlist: 8.
+    # Local health (Lifeguard's awareness): a failed probe of ours while nothing else reached
+    # us either adds 1, each answered one takes 1 off, a suspicion of us we must refute adds
+    # 1; probe interval and timeout stretch by (1 + health), capped at awareness_max - 1.
+    # memberlist: 8.
     awareness_max: int = 8
     # Full push-pull with one random peer. memberlist LAN: 30 s, scaled up beyond 32 nodes
     # (x(1 + ceil(log2(N/32)))) so the cluster-wide load stays flat.
@@ -376,6 +377,7 @@ class Membership:
         self._queue: dict[str, int] = {}  # node id -> times its news was sent
         self._probe: _Probe | None = None
         self._health = 0  # Lifeguard local health: 0 healthy .. awareness_max - 1
+        self._heard_any = -math.inf  # when any other node's message last reached us
         self._probe_order: list[str] = []
         self._seq = 0
         self._relays: dict[int, _Relay] = {}
@@ -486,6 +488,8 @@ class Membership:
     def handle(self, src: str, msg: object, now: float) -> list[object]:
         out: list[object] = []
         sender = self._members.get(src)
+        if src != self.node_id:
+            self._heard_any = now
         if sender is not None and src != self.node_id:
             sender.last_heard = now
             probe = self._probe
@@ -645,7 +649,12 @@ class Membership:
             out.append(Send(probe.target, Ping(probe.seq, view=self._view_hash)))
         if now + _EPS >= probe.start + self._scaled(self.config.probe_interval):
             self._probe = None
-            self._health = min(self.config.awareness_max - 1, self._health + 1)
+            if self._heard_any < probe.start:
+                # Nothing at all reached us while we probed: the fault is likely ours (our
+                # link, an overloaded process). Lifeguard learns this from the helpers' nacks;
+                # any message from anyone tells the same, and a target that is merely down
+                # (or behind a partition) then costs the prober nothing.
+                self._health = min(self.config.awareness_max - 1, self._health + 1)
             rec = self._members[probe.target]
             if rec.incarnation != probe.incarnation:
                 return
@@ -702,8 +711,12 @@ class Membership:
             rec.state_since = now - suspected_for
             rec.suspectors = [by] if by else []
             self._set_deadline(rec)
-            if by != self.node_id and node_id in self._position:
-                # Probe it next: our own verdict is a confirmation, or its ack our doubt's end.
+            k = self.config.suspicion_confirmations
+            if (by != self.node_id and node_id in self._position
+                    and self._rng.random() < 2 * k / max(1, self.live_count() - 2)):
+                # Probe it next (about 2k nodes do, drawn at random): their verdicts are the
+                # confirmations a real crash needs, and an ack ends a false suspicion. Every
+                # node doing so would spend a partition's probes on known suspects.
                 order = self._probe_order
                 if node_id in order:
                     order.remove(node_id)
