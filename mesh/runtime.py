@@ -57,7 +57,13 @@ from mesh.sync import (
 )
 from mesh.sync_messages import SyncReply, SyncRequest
 from mesh.transport import MeshTransport, PeerError, TransportConfig
-from mesh.voters import VoterSet, authorised, next_voter_set
+from mesh.voters import (
+    VoterSet,
+    authorised,
+    first_voter_set,
+    next_voter_set,
+    seed_anchors,
+)
 from mesh.wire import Wire
 from storage.stores import Stores
 
@@ -573,6 +579,13 @@ class MeshRuntime:
         if self.config.voters:
             return
         newest = self.voter_set
+        anchors = [] if newest.voters else seed_anchors(self.membership.members(), self._seeds)
+        if anchors:
+            # A first set comes from the join seeds' own manifests (mesh/voters.py).
+            first = first_voter_set(anchors)
+            if first is not None:
+                await self._adopt_voters(first)
+            return
         for member in self.membership.members():
             m = member.manifest
             if m.voters_version <= newest.version or not m.quorum:
@@ -627,6 +640,9 @@ class MeshRuntime:
         assert self.membership is not None
         if self.stores.db.full:
             return None  # writes are paused until space is back (node/disk.py)
+        for name, store in self.stores.by_name().items():
+            if store.retry_due():
+                self.scheduler.uncover(name)
         await self._refresh_summaries()
         peers = {}
         for node_id in self.membership.alive_peers():

@@ -20,8 +20,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
-from mesh.keyring import Keyring
 from mesh.http_limits import ConnectionGuard, ServerLimits
+from mesh.keyring import Keyring
 from mesh.runtime import MeshRuntime, RuntimeConfig, detect_device
 from mesh.transport import TransportConfig
 from node import __version__
@@ -29,9 +29,11 @@ from node.address import advertise_address
 from node.config import Config
 from node.datadir import DataDirError, NodeFiles, read_cluster
 from node.disk import DiskWatch
-from node.http import add_read_only_routes
 from node.importer.ops_action import ImportAction
+from node.http import add_read_only_routes
 from node.leader import LeaderDuties
+from node.monitoring import Monitoring
+from node.pipeline import LeaderPipeline, settings_from_config
 from node.refusal_metrics import RefusalCollector
 from node.replay_check import ReplayChecker
 from node.resources import Guard, Limits, read_usage
@@ -40,8 +42,7 @@ from node.selfplay import IdleScheduler, SelfplayMetrics, SelfplayWorker
 from storage.admission import RowPolicy
 from storage.database import DB_FILE, DatabaseCorruptError
 from storage.game_checks import GameChecks
-from node.monitoring import Monitoring
-from node.pipeline import LeaderPipeline, settings_from_config
+from node.evaluation_work import EvaluationWorker
 from storage.hlc import HybridClock
 from storage.stores import Stores, open_stores
 
@@ -168,6 +169,11 @@ class Agent:
                 await self.monitoring.start(tasks)
                 selfplay = (tasks.create_task(self.scheduler.run())
                             if self.config.selfplay.enabled else None)
+                # Evaluation trials are this node's other work: selfplay stops while one runs.
+                evaluation = tasks.create_task(EvaluationWorker(
+                    self.stores, self.node_id, self.mesh.device.device,
+                    self.config.pipeline.max_game_moves, self._work_state,
+                ).run(self.config.pipeline.interval_s))
                 await self._stop.wait()
                 log.info("stopping node %s", self.node_id)
                 self.monitoring.stop()
@@ -177,6 +183,7 @@ class Agent:
                 await self.mesh.stop()
                 disk_watch.cancel()
                 replay_check.cancel()
+                evaluation.cancel()
         finally:
             if listener is not None:
                 listener.close()
@@ -254,9 +261,27 @@ class Agent:
         pipeline = LeaderPipeline(
             self.stores, settings_from_config(self.config), self.node_id, self.registry,
             device=mesh.device.device,
-            metrics=self.monitoring.metrics if self.monitoring is not None else None)
+            metrics=self.monitoring.metrics if self.monitoring is not None else None,
+            nodes=self._evaluation_nodes)
         duties.add("pipeline", pipeline.duty)
         return duties
+
+    def _work_state(self, state: str) -> None:
+        """Work the leader assigned starts or ends: the idle scheduler holds selfplay off while
+        it runs and announces the state; without selfplay the state is announced directly."""
+        assert self.mesh is not None and self.scheduler is not None
+        if not self.config.selfplay.enabled:
+            self.mesh.set_state(state)
+        elif state == "idle":
+            self.scheduler.release()
+        else:
+            self.scheduler.assign(state)
+
+    def _evaluation_nodes(self) -> list[str]:
+        """Nodes the leader may assign evaluation trials to: itself and every alive member."""
+        assert self.mesh is not None
+        alive = {m["node_id"] for m in self.mesh.members_view() if m["state"] == "alive"}
+        return sorted(alive | {self.node_id})
 
     async def _admit_voters_duty(self, term: int) -> None:
         """Grow the voter set by nodes that joined with --voter, one at a time."""

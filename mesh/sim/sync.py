@@ -49,10 +49,13 @@ from mesh.sync import (
     pull_session,
 )
 from mesh.sync_messages import (
+    REPLY_TO,
     DigestsReply,
     DigestsRequest,
     EntriesReply,
     EntriesRequest,
+    RangeRowsReply,
+    RangeRowsRequest,
     RowsReply,
     RowsRequest,
     SubDigestsReply,
@@ -62,10 +65,6 @@ from mesh.sync_messages import (
 from storage.hlc import HybridClock
 from storage.memory import MemoryStores
 from storage.rows import new_game, new_match
-
-# Replies to each request kind (a refusal answers any of them).
-_REPLY_TO = {DigestsRequest: DigestsReply, SubDigestsRequest: SubDigestsReply,
-             EntriesRequest: EntriesReply, RowsRequest: RowsReply}
 
 Summaries = dict[str, StoreSummary]
 
@@ -176,13 +175,13 @@ class SyncSimNode:
         return out
 
     def handle(self, src: str, msg: Any, now: float) -> list[Any]:
-        if type(msg) in _REPLY_TO:
+        if type(msg) in REPLY_TO:
             return [Send(src, answer(msg, self._by_name))]
         pending = self._pending
         if pending is None or src != pending.step.peer:
             return []  # a late reply to a request we gave up on
         request = pending.step.request
-        if not (isinstance(msg, SyncRefused) or (type(msg) is _REPLY_TO[type(request)]
+        if not (isinstance(msg, SyncRefused) or (type(msg) is REPLY_TO[type(request)]
                                                  and msg.store == request.store)):
             return []
         self._pending = None
@@ -247,7 +246,8 @@ def sync_wire_size(msg: Any) -> int:
 
 _SYNC_FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls))
                 for cls in (DigestsRequest, DigestsReply, SubDigestsRequest, SubDigestsReply,
-                            EntriesRequest, EntriesReply, RowsRequest, RowsReply, SyncRefused)}
+                            EntriesRequest, EntriesReply, RowsRequest, RowsReply,
+                            RangeRowsRequest, RangeRowsReply, SyncRefused)}
 
 
 def _identical(stores: Mapping[str, MemoryStores], ids: Iterable[str]) -> bool:
