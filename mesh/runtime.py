@@ -208,6 +208,7 @@ class MeshRuntime:
         self._m_blobs_pulled = Counter("ringrift_sync_blobs_pulled_total",
                                        "Model blobs pulled from peers and verified",
                                        registry=registry)
+        registry.register(_SyncRefusalCollector(self.scheduler))
         registry.register(_FencingCollector(self.stores))
         self._m_invalid = Counter("ringrift_mesh_invalid_messages_total",
                                   "Admitted messages a core could not use, by kind",
@@ -630,24 +631,26 @@ class MeshRuntime:
             if manifest is not None:
                 peers[node_id] = manifest.stores
         blobs_missing = bool(await self.stores.models.missing_blobs())
-        plan = self.scheduler.plan(time.monotonic(), self._summaries, peers,
-                                   blobs_missing=blobs_missing)
-        if plan is None:
-            return None
-        outcome = await drive_async(pull_session(plan, self.sync_config), self.stores.by_name(),
-                                    self._ask, self._fetch_blob)
-        self.scheduler.finished(plan, outcome, time.monotonic())
-        self._m_sync_rounds.labels("ok" if outcome.ok else "failed").inc()
-        self._m_rows_pulled.inc(outcome.rows_pulled)
-        self._m_blobs_pulled.inc(outcome.blobs_fetched)
-        address = self._address_of(plan.peer) or plan.peer
-        for watcher in self._pull_watchers:
-            watcher(address, plan, outcome)
-        if outcome.ok:
-            log.debug("pulled %d rows, %d blobs from %s", outcome.rows_pulled,
-                      outcome.blobs_fetched, plan.peer)
-        else:
-            log.info("pull from %s stopped in %s: %s", plan.peer, outcome.failed, outcome.error)
+        outcome = None
+        # A pull a peer ended (no reply, refusal, bad rows) cost only that pull: the scheduler
+        # now backs that peer off, so the next plan, made at once, goes to another.
+        while (plan := self.scheduler.plan(time.monotonic(), self._summaries, peers,
+                                           blobs_missing=blobs_missing)) is not None:
+            outcome = await drive_async(pull_session(plan, self.sync_config),
+                                        self.stores.by_name(), self._ask, self._fetch_blob)
+            self.scheduler.finished(plan, outcome, time.monotonic())
+            self._m_sync_rounds.labels("ok" if outcome.ok else "failed").inc()
+            self._m_rows_pulled.inc(outcome.rows_pulled)
+            self._m_blobs_pulled.inc(outcome.blobs_fetched)
+            address = self._address_of(plan.peer) or plan.peer
+            for watcher in self._pull_watchers:
+                watcher(address, plan, outcome)
+            if outcome.ok:
+                log.debug("pulled %d rows, %d blobs from %s", outcome.rows_pulled,
+                          outcome.blobs_fetched, plan.peer)
+                break
+            log.info("pull from %s stopped in %s (%s): %s", plan.peer, outcome.failed,
+                     outcome.reason, outcome.error)
         return outcome
 
     async def _ask(self, peer: str, request: SyncRequest) -> SyncReply | None:
@@ -739,6 +742,21 @@ class _FencingCollector(Collector):
             "Leader writes refused because a newer term had been seen",
             value=self._stores.models.stale_term_total,
         )
+
+
+class _SyncRefusalCollector(Collector):
+    """Pulls a peer ended by a bad or missing answer, by reason (the scheduler counts them)."""
+
+    def __init__(self, scheduler: SyncScheduler) -> None:
+        self._scheduler = scheduler
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("ringrift_sync_refusals",
+                                     "Pulls a peer ended by a bad or missing answer, by reason",
+                                     labels=["reason"])
+        for reason, count in sorted(self._scheduler.refusals.items()):
+            family.add_metric([reason], count)
+        yield family
 
 
 def _term_vote(raw: object) -> tuple[int, str | None]:
