@@ -22,6 +22,12 @@ suspicion it knows to be refuted answers the sender with the refutation at once 
 alone misses a node now and then, and that node would mark a live peer dead); and a
 message from a node not in our view brings the next push-pull forward.
 
+Against a peer holding the cluster key (the wire proves who sent what): a suspect, dead or left
+claim about a node may put its incarnation at most `MAX_INCARNATION_STEP` beyond the newest
+that node signed itself, nothing above `MAX_INCARNATION` is believed, and claims about this
+node itself are never taken as fact (a "newer manifest of ours" must carry our signature);
+refusals are counted in `stats.refused`.
+
 The core never reads a clock or does I/O: the shell (or the simulator) feeds it
 `handle(src, msg, now)` and `tick(now)` and carries out the `Send`s it returns; state
 changes are reported as `MemberChange` effects.

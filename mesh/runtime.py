@@ -57,7 +57,13 @@ from mesh.sync import (
 )
 from mesh.sync_messages import SyncReply, SyncRequest
 from mesh.transport import MeshTransport, PeerError, TransportConfig
-from mesh.voters import VoterSet, authorised, next_voter_set
+from mesh.voters import (
+    VoterSet,
+    authorised,
+    first_voter_set,
+    next_voter_set,
+    seed_anchors,
+)
 from mesh.wire import Wire
 from storage.stores import Stores
 
@@ -159,6 +165,7 @@ class MeshRuntime:
         self._manifest: Manifest | None = None
         self._summaries: dict[str, StoreSummary] = {}
         self._state = "idle"
+        self._production_model: str | None = None
         self._lock = asyncio.Lock()  # one core step at a time: outputs keep their order
         self._send_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -477,6 +484,10 @@ class MeshRuntime:
     def set_state(self, state: str) -> None:
         self._state = state
 
+    def set_production_model(self, sha: str | None) -> None:
+        """The model this node plays with, announced in its manifest."""
+        self._production_model = sha
+
     def _lease_until_ms(self) -> int:
         election = self.election
         if election is None or not self.is_leader():
@@ -490,8 +501,7 @@ class MeshRuntime:
             version=self.version, incarnation=incarnation, seq=seq,
             device=self.device.device, device_mem_mb=self.device.device_mem_mb,
             cores=self.device.cores, state=self._state, stores=dict(self._summaries),
-            # Which config's production model a node announces is the pipeline's to define.
-            production_model=None,
+            production_model=self._production_model,
             leader=election.leader if election else None,
             term=election.term if election else 0,
             lease_until_ms=self._lease_until_ms(),
@@ -570,6 +580,13 @@ class MeshRuntime:
         if self.config.voters:
             return
         newest = self.voter_set
+        anchors = [] if newest.voters else seed_anchors(self.membership.members(), self._seeds)
+        if anchors:
+            # A first set comes from the join seeds' own manifests (mesh/voters.py).
+            first = first_voter_set(anchors)
+            if first is not None:
+                await self._adopt_voters(first)
+            return
         for member in self.membership.members():
             m = member.manifest
             if m.voters_version <= newest.version or not m.quorum:
@@ -624,6 +641,9 @@ class MeshRuntime:
         assert self.membership is not None
         if self.stores.db.full:
             return None  # writes are paused until space is back (node/disk.py)
+        for name, store in self.stores.by_name().items():
+            if store.retry_due():
+                self.scheduler.uncover(name)
         await self._refresh_summaries()
         peers = {}
         for node_id in self.membership.alive_peers():

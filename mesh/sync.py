@@ -280,6 +280,12 @@ class SyncScheduler:
         delay = min(cfg.backoff_max_s, cfg.backoff_base_s * 2 ** min(failures - 1, 30))
         self._retry_at[plan.peer] = now + delay * (0.5 + self._rng.random())
 
+    def uncover(self, store: str) -> None:
+        """Forget which peers `store` was pulled from in full: the next plans may pull it from
+        any of them again (rows this node refused for its own clock or term are due)."""
+        for key in [k for k in self._covered if k[1] == store]:
+            del self._covered[key]
+
     def _may_ask(self, peer: str, now: float) -> bool:
         return self._retry_at.get(peer, -math.inf) <= now
 

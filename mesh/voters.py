@@ -70,14 +70,35 @@ def next_voter_set(current: VoterSet, members: Iterable[MemberView], term: int) 
     return VoterSet(voters, (term, current.version[1] + 1))
 
 
+def seed_anchors(members: Iterable[MemberView], seeds: Iterable[str]) -> list[Manifest]:
+    """The alive members' manifests that claim one of the join seeds' addresses."""
+    seeds = set(seeds)
+    return [m.manifest for m in members if m.state == "alive" and m.address in seeds]
+
+
+def first_voter_set(anchors: Iterable[Manifest]) -> VoterSet | None:
+    """The set a node that holds none yet starts from: the one its join seeds announce.
+
+    The seeds are the peers the operator named (the join token), so their own signed
+    manifests are the trust anchor, where any set a key holder announces checks out against
+    itself. None unless every anchor announces the same non-empty set: a key holder that
+    claims a seed's address can delay a joiner that way, not mislead it.
+    """
+    announced = {(tuple(sorted(m.voters)), m.voters_version) for m in anchors}
+    if len(announced) != 1:
+        return None
+    voters, version = announced.pop()
+    return VoterSet(voters, version) if voters else None
+
+
 def authorised(current: VoterSet, manifest: Manifest, notary: Notary) -> bool:
     """Whether `manifest` may move a node holding `current` to the newer set it announces.
 
     Only the manifest of the winner of its current term counts (it may have lost its lease
     since: the writer of a set that needs a new voter's ack loses it at once), its set
     written no later than that term, proven by a certificate checked against `current` (a node
-    that holds no set yet checks it against the announced set itself: it has nothing else to
-    trust).
+    that holds no set yet and has no seed to start from checks it against the announced set
+    itself: it has nothing else to trust).
     """
     version = manifest.voters_version
     if (version <= current.version or not manifest.voters or version[0] > manifest.term

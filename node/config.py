@@ -86,10 +86,12 @@ class PipelineSection:
     training_window_games: int
     training_steps: int
     training_batch_size: int
+    training_processes: int
     interval_s: float
     watch_games: int
     max_game_moves: int
     seed: int
+    assignment_timeout_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,32 @@ class PromotionSection:
 
 
 @dataclass(frozen=True, slots=True)
+class SelfplaySection:
+    enabled: bool
+    board_type: str
+    num_players: int
+    algorithm: str
+    simulations: int
+    considered: int
+    concurrency: int
+    torch_threads: int
+    model_check_s: float
+    guard_interval_s: float
+    restart_backoff_s: float
+    restart_backoff_max_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcesSection:
+    disk_warn: float
+    disk_stop: float
+    ram_warn: float
+    ram_stop: float
+    gpu_warn: float
+    gpu_stop: float
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     node: NodeSection
     mesh: MeshSection
@@ -118,6 +146,8 @@ class Config:
     monitoring: MonitoringSection
     pipeline: PipelineSection
     promotion: PromotionSection
+    selfplay: SelfplaySection
+    resources: ResourcesSection
 
 
 _SECTIONS: dict[str, type] = {
@@ -128,6 +158,8 @@ _SECTIONS: dict[str, type] = {
     "monitoring": MonitoringSection,
     "pipeline": PipelineSection,
     "promotion": PromotionSection,
+    "selfplay": SelfplaySection,
+    "resources": ResourcesSection,
 }
 
 
@@ -300,6 +332,7 @@ def _validate(config: Config) -> None:
     _check_limits(config)
     _validate_monitoring(config.monitoring)
     _validate_pipeline(config.pipeline, config.promotion)
+    _validate_selfplay(config.selfplay, config.resources)
     if len(config.election.voters) > 7:
         raise ConfigError(
             f"election.voters = {list(config.election.voters)}: expected at most 7 node ids"
@@ -319,6 +352,37 @@ def _check_limits(config: Config) -> None:
     ):
         if not lo <= value <= hi:
             raise ConfigError(f"{key} = {value}: expected a number in {lo}..{hi}")
+
+
+SELFPLAY_BOARDS = ("square8", "square19", "hex8", "hexagonal")
+SELFPLAY_ALGORITHMS = ("gumbel", "puct", "policy")
+
+
+def _validate_selfplay(sp: SelfplaySection, res: ResourcesSection) -> None:
+    if sp.board_type not in SELFPLAY_BOARDS:
+        raise ConfigError(f"selfplay.board_type = {sp.board_type!r}: expected one of "
+                          f"{SELFPLAY_BOARDS}")
+    if not 2 <= sp.num_players <= 4:
+        raise ConfigError(f"selfplay.num_players = {sp.num_players}: expected 2..4")
+    if sp.algorithm not in SELFPLAY_ALGORITHMS:
+        raise ConfigError(f"selfplay.algorithm = {sp.algorithm!r}: expected one of "
+                          f"{SELFPLAY_ALGORITHMS}")
+    for key, lo, hi in (("simulations", 1, 100_000), ("considered", 1, 1024),
+                        ("concurrency", 1, 4096), ("torch_threads", 0, 1024)):
+        if not lo <= getattr(sp, key) <= hi:
+            raise ConfigError(f"selfplay.{key} = {getattr(sp, key)}: expected {lo}..{hi}")
+    for key in ("model_check_s", "guard_interval_s", "restart_backoff_s"):
+        if not 0.01 <= getattr(sp, key) <= 3600:
+            raise ConfigError(f"selfplay.{key} = {getattr(sp, key)}: expected seconds in "
+                              "0.01..3600")
+    if not sp.restart_backoff_s <= sp.restart_backoff_max_s <= 86_400:
+        raise ConfigError(f"selfplay.restart_backoff_max_s = {sp.restart_backoff_max_s}: "
+                          "expected seconds from restart_backoff_s up to 86400")
+    for name in ("disk", "ram", "gpu"):
+        warn, stop = getattr(res, f"{name}_warn"), getattr(res, f"{name}_stop")
+        if not 0 < warn <= stop <= 1:
+            raise ConfigError(f"resources.{name}_warn = {warn} / {name}_stop = {stop}: "
+                              "expected fractions with 0 < warn <= stop <= 1")
 
 
 def _validate_monitoring(mon: MonitoringSection) -> None:
@@ -343,9 +407,14 @@ def _validate_pipeline(pipe: PipelineSection, promotion: PromotionSection) -> No
     for key, most in (("training_game_threshold", 10_000_000), ("training_window_games",
                       10_000_000), ("training_steps", 10_000_000), ("training_batch_size", 65_536),
                       ("watch_games", 1_000_000), ("max_game_moves", 100_000),
-                      ("seed", 2**31)):
+                      ("training_processes", 64)):
         if not 1 <= getattr(pipe, key) <= most:
             raise ConfigError(f"pipeline.{key} = {getattr(pipe, key)}: expected 1..{most}")
+    if not 1 <= pipe.assignment_timeout_s <= 86_400:
+        raise ConfigError(f"pipeline.assignment_timeout_s = {pipe.assignment_timeout_s}: "
+                          "expected seconds in 1..86400")
+    if not 0 <= pipe.seed < 2**31:
+        raise ConfigError(f"pipeline.seed = {pipe.seed}: expected 0..{2**31 - 1}")
     if not 0.05 <= pipe.interval_s <= 3600:
         raise ConfigError(f"pipeline.interval_s = {pipe.interval_s}: expected seconds in "
                           "0.05..3600")

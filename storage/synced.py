@@ -45,7 +45,7 @@ _KHASH_IN = "khash IN (SELECT value FROM json_each(?))"
 QUARANTINE_DIR = "quarantine"
 # What decoding a damaged stored body raises (msgpack's errors are ValueErrors; a body that
 # decodes to something other than a map fails as a TypeError or AttributeError).
-_UNREADABLE = (ValueError, TypeError, AttributeError, msgpack.UnpackException)
+UNREADABLE = (ValueError, TypeError, AttributeError, msgpack.UnpackException)
 
 log = logging.getLogger("ringrift.storage")
 _S56 = np.uint64(56)
@@ -255,14 +255,14 @@ class SyncedStore:
         read back is quarantined (`_quarantine`) and left out, never served."""
         try:
             return [table.to_wire(r) for r in records]
-        except _UNREADABLE:
+        except UNREADABLE:
             pass
         out: list[dict] = []
         bad: list[tuple] = []
         for record in records:
             try:
                 out.append(table.to_wire(record))
-            except _UNREADABLE:
+            except UNREADABLE:
                 bad.append(record)
         await self._quarantine(table, bad)
         return out
@@ -413,6 +413,10 @@ class SyncedStore:
 
     # A kind's own refusals of well-formed rows, judged against this node's state (None: none).
     _check: KindCheck | None = None
+
+    def retry_due(self) -> bool:
+        """Whether rows refused for this node's clock or term are due to be pulled again."""
+        return self.admission is not None and self.admission.retry_due()
 
     def wanted(self, entries: Sequence[tuple[str, bytes]]) -> list[str]:
         """Keys of listed (key, version) pairs worth pulling: not remembered as refused."""

@@ -18,6 +18,7 @@ from storage.merge import Row
 from storage.packed import with_field
 from storage.rows import (
     ALIAS_PREFIX,
+    ASSIGNMENT_PREFIX,
     MODEL_PREFIX,
     PROMOTION_PREFIX,
     unpack_moves,
@@ -111,6 +112,9 @@ MODELS = Table(
 )
 ALIASES = Table(
     "aliases", ("name", "board_type", "num_players", "sha256", "term"), prefix=ALIAS_PREFIX,
+)
+ASSIGNMENTS = Table(
+    "assignments", ("node_id", "board_type", "num_players", "term"), prefix=ASSIGNMENT_PREFIX,
 )
 PROMOTIONS = Table(
     "promotion_events", ("board_type", "num_players", "term", "hlc"), prefix=PROMOTION_PREFIX,

@@ -166,12 +166,15 @@ class _Host:
 class KeyDirectory:
     """Ed25519 identities for simulated nodes, which keep short readable ids ("v0", "n1"):
     each node signs its votes with a real key, and keys map back to ids here instead of by
-    hash, so simulated certificates are checked exactly as real ones."""
+    hash, so simulated certificates are checked exactly as real ones. Verdicts are shared
+    between the simulated nodes (as `SharedVerifier` does for manifests): a signature checked
+    once on one node would check out the same on every other."""
 
     def __init__(self, seed: int = 0) -> None:
         self._seed = seed
         self._identities: dict[str, Identity] = {}
         self._ids_by_key: dict[bytes, str] = {}
+        self._verdicts: dict[tuple[str, int, str, bytes], bool] = {}
 
     def notary(self, node_id: str) -> Notary:
         identity = self._identities.get(node_id)
@@ -179,7 +182,23 @@ class KeyDirectory:
             seed = hashlib.sha256(f"{self._seed}:{node_id}".encode()).digest()
             identity = self._identities[node_id] = Identity.from_seed(seed)
             self._ids_by_key[identity.public_key] = node_id
-        return Notary(identity, id_of=self._ids_by_key.get)
+        return _SharedNotary(identity, self._ids_by_key.get, self._verdicts)
+
+
+class _SharedNotary(Notary):
+    __slots__ = ("_verdicts",)
+
+    def __init__(self, identity: Identity, id_of: Callable[[bytes], str | None],
+                 verdicts: dict[tuple[str, int, str, bytes], bool]) -> None:
+        super().__init__(identity, id_of)
+        self._verdicts = verdicts
+
+    def check(self, voter: str, term: int, candidate: str, endorsement: bytes) -> bool:
+        key = (voter, term, candidate, endorsement)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdicts[key] = super().check(voter, term, candidate, endorsement)
+        return verdict
 
 
 class Cluster:
