@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from mesh.sync import unpack_rows
 from mesh.sync_messages import (
     MAX_KEYS_PER_REQUEST,
     EntriesReply,
@@ -37,6 +36,7 @@ from node import drift
 from node.metrics_reference import ReferenceMetrics
 from storage.digests import NUM_BUCKETS
 from storage.merge import InvalidRow, MergeConflictError, MergeStats, Strategy, match_version
+from storage.packed import BadStream, unpack_stream
 from storage.rows import validate_match
 
 if TYPE_CHECKING:
@@ -111,10 +111,15 @@ class DriftWatch:
             keys = wanted[start:start + MAX_KEYS_PER_REQUEST]
             while keys:
                 reply = await self._ask(address, to, RowsRequest(STORE, keys), RowsReply)
-                if not 1 <= reply.served <= len(keys) or len(reply.rows) > reply.served:
+                if not 1 <= reply.served <= len(keys):
                     raise DriftError(f"{address} served {reply.served} of {len(keys)} keys")
+                try:
+                    served = unpack_stream(reply.rows, reply.count)
+                except BadStream as bad:
+                    raise DriftError(f"{address} sent match rows that do not decode: {bad}"
+                                     ) from None
                 asked = set(keys[:reply.served])
-                for obj in unpack_rows(reply.rows):
+                for obj in served:
                     try:
                         row = validate_match(obj)
                     except InvalidRow:
