@@ -66,7 +66,7 @@ def test_a_full_disk_pauses_writes_and_the_node_keeps_serving(tmp_path: Path) ->
         assert metric(small, "ringrift_disk_full_pauses_total") == 1.0
         assert small.get("/healthz")[0] == 200
         rows = small.status()["stores"]["games"]["count"]
-        assert 0 < rows < 3000
+        assert rows < 3000
         # Still a member, still answering: the other node sees it alive.
         wait_until(lambda: any(m["state"] == "alive" for m in big.status()["members"]
                                if m["node_id"] == small.status()["node_id"]),
