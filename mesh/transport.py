@@ -303,9 +303,16 @@ class MeshTransport:
             self._count_failure("bad_address")
             log.warning("not sending %s: %s", codec.kind_of(msg), err)
             return False
-        data = self.wire.seal(msg, self._clock_ms(), to=to)
         if self._closed:
             self._count_failure("closed")
+            return False
+        try:
+            # Inside the try: a message that cannot be sealed (a core built a bad one) is a
+            # counted, logged failure of this send, never an exception lost in a task.
+            data = self.wire.seal(msg, self._clock_ms(), to=to)
+        except (codec.CodecError, ValueError, TypeError) as err:
+            self._count_failure("unsealable")
+            log.error("not sending %s to %s: %s", type(msg).__name__, address, err)
             return False
         try:
             async with self._client().post(url, data=data, headers=_POST_HEADERS,

@@ -71,9 +71,6 @@ class Agent:
         self.game_checks: GameChecks | None = None
         self.monitoring: Monitoring | None = None
         self.scheduler: IdleScheduler | None = None
-        self._store_rows = Gauge(
-            "ringrift_store_rows", "Rows held per store", ["store"], registry=self.registry
-        )
         Gauge(
             "ringrift_node_uptime_seconds", "Seconds since the agent started", registry=self.registry
         ).set_function(self.uptime_s)
@@ -93,7 +90,6 @@ class Agent:
         for name in STORE_NAMES:
             count, root = await getattr(self.stores, name).summary()
             stores[name] = {"count": count, "root": root}
-            self._store_rows.labels(store=name).set(count)
         status: dict[str, Any] = {
             "node_id": self.node_id,
             "cluster_id": self.files.cluster.cluster_id,
@@ -115,6 +111,7 @@ class Agent:
             status.update(self.mesh.leader_view())
             status["members"] = self.mesh.members_view()
             status["leader_duties"] = self.duties is not None and self.duties.active
+            status["leader_duty_status"] = {} if self.duties is None else self.duties.status()
         if self.monitoring is not None:
             await self.monitoring.extend(status)
         return status
@@ -232,6 +229,9 @@ class Agent:
                 voters=cfg.election.voters,
                 wants_voter=self.files.wants_voter,
                 zeroconf=cfg.mesh.zeroconf,
+                lease_announce_s=cfg.mesh.lease_announce_s,
+                remembered_peers=cfg.mesh.remembered_peers,
+                stores_refresh_s=cfg.mesh.stores_refresh_s,
                 transport=TransportConfig(body_timeout_s=cfg.mesh.body_timeout_s,
                                           bodies_in_flight_bytes=cfg.mesh.bodies_in_flight_mib
                                           << 20),
@@ -256,7 +256,10 @@ class Agent:
         return IdleScheduler(worker, guard, self.config.selfplay, metrics, announce)
 
     def _build_duties(self, mesh: MeshRuntime) -> LeaderDuties:
-        duties = LeaderDuties(mesh.is_leader, lambda: mesh.election.term if mesh.election else 0)
+        duties = LeaderDuties(mesh.is_leader, lambda: mesh.election.term if mesh.election else 0,
+                              retry_s=self.config.leader.duty_retry_s,
+                              retry_max_s=self.config.leader.duty_retry_max_s,
+                              registry=self.registry)
         duties.add("admit_voters", self._admit_voters_duty)
         pipeline = LeaderPipeline(
             self.stores, settings_from_config(self.config), self.node_id, self.registry,

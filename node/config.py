@@ -13,13 +13,14 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mesh.defaults import default_toml
 from engine.boards import BOARD_TYPES
 from engine.promotion import PromotionCriteria
 from mesh.manifest import is_address
+from mesh.manifest import MAX_VOTERS
 
 ENV_PREFIX = "RINGRIFT_"
 PROFILES = ("lan", "wan")
@@ -52,6 +53,9 @@ class MeshSection:
     zeroconf: bool
     sync_interval_s: float
     clock_window_s: float
+    lease_announce_s: float
+    remembered_peers: int
+    stores_refresh_s: float
     body_timeout_s: float
     bodies_in_flight_mib: int
 
@@ -59,6 +63,12 @@ class MeshSection:
 @dataclass(frozen=True, slots=True)
 class ElectionSection:
     voters: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderSection:
+    duty_retry_s: float
+    duty_retry_max_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +152,7 @@ class Config:
     node: NodeSection
     mesh: MeshSection
     election: ElectionSection
+    leader: LeaderSection
     storage: StorageSection
     monitoring: MonitoringSection
     pipeline: PipelineSection
@@ -154,6 +165,7 @@ _SECTIONS: dict[str, type] = {
     "node": NodeSection,
     "mesh": MeshSection,
     "election": ElectionSection,
+    "leader": LeaderSection,
     "storage": StorageSection,
     "monitoring": MonitoringSection,
     "pipeline": PipelineSection,
@@ -161,10 +173,6 @@ _SECTIONS: dict[str, type] = {
     "selfplay": SelfplaySection,
     "resources": ResourcesSection,
 }
-
-
-def default_toml() -> str:
-    return resources.files("config").joinpath("node.toml").read_text(encoding="utf-8")
 
 
 def load_config(
@@ -324,6 +332,14 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"mesh.clock_window_s = {mesh.clock_window_s}: expected seconds in 1..3600"
         )
+    for key in ("lease_announce_s", "stores_refresh_s"):
+        value = getattr(mesh, key)
+        if not 0.1 <= value <= 3600:
+            raise ConfigError(f"mesh.{key} = {value}: expected seconds in 0.1..3600")
+    if not 0 <= mesh.remembered_peers <= 1024:
+        raise ConfigError(
+            f"mesh.remembered_peers = {mesh.remembered_peers}: expected an integer in 0..1024"
+        )
     if not 0 < config.storage.max_clock_offset_ms <= 86_400_000:
         raise ConfigError(
             f"storage.max_clock_offset_ms = {config.storage.max_clock_offset_ms}: "
@@ -333,9 +349,17 @@ def _validate(config: Config) -> None:
     _validate_monitoring(config.monitoring)
     _validate_pipeline(config.pipeline, config.promotion)
     _validate_selfplay(config.selfplay, config.resources)
-    if len(config.election.voters) > 7:
+    leader = config.leader
+    if not 0.01 <= leader.duty_retry_s <= leader.duty_retry_max_s <= 3600:
         raise ConfigError(
-            f"election.voters = {list(config.election.voters)}: expected at most 7 node ids"
+            f"leader.duty_retry_s = {leader.duty_retry_s}, leader.duty_retry_max_s = "
+            f"{leader.duty_retry_max_s}: expected 0.01 <= duty_retry_s <= duty_retry_max_s "
+            "<= 3600 seconds"
+        )
+    if len(config.election.voters) > MAX_VOTERS:
+        raise ConfigError(
+            f"election.voters = {list(config.election.voters)}: expected at most {MAX_VOTERS} "
+            "node ids"
         )
 
 

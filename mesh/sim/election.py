@@ -37,6 +37,7 @@ from mesh.election import Election, ElectionConfig, Persist, Role
 from mesh.identity import Identity
 from mesh.quorum import Notary
 from mesh.sim.net import SimNet
+from mesh.voters import VoterSet, adopt_voters
 
 # Failover targets of issue 4 (seconds of true time from the crash to a new valid lease).
 LAN_FAILOVER_TARGET_S = 3.0
@@ -306,13 +307,16 @@ class Cluster:
             return
         self.adopted[node_id] = (voters, version)
         host = self.hosts[node_id]
-        if len(host.core.voters ^ voters) > 1:
-            # Missed a change: like the agent, start a fresh core (it keeps term and vote,
-            # and withholds its vote for one election timeout as after a restart).
-            self.net.restart(node_id, self._new_host(node_id, host.clock))
+        # The node core's rule (mesh.voters.adopt_voters), run on this host's core.
+        core = adopt_voters(host.core, VoterSet(tuple(sorted(voters)), version),
+                            random.Random(self.rng.getrandbits(64)))
+        if core is not host.core:
+            # Missed a change: a fresh core, as after a restart (it keeps term and vote).
+            fresh = _Host(node_id, core, host.clock, self)
+            self.hosts[node_id] = fresh
+            self.net.restart(node_id, fresh)
             self.monitor.crashed(node_id, self.net.now)
             return
-        host.core.set_voters(voters, version)
         self.check(host, self.net.now)
 
     def crash(self, node_id: str) -> None:
