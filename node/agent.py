@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 import signal
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,11 @@ class Agent:
         self.registry = CollectorRegistry()
         self.clock = HybridClock(wall_ms, config.storage.max_clock_offset_ms)
         self._stop = asyncio.Event()
+        # Evaluation games are pure Python: played in a child process, they leave the
+        # interpreter lock to the mesh (heartbeats, leases). Spawned, not forked: a fork of a
+        # process running asyncio and torch threads can deadlock.
+        self._games_pool = ProcessPoolExecutor(max_workers=1,
+                                               mp_context=multiprocessing.get_context("spawn"))
         self._started_monotonic = time.monotonic()
         self.address = ""
         self.stores: Any = None
@@ -144,9 +151,12 @@ class Agent:
                 self.files.path,
             )
             await self.mesh.start()
-            election = self.mesh.election
+            mesh = self.mesh
             # Until leadership is proven by certificate, the term this node's election reached.
-            self.stores.models.leader_term_seen = lambda: election.term if election else 0
+            # Read through the mesh: adopting a voter set replaces its election core, and a
+            # captured core would stay at its old term and refuse every newer leader's rows.
+            self.stores.models.leader_term_seen = (
+                lambda: mesh.election.term if mesh.election else 0)
             if self.files.founder:
                 await self.mesh.initialise_voters((self.node_id,))
             self.duties = self._build_duties(self.mesh)
@@ -163,6 +173,7 @@ class Agent:
                 evaluation = tasks.create_task(EvaluationWorker(
                     self.stores, self.node_id, self.mesh.device.device,
                     self.config.pipeline.max_game_moves, self.mesh.set_state,
+                    self._games_pool,
                 ).run(self.config.pipeline.interval_s))
                 await self._stop.wait()
                 log.info("stopping node %s", self.node_id)
@@ -174,6 +185,7 @@ class Agent:
                 production.cancel()
                 evaluation.cancel()
         finally:
+            self._games_pool.shutdown(wait=False, cancel_futures=True)
             if listener is not None:
                 listener.close()
             if runner is not None:
@@ -236,7 +248,7 @@ class Agent:
             self.stores, settings_from_config(self.config), self.node_id, self.registry,
             device=mesh.device.device,
             metrics=self.monitoring.metrics if self.monitoring is not None else None,
-            nodes=self._evaluation_nodes)
+            nodes=self._evaluation_nodes, pool=self._games_pool)
         duties.add("pipeline", pipeline.duty)
         return duties
 

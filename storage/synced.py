@@ -320,5 +320,7 @@ class SyncedStore:
         """Merge one locally made row; raises InvalidRow if it is bad."""
         stats = await self.merge([row], guard=guard)
         if stats.invalid:
-            raise InvalidRow(self.last_errors[0])
+            # A well-formed row refused by admission leaves no validation error: say so.
+            raise InvalidRow(self.last_errors[0] if self.last_errors
+                             else f"row {row!r:.200} refused by admission (see the refusal log)")
         return stats

@@ -36,7 +36,7 @@ CRITERIA = PromotionCriteria(min_games_played=2, sprt_min_games=2, sprt_max_game
 
 def _settings(threshold: int = 4, watch_games: int = 4) -> PipelineSettings:
     return PipelineSettings(((BOARD, N),), threshold, 100, TrainingSettings(steps=2, batch_size=8),
-                            1, 0.05, watch_games, 30, CRITERIA)
+                            0, 0.05, watch_games, 30, CRITERIA)
 
 
 def _clock() -> HybridClock:
