@@ -111,6 +111,7 @@ class LeaderPipeline:
         self._metrics = metrics  # node.metrics_reference.ReferenceMetrics, when monitoring runs
         self._models = ModelCache(stores)
         self._nodes = nodes
+        self._last_line = ""
         self._pool = pool  # where watch games run: a process pool keeps them off the mesh
         # node: (candidate, opponent, trial, when assigned)
         self._assigned: dict[str, tuple[str, str, int, float]] = {}
@@ -317,10 +318,14 @@ class LeaderPipeline:
                                                       PromotionType.PRODUCTION, baseline)
         gates = ", ".join(f"{k} {s:.2f} ({g})" for k, (s, g) in sorted(test.gates.items()))
         sprt = test.sprt.summary() if test.sprt is not None else "no incumbent"
-        self._progress(f"[{board} {n}p] evaluating {candidate[:12]}: {sprt}; gates {gates}")
+        line = f"[{board} {n}p] evaluating {candidate[:12]}: {sprt}; gates {gates}"
+        if line != self._last_line:  # a line per change, not per round
+            self._last_line = line
+            self._progress(line)
         if decision.final:
             await self._execute(decision, term)
-        return True
+        # Farmed out, the games arrive by sync: the next look is worth a pause.
+        return self._nodes is None
 
     async def _dispatch(self, board: str, n: int, candidate: str,
                         wanted: dict[str, int | None], test: _Test, term: int) -> None:
