@@ -21,7 +21,6 @@ from engine.state import initial_state
 from engine.training import TrainingSettings
 from node.config import load_config
 from node.pipeline import LeaderPipeline, PipelineSettings
-from node.production import held_production
 from storage.fencing import StaleTermError
 from storage.hlc import HybridClock
 from storage.rows import new_match
@@ -169,12 +168,3 @@ async def test_training_across_two_processes_with_torchrun_makes_the_candidate(s
     assert (await stores.models.get_model(candidate["sha256"]))["parent"] == production
 
 
-async def test_a_node_announces_production_only_once_it_holds_the_blob(stores):
-    assert await held_production(stores, BOARD, N) is None
-    pipe = LeaderPipeline(stores, _settings(), "leader-node", CollectorRegistry(),
-                          progress=lambda _: None)
-    await pipe.round(BOARD, N, term=1)
-    sha = (await stores.models.get_alias("production", BOARD, N))["sha256"]
-    assert await held_production(stores, BOARD, N) == sha
-    stores.models.blob_path(sha).unlink()
-    assert await held_production(stores, BOARD, N) is None
