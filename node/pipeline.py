@@ -112,6 +112,9 @@ class LeaderPipeline:
         self._models = ModelCache(stores)
         self._nodes = nodes
         self._last_line = ""
+        # config: (training task, parent sha, when it started); see _maybe_train
+        self._training: dict[tuple[str, int], tuple[asyncio.Task[TrainingResult], str,
+                                                    float]] = {}
         self._pool = pool  # where watch games run: a process pool keeps them off the mesh
         # node: (candidate, opponent, trial, when assigned)
         self._assigned: dict[str, tuple[str, str, int, float]] = {}
@@ -191,31 +194,39 @@ class LeaderPipeline:
         return self._marks[(board, n)]
 
     async def _maybe_train(self, board: str, n: int, production: str, term: int) -> bool:
-        mark = await self._mark(board, n)
-        new = await self._stores.games.count_games(board, n, since_hlc=mark + 1)
-        if new < self.settings.training_game_threshold:
-            return False
-        parent = await self._model(production, board, n)
-        if parent is None:
-            return False  # the blob is still being pulled
-        games = await self._stores.games.recent_games(board, n,
-                                                      self.settings.training_window_games)
-        self._progress(f"[{board} {n}p] training: {new} new games, window of {len(games)}, "
-                       f"from production {production[:12]}")
-        started = time.monotonic()
-        if self.settings.training_processes > 0:
-            result = await self._train_subprocess(parent, production, games)
-        else:
-            result = await asyncio.to_thread(train, parent, production, games,
-                                             self.settings.training, self._device)
+        run = self._training.get((board, n))
+        if run is None:
+            mark = await self._mark(board, n)
+            new = await self._stores.games.count_games(board, n, since_hlc=mark + 1)
+            if new < self.settings.training_game_threshold:
+                return False
+            parent = await self._model(production, board, n)
+            if parent is None:
+                return False  # the blob is still being pulled
+            games = await self._stores.games.recent_games(board, n,
+                                                          self.settings.training_window_games)
+            self._progress(f"[{board} {n}p] training: {new} new games, window of "
+                           f"{len(games)}, from production {production[:12]}")
+            # The run belongs to the pipeline, not to this term's duty: a lease that lapses
+            # for a moment restarts the duties, and must not throw minutes of training away.
+            # The next round of any term awaits it (and its exception, if it failed).
+            task = asyncio.get_running_loop().create_task(self._train(parent, production, games))
+            run = self._training[(board, n)] = (task, production, time.monotonic())
+        task, parent_sha, started = run
+        if not task.done():
+            await asyncio.wait({task}, timeout=self.settings.interval_s)
+            if not task.done():
+                return False
+        del self._training[(board, n)]
+        result = task.result()
         self._m_runs.inc()
         self._m_rejected.inc(result.games_rejected)
         self._marks[(board, n)] = int(result.model.info.training["last_game_hlc"])
         sha = await self._stores.models.put_blob(result.blob)
-        await self._stores.models.register_model(sha, board, n, parent=production)
+        await self._stores.models.register_model(sha, board, n, parent=parent_sha)
         self._models.put(sha, result.model)
         await self._stores.models.set_alias("candidate", sha, term)
-        self._evidence[(sha, production)] = Evidence(
+        self._evidence[(sha, parent_sha)] = Evidence(
             value_mse=result.value_mse, baseline_value_mse=result.parent_value_mse)
         self._progress(
             f"[{board} {n}p] trained candidate {sha[:12]} in {time.monotonic() - started:.1f} s: "
@@ -223,6 +234,12 @@ class LeaderPipeline:
             f"{result.positions} positions, policy loss {result.policy_loss:.3f}, "
             f"value loss {result.value_loss:.3f}")
         return True
+
+    async def _train(self, parent: Model, parent_sha: str, games: list[dict]) -> TrainingResult:
+        if self.settings.training_processes > 0:
+            return await self._train_subprocess(parent, parent_sha, games)
+        return await asyncio.to_thread(train, parent, parent_sha, games, self.settings.training,
+                                       self._device)
 
     async def _train_subprocess(self, parent: Model, parent_sha: str, games: list[dict]
                                 ) -> TrainingResult:
