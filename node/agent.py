@@ -159,11 +159,8 @@ class Agent:
             )
             await self.mesh.start()
             mesh = self.mesh
-            # Until leadership is proven by certificate, the term this node's election reached.
-            # Read through the mesh: adopting a voter set replaces its election core, and a
-            # captured core would stay at its old term and refuse every newer leader's rows.
-            self.stores.models.leader_term_seen = (
-                lambda: mesh.election.term if mesh.election else 0)
+            # The highest term a leader proved it won (quorum certificate, mesh/quorum.py).
+            self.stores.models.leader_term_seen = lambda: mesh.proven_term
             if self.files.founder:
                 await self.mesh.initialise_voters((self.node_id,))
             self.duties = self._build_duties(self.mesh)
