@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 import signal
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,11 @@ class Agent:
         self.registry = CollectorRegistry()
         self.clock = HybridClock(wall_ms, config.storage.max_clock_offset_ms)
         self._stop = asyncio.Event()
+        # Evaluation games are pure Python: played in a child process, they leave the
+        # interpreter lock to the mesh (heartbeats, leases). Spawned, not forked: a fork of a
+        # process running asyncio and torch threads can deadlock.
+        self._games_pool = ProcessPoolExecutor(max_workers=1,
+                                               mp_context=multiprocessing.get_context("spawn"))
         self._started_monotonic = time.monotonic()
         self.address = ""
         self.stores: Any = None
@@ -169,7 +176,7 @@ class Agent:
                 # Evaluation trials are this node's other work: selfplay stops while one runs.
                 evaluation = tasks.create_task(EvaluationWorker(
                     self.stores, self.node_id, self.mesh.device.device,
-                    self.config.pipeline.max_game_moves, self._work_state,
+                    self.config.pipeline.max_game_moves, self._work_state, self._games_pool,
                 ).run(self.config.pipeline.interval_s))
                 await self._stop.wait()
                 log.info("stopping node %s", self.node_id)
@@ -182,6 +189,7 @@ class Agent:
                 replay_check.cancel()
                 evaluation.cancel()
         finally:
+            self._games_pool.shutdown(wait=False, cancel_futures=True)
             if listener is not None:
                 listener.close()
             if runner is not None:
@@ -265,7 +273,7 @@ class Agent:
             self.stores, settings_from_config(self.config), self.node_id, self.registry,
             device=mesh.device.device,
             metrics=self.monitoring.metrics if self.monitoring is not None else None,
-            nodes=self._evaluation_nodes)
+            nodes=self._evaluation_nodes, pool=self._games_pool)
         duties.add("pipeline", pipeline.duty)
         return duties
 
