@@ -1,6 +1,6 @@
 """What the network sees and how its outputs name moves, for every board and player count.
 
-Input: ``features.state_planes`` (planes on the board's bounding grid, seats ordered from
+Input: ``features.batch_planes`` (planes on the board's bounding grid, seats ordered from
 the player to move) stacked over a batch.
 
 Policy: the network scores moves, not slots of a fixed action list. Its policy head gives
@@ -27,13 +27,11 @@ is worth ``rank_value(r, n)``: 1 for first, -1 for last, evenly spaced between.
 
 from __future__ import annotations
 
-from functools import cache
-
 import numpy as np
 
 from . import moves as mt
-from .boards import BoardConfig, board_config
-from .features import state_planes
+from .boards import BoardConfig
+from .features import batch_planes, grid_positions
 from .moves import Move
 from .state import MAX_PLAYERS, GameState
 
@@ -50,28 +48,31 @@ _LINES = frozenset({mt.PROCESS_LINE, mt.CHOOSE_LINE_OPTION})
 
 
 def grid_cells(cfg: BoardConfig) -> np.ndarray:
-    """Position of each cell in the flattened ``size x size`` grid of the planes."""
-    return _grid_cells(cfg.name)
-
-
-@cache
-def _grid_cells(board_type: str) -> np.ndarray:
-    cfg = board_config(board_type)
-    if cfg.hex:
-        r = (cfg.size - 1) // 2
-        return np.array([(c[1] + r) * cfg.size + c[0] + r for c in cfg.coords], dtype=np.int64)
-    return np.array([c[1] * cfg.size + c[0] for c in cfg.coords], dtype=np.int64)
-
-
-@cache
-def _grid_list(board_type: str) -> list[int]:
-    return _grid_cells(board_type).tolist()
+    """Each cell's position in the flattened ``size x size`` grid of planes and policy maps."""
+    return grid_positions(cfg.name)
 
 
 def input_batch(states: list[GameState]) -> tuple[np.ndarray, np.ndarray]:
     """Planes ``(B, NUM_PLANES, size, size)`` and scalars ``(B, NUM_SCALARS)``, float32."""
-    pairs = [state_planes(s) for s in states]
-    return np.stack([p for p, _ in pairs]), np.stack([s for _, s in pairs])
+    return batch_planes(states)
+
+
+# Per move type: the (channel, Move field) pairs whose map values add to its logit.
+_SLOTS: dict[str, tuple[tuple[int, int], ...]] = {
+    mt.PLACE_RING: (),  # its channel depends on the count: handled apart
+    mt.MOVE_STACK: ((_C["move_from"], 2), (_C["move_to"], 3)),
+    mt.OVERTAKING_CAPTURE: ((_C["capture_from"], 2), (_C["capture_over"], 4),
+                            (_C["capture_to"], 3)),
+    mt.CONTINUE_CAPTURE_SEGMENT: ((_C["capture_from"], 2), (_C["capture_over"], 4),
+                                  (_C["capture_to"], 3)),
+    mt.RECOVERY_SLIDE: ((_C["recovery_from"], 2), (_C["recovery_to"], 3),
+                        (_C["extract"], 10)),
+    mt.ELIMINATE_RINGS_FROM_STACK: ((_C["eliminate"], 3),),
+    mt.FORCED_ELIMINATION: ((_C["eliminate"], 3),),
+}
+_CELL_AVERAGED = frozenset({_TYPE[mt.PROCESS_LINE], _TYPE[mt.CHOOSE_LINE_OPTION],
+                            _TYPE[mt.CHOOSE_TERRITORY_OPTION]})
+_PLACE = _TYPE[mt.PLACE_RING]
 
 
 def move_terms(legal: list[list[Move]], cfg: BoardConfig) -> tuple[np.ndarray, ...]:
@@ -83,62 +84,47 @@ def move_terms(legal: list[list[Move]], cfg: BoardConfig) -> tuple[np.ndarray, .
     the batch's policy maps flattened to ``(B * POLICY_CHANNELS * size * size)``; position
     b's moves are ``offsets[b]:offsets[b + 1]``.
     """
-    grid = _grid_list(cfg.name)
+    grid = grid_positions(cfg.name)
     area = cfg.size * cfg.size
-    plane = POLICY_CHANNELS * area
-    types: list[int] = []
-    t_move: list[int] = []
-    t_index: list[int] = []
-    t_weight: list[float] = []
-    offsets = [0]
-    j = 0
-    for b, moves in enumerate(legal):
-        base = b * plane
-        for m in moves:
+    counts = np.fromiter(map(len, legal), dtype=np.int64, count=len(legal))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    moves = [m for ms in legal for m in ms]
+    if not moves:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, np.zeros(0, dtype=np.float32), offsets
+    # Move fields as columns (one C-level transpose), so the terms are found per type with
+    # array operations instead of a Python step per move.
+    columns = list(zip(*moves, strict=True))
+    types = np.fromiter(map(_TYPE.__getitem__, columns[0]), dtype=np.int64, count=len(moves))
+    field = {k: np.array(columns[k], dtype=np.int64) for k in (2, 3, 4, 5, 10)}
+    base = np.repeat(np.arange(len(legal), dtype=np.int64) * POLICY_CHANNELS * area, counts)
+    parts_move: list[np.ndarray] = []
+    parts_index: list[np.ndarray] = []
+    parts_weight: list[np.ndarray] = []
+
+    def add(which: np.ndarray, channel: np.ndarray | int, cells: np.ndarray) -> None:
+        parts_move.append(which)
+        parts_index.append(base[which] + channel * area + grid[cells])
+        parts_weight.append(np.ones(len(which), dtype=np.float32))
+
+    place = np.flatnonzero(types == _PLACE)
+    add(place, _C["place1"] + field[5][place] - 1, field[3][place])
+    for kind, slots in _SLOTS.items():
+        which = np.flatnonzero(types == _TYPE[kind])
+        for channel, k in slots:
+            chosen = which[field[k][which] >= 0]  # recovery's extract is optional
+            add(chosen, channel, field[k][chosen])
+    for j in np.flatnonzero(np.isin(types, list(_CELL_AVERAGED))).tolist():
+        m = moves[j]
+        if m.cells:
             kind = m.type
-            types.append(_TYPE[kind])
-            if kind == mt.PLACE_RING:
-                t_move.append(j)
-                t_index.append(base + (_C["place1"] + m.count - 1) * area + grid[m.dst])
-                t_weight.append(1.0)
-            elif kind == mt.MOVE_STACK:
-                t_move += (j, j)
-                t_index += (base + _C["move_from"] * area + grid[m.src],
-                            base + _C["move_to"] * area + grid[m.dst])
-                t_weight += (1.0, 1.0)
-            elif kind in _CAPTURES:
-                t_move += (j, j, j)
-                t_index += (base + _C["capture_from"] * area + grid[m.src],
-                            base + _C["capture_over"] * area + grid[m.target],
-                            base + _C["capture_to"] * area + grid[m.dst])
-                t_weight += (1.0, 1.0, 1.0)
-            elif kind == mt.RECOVERY_SLIDE:
-                t_move += (j, j)
-                t_index += (base + _C["recovery_from"] * area + grid[m.src],
-                            base + _C["recovery_to"] * area + grid[m.dst])
-                t_weight += (1.0, 1.0)
-                if m.extract >= 0:
-                    t_move.append(j)
-                    t_index.append(base + _C["extract"] * area + grid[m.extract])
-                    t_weight.append(1.0)
-            elif kind in _ELIMINATIONS:
-                t_move.append(j)
-                t_index.append(base + _C["eliminate"] * area + grid[m.dst])
-                t_weight.append(1.0)
-            elif kind in _LINES or kind == mt.CHOOSE_TERRITORY_OPTION:
-                channel = _C[f"line{m.option}"] if kind in _LINES else _C["region"]
-                cells = m.cells
-                if cells:
-                    w = 1.0 / len(cells)
-                    off = base + channel * area
-                    t_move += [j] * len(cells)
-                    t_index += [off + grid[c] for c in cells]
-                    t_weight += [w] * len(cells)
-            j += 1
-        offsets.append(j)
-    return (np.array(types, dtype=np.int64), np.array(t_move, dtype=np.int64),
-            np.array(t_index, dtype=np.int64), np.array(t_weight, dtype=np.float32),
-            np.array(offsets, dtype=np.int64))
+            channel = _C[f"line{m.option}"] if kind in _LINES else _C["region"]
+            cells = np.array(m.cells, dtype=np.int64)
+            parts_move.append(np.full(len(cells), j, dtype=np.int64))
+            parts_index.append(base[j] + channel * area + grid[cells])
+            parts_weight.append(np.full(len(cells), 1.0 / len(cells), dtype=np.float32))
+    return (types, np.concatenate(parts_move), np.concatenate(parts_index),
+            np.concatenate(parts_weight), offsets)
 
 
 def seat_values(relative: np.ndarray, current: np.ndarray, num_players: int) -> np.ndarray:

@@ -89,14 +89,18 @@ def short_id(participant: str) -> str:
     return participant[:ID_CHARS]
 
 
-def match_id(candidate: str, opponent: str, trial: int, game: int) -> str:
-    return f"e:{short_id(candidate)}:{short_id(opponent)}:{trial}:{game}"
+EVALUATION, WATCH = "e", "w"  # match id prefixes: a candidate's test, a promoted model's watch
 
 
-def parse_match_id(value: str) -> tuple[str, str, int, int] | None:
-    """(candidate, opponent, trial, game) of an evaluation match id, else None."""
+def match_id(candidate: str, opponent: str, trial: int, game: int, kind: str = EVALUATION
+             ) -> str:
+    return f"{kind}:{short_id(candidate)}:{short_id(opponent)}:{trial}:{game}"
+
+
+def parse_match_id(value: str, kind: str = EVALUATION) -> tuple[str, str, int, int] | None:
+    """(candidate, opponent, trial, game) of an evaluation (or watch) match id, else None."""
     parts = value.split(":")
-    if len(parts) != 5 or parts[0] != "e" or not (parts[3].isdigit() and parts[4].isdigit()):
+    if len(parts) != 5 or parts[0] != kind or not (parts[3].isdigit() and parts[4].isdigit()):
         return None
     return parts[1], parts[2], int(parts[3]), int(parts[4])
 
@@ -136,14 +140,14 @@ def trial_score(games: Sequence[GameResult], candidate: str, opponent: str) -> f
     return sum(pairwise_score(g, candidate, opponent) for g in games) / len(games)
 
 
-def trial_scores(rows: Iterable[Mapping], candidate: str, opponent: str, num_players: int
-                 ) -> dict[int, float]:
+def trial_scores(rows: Iterable[Mapping], candidate: str, opponent: str, num_players: int,
+                 kind: str = EVALUATION) -> dict[int, float]:
     """Scores of the complete trials among match rows, by trial index: the SPRT's input
     rebuilt from the store (a trial with a game missing is not complete yet)."""
     short_c, short_o = short_id(candidate), short_id(opponent)
     games: dict[int, dict[int, GameResult]] = {}
     for row in rows:
-        parsed = parse_match_id(row["match_id"])
+        parsed = parse_match_id(row["match_id"], kind)
         if parsed is None or parsed[:2] != (short_c, short_o):
             continue
         participants = tuple(short_id(p) for p in row["participants"])

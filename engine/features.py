@@ -9,8 +9,11 @@ order, so one network serves every seat. Absent seats (fewer than 4 players) are
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
+from .boards import board_config
 from .state import MAX_PLAYERS, PENDING_EXTRACTION, PHASES, GameState, cap_height
 
 PLANES_PER_PLAYER = 5  # controlled height, cap height, markers, territory, buried rings
@@ -20,63 +23,89 @@ NUM_PLANES = PLANES_PER_PLAYER * MAX_PLAYERS + GLOBAL_PLANES
 # then phase one-hot, pending-elimination one-hot, player-count one-hot, swap available.
 NUM_SCALARS = 3 * MAX_PLAYERS + len(PHASES) + (PENDING_EXTRACTION + 1) + 3 + 1
 HEIGHT_SCALE = 8.0  # stacks taller than this are rare; heights are divided by it
+_PHASE = {p: i for i, p in enumerate(PHASES)}
 
 
-def _grid_index(state: GameState) -> tuple[np.ndarray, np.ndarray]:
-    cfg = state.board
+def grid_positions(board_type: str) -> np.ndarray:
+    """Each cell's position in the flattened ``size x size`` grid of the planes."""
+    return _template(board_type)[1]
+
+
+@cache
+def _template(board_type: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Per board: the empty planes (``on_board`` set), flattened to ``(NUM_PLANES, size *
+    size)``, and each cell's position in the flattened grid (as an array and a list)."""
+    cfg = board_config(board_type)
     if cfg.hex:
         r = (cfg.size - 1) // 2
-        rows = np.array([c[1] + r for c in cfg.coords])
-        cols = np.array([c[0] + r for c in cfg.coords])
+        grid = [(c[1] + r) * cfg.size + c[0] + r for c in cfg.coords]
     else:
-        rows = np.array([c[1] for c in cfg.coords])
-        cols = np.array([c[0] for c in cfg.coords])
-    return rows, cols
+        grid = [c[1] * cfg.size + c[0] for c in cfg.coords]
+    positions = np.array(grid, dtype=np.int64)
+    empty = np.zeros((NUM_PLANES, cfg.size * cfg.size), dtype=np.float32)
+    empty[PLANES_PER_PLAYER * MAX_PLAYERS, positions] = 1.0
+    return empty, positions, grid
 
 
 def state_planes(state: GameState) -> tuple[np.ndarray, np.ndarray]:
     """``(planes, scalars)``: planes of shape ``(NUM_PLANES, size, size)`` and scalars of
     shape ``(NUM_SCALARS,)``, both float32, from the current player's point of view."""
-    cfg = state.board
-    n = state.num_players
-    me = state.current
-    order = [(me - 1 + k) % n + 1 for k in range(n)]  # seat -> block via index
-    block = {p: i for i, p in enumerate(order)}
-    flat = np.zeros((NUM_PLANES, cfg.num_cells), dtype=np.float32)
-    for c, s in enumerate(state.stacks):
-        if s:
-            b = block[s[-1]] * PLANES_PER_PLAYER
-            flat[b, c] = len(s) / HEIGHT_SCALE
-            flat[b + 1, c] = cap_height(s) / HEIGHT_SCALE
-            for ring in set(s[:-1]):
-                flat[block[ring] * PLANES_PER_PLAYER + 4, c] = s[:-1].count(ring) / HEIGHT_SCALE
-        m = state.markers[c]
-        if m:
-            flat[block[m] * PLANES_PER_PLAYER + 2, c] = 1.0
-        t = state.collapsed[c]
-        if t:
-            flat[block[t] * PLANES_PER_PLAYER + 3, c] = 1.0
-    g = PLANES_PER_PLAYER * MAX_PLAYERS
-    flat[g, :] = 1.0
-    if state.must_move >= 0:
-        flat[g + 1, state.must_move] = 1.0
-    if state.chain_pos >= 0:
-        flat[g + 2, state.chain_pos] = 1.0
-    planes = np.zeros((NUM_PLANES, cfg.size, cfg.size), dtype=np.float32)
-    rows, cols = _grid_index(state)
-    planes[:, rows, cols] = flat
+    planes, scalars = batch_planes([state])
+    return planes[0], scalars[0]
 
-    scalars = np.zeros(NUM_SCALARS, dtype=np.float32)
-    rings = cfg.rings_per_player
-    for i, p in enumerate(order):
-        scalars[3 * i] = state.in_hand[p] / rings
-        scalars[3 * i + 1] = state.eliminated[p] / state.victory_threshold
-        scalars[3 * i + 2] = state.territory[p] / state.territory_minimum
+
+def batch_planes(states: list[GameState]) -> tuple[np.ndarray, np.ndarray]:
+    """``state_planes`` of positions of one board and player count, stacked: planes
+    ``(B, NUM_PLANES, size, size)`` and scalars ``(B, NUM_SCALARS)``."""
+    cfg = states[0].board
+    n = states[0].num_players
+    batch = len(states)
+    empty, positions, grid = _template(cfg.name)
+    flat = np.repeat(empty[None], batch, axis=0)
+    current = np.fromiter((s.current for s in states), dtype=np.int64, count=batch)
+    # block[b, p]: how many seats after position b's player to move player p sits.
+    block = (np.arange(n + 1)[None, :] - current[:, None]) % n
+    rows = np.arange(batch)[:, None]
+    for attr, offset in (("markers", 2), ("collapsed", 3)):
+        owner = np.array([getattr(s, attr) for s in states], dtype=np.int64)
+        b, cells = np.nonzero(owner)
+        flat[b, block[b, owner[b, cells]] * PLANES_PER_PLAYER + offset, positions[cells]] = 1.0
+    for b, state in enumerate(states):
+        seat = block[b].tolist()
+        plane = flat[b]
+        for c, s in enumerate(state.stacks):
+            if s:
+                g = grid[c]
+                k = seat[s[-1]] * PLANES_PER_PLAYER
+                plane[k, g] = len(s) / HEIGHT_SCALE
+                plane[k + 1, g] = cap_height(s) / HEIGHT_SCALE
+                if len(s) > 1:
+                    buried = s[:-1]
+                    for ring in set(buried):
+                        plane[seat[ring] * PLANES_PER_PLAYER + 4, g] = (
+                            buried.count(ring) / HEIGHT_SCALE)
+    g = PLANES_PER_PLAYER * MAX_PLAYERS
+    for extra, attr in ((1, "must_move"), (2, "chain_pos")):
+        cell = np.fromiter((getattr(s, attr) for s in states), dtype=np.int64, count=batch)
+        b = np.flatnonzero(cell >= 0)
+        flat[b, g + extra, positions[cell[b]]] = 1.0
+    planes = flat.reshape(batch, NUM_PLANES, cfg.size, cfg.size)
+
+    scalars = np.zeros((batch, NUM_SCALARS), dtype=np.float32)
+    seats = block[:, 1:]  # (B, n): the block of players 1..n
+    for k, (attr, scale) in enumerate((("in_hand", cfg.rings_per_player),
+                                       ("eliminated", cfg.victory_threshold(n)),
+                                       ("territory", cfg.territory_minimum(n)))):
+        counts = np.array([getattr(s, attr)[1:] for s in states], dtype=np.float32)
+        scalars[rows, 3 * seats + k] = counts / scale
     k = 3 * MAX_PLAYERS
-    scalars[k + PHASES.index(state.phase)] = 1.0
+    phase = np.fromiter((_PHASE[s.phase] for s in states), dtype=np.int64, count=batch)
+    scalars[rows[:, 0], k + phase] = 1.0
     k += len(PHASES)
-    scalars[k + state.pending] = 1.0
+    pending = np.fromiter((s.pending for s in states), dtype=np.int64, count=batch)
+    scalars[rows[:, 0], k + pending] = 1.0
     k += PENDING_EXTRACTION + 1
-    scalars[k + n - 2] = 1.0
-    scalars[k + 3] = float(state.swap_eligible and n == 2 and state.turn == 2)
+    scalars[:, k + n - 2] = 1.0
+    scalars[:, k + 3] = np.fromiter((s.swap_eligible and n == 2 and s.turn == 2
+                                     for s in states), dtype=np.float32, count=batch)
     return planes, scalars

@@ -72,9 +72,10 @@ class Arch:
                 raise ModelBlobError(f"arch {name} {value!r} is not an int in {lo}..{hi}")
 
 
-# 16 channels x 2 blocks: ~1.5 MFLOP a square8 position, a few times a random move's cost
-# on one core. 128 x 10: the usual small AlphaZero-style tower, for GPUs.
-CPU_DEFAULT = Arch(channels=16, blocks=2)
+# 16 channels x 1 block: ~0.9 MFLOP a square8 position, ~30 us on one core, which keeps
+# policy-only selfplay within 3x of bare random playouts (tools.bench selfplay).
+# 128 x 10: the usual small AlphaZero-style tower, for GPUs.
+CPU_DEFAULT = Arch(channels=16, blocks=1)
 GPU_DEFAULT = Arch(channels=128, blocks=10, value_hidden=128)
 
 

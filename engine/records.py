@@ -24,6 +24,7 @@ Root values are one signed byte per move: the search's value for the player to m
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ class InvalidRecord(ValueError):
     """A record that does not decode or does not replay legally; the message says where."""
 
 
+@lru_cache(maxsize=1 << 16)  # moves recur across positions and games; encoding is the cost
 def encode_move(move: Move) -> bytes:
     """The compact encoding of ``move`` (see the module docstring)."""
     head = bytearray((_TYPE_INDEX[move.type], move.player | move.option << 3 | move.count << 5))

@@ -146,7 +146,7 @@ class PairedSprt:
     @property
     def elo(self) -> float | None:
         m = self.mean
-        return None if m is None else score_to_elo(m)
+        return None if m is None else score_to_elo(m) + 0.0  # no "-0.0" at an even score
 
     def lower_bound(self) -> float | None:
         """One-sided lower confidence bound (1 - alpha) of the mean trial score."""

@@ -45,7 +45,9 @@ learn `(leader, term, lease_until)` from gossip through `observe`.
   majority of them as its quorum certificate and sends it with every heartbeat. A follower
   follows a leader, and moves to its term, only once the certificate checks out against its own
   voter set; non-voters demand the same in `observe`. `proven_term` is the highest term this
-  node has seen won with such a proof: storage fences leader-written rows with it.
+  node has seen won with such a proof: storage fences leader-written rows with it. Followers
+  also endorse their leader in their acks, so a leader whose voter set grew can show a
+  certificate that a majority of the new set signed.
 - A term raised without a proof (a vote request, a reply, a refused ack) may exceed this
   node's term by at most `MAX_TERM_STEP`, so no voter can push the cluster to the maximum.
 

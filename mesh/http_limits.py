@@ -77,9 +77,16 @@ class ConnectionGuard:
         return {"keepalive_timeout": self.limits.idle_timeout_s}
 
     def protocol_factory(self, server: web.Server) -> Callable[[], asyncio.BaseProtocol]:
+        # asyncio accepts a burst of connections (up to the backlog) before any of their
+        # `connection_made` runs, so the server's own list lags behind: handlers made here and
+        # not yet connected (no transport, not closed) are counted too.
+        unmade: list[web.RequestHandler] = []
+
         def make() -> asyncio.BaseProtocol:
+            unmade[:] = [h for h in unmade
+                         if h.transport is None and not getattr(h, "_force_close", True)]
             connections = server.connections
-            if len(connections) >= self.max_connections:
+            if len(connections) + len(unmade) >= self.max_connections:
                 # Make room by closing the oldest connection that is between requests (idle,
                 # or still trickling a request head): a flood of idle connections then only
                 # evicts itself, and a peer's new connection still gets in.
@@ -92,7 +99,9 @@ class ConnectionGuard:
                 self.ledger.refuse(SCOPE, "evicted_idle", f"{len(connections)} connections "
                                    f"open (limit {self.max_connections}): closed an idle one")
                 idle.force_close()
-            return server()
+            handler = server()
+            unmade.append(handler)
+            return handler
         return make
 
     async def listen(self, runner: web.AppRunner, host: str, port: int) -> asyncio.Server:

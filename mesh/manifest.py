@@ -33,6 +33,10 @@ STATES: tuple[str, ...] = ("idle", "selfplay", "training", "evaluating")
 MAX_MANIFEST_BYTES = 1280
 # Stores are few and named by the code (games, matches, models); a peer cannot invent many.
 MAX_STORES = 8
+# Most voters a cluster has (the one cap: config, the voter set, the wire). Raft-class clusters
+# use 3 or 5 voters: more voters make every election and lease renewal wait for more acks
+# without tolerating a failure that matters at this scale.
+MAX_VOTERS = 5
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _ADDRESS = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})")
@@ -81,7 +85,8 @@ class Manifest:
     lease_until_ms: int = field(metadata={"min": 0, "max": _MAX_U64})
     # The voter set its author holds, versioned (term, change) (mesh/voters.py): every node
     # adopts the newest set it sees in any manifest.
-    voters: tuple[str, ...] = field(default=(), metadata={"max_len": 7, "item_max_len": 32})
+    voters: tuple[str, ...] = field(default=(), metadata={"max_len": MAX_VOTERS,
+                                                                 "item_max_len": 32})
     voters_version: tuple[int, int] = field(default=(0, 0), metadata={"min": 0, "max": _MAX_U64})
     # Set by a node started with `join --voter` until the leader has added it to the voters.
     wants_voter: bool = False

@@ -16,15 +16,31 @@ to `gossip_fanout` random peers each gossip interval, each item `retransmit_mult
 log10(N+1)` times; a periodic push-pull of digests repairs whatever gossip missed and is
 also how a node joins.
 
+Lifeguard (as memberlist implements it): a suspicion's timeout starts long
+(`suspicion_max_mult` times the short one) and shrinks towards the short one as independent
+suspectors confirm it, so a real crash, which every prober confirms, is declared fast while a
+lone false suspicion keeps the long time to be refuted; every probe of a suspect carries the
+suspicion first (the buddy system: the suspect hears it from whoever probes it); and a node
+whose own probes fail (local health) probes more slowly, so an overloaded or badly connected
+node does not accuse healthy peers. A node that hears of a suspicion probes the suspect next.
+
 Beyond memberlist: a suspicion travels with its age, so every node's timer runs out
 together (detection does not grow by a gossip hop per relay); a node that hears a
 suspicion it knows to be refuted answers the sender with the refutation at once (gossip
 alone misses a node now and then, and that node would mark a live peer dead); and a
 message from a node not in our view brings the next push-pull forward.
 
+Against a peer holding the cluster key (the wire proves who sent what): a suspect, dead or left
+claim about a node may put its incarnation at most `MAX_INCARNATION_STEP` beyond the newest
+that node signed itself, nothing above `MAX_INCARNATION` is believed, and claims about this
+node itself are never taken as fact (a "newer manifest of ours" must carry our signature);
+refusals are counted in `stats.refused`.
+
 The core never reads a clock or does I/O: the shell (or the simulator) feeds it
 `handle(src, msg, now)` and `tick(now)` and carries out the `Send`s it returns; state
-changes are reported as `MemberChange` effects.
+changes are reported as `MemberChange` effects. To refute a suspicion it returns `Renew`:
+the owner signs its manifest at that incarnation and hands it back through `renewed`,
+which answers the doubters.
 """
 
 from __future__ import annotations
@@ -62,6 +78,9 @@ _EPS = 1e-9
 # Indirect probes we run for others at once. Honest load is about `indirect_checks` per
 # probe interval; the bound only stops a peer from growing our relay table without end.
 MAX_RELAYS = 256
+# Suspectors remembered per suspicion: beyond the confirmations that count, more change
+# nothing, and the bound stops a peer from growing the list.
+MAX_SUSPECTORS = 16
 # Incarnations rise by one per restart or refutation: a node refuting ten times a second for a
 # century stays below 2^35. Nothing above this is believed, so refuting (+1) never overflows.
 MAX_INCARNATION = 1 << 48
@@ -91,12 +110,16 @@ def supersedes(new: tuple[str, int], old: tuple[str, int]) -> bool:
 class MembershipConfig:
     """Every membership knob. Defaults are hashicorp/memberlist's LAN profile (`lan()`)."""
 
-    # How often each node probes one peer. memberlist LAN: 1 s. With N nodes each probing
-    # one per interval, a failed node is probed by someone within ~1-2 intervals.
-    probe_interval: float = 1.0
-    # Wait for a direct ack before asking others to probe. memberlist LAN: 500 ms, well
-    # above LAN round trips yet leaving half the interval for the indirect probes.
-    probe_timeout: float = 0.5
+    # How often each node probes one peer. memberlist LAN: 1 s. A crashed node is first
+    # probed after a random wait (every node probes one member a round, so the crashed one is
+    # probed about once an interval cluster-wide); at 1 s that wait was the tail of detection
+    # (4-8 s before the first suspicion in 3 of 30 seeds at 100 nodes). 0.5 s halves it for
+    # one more ping and ack a second per node (~700 bytes with HTTP framing).
+    probe_interval: float = 0.5
+    # Wait for a direct ack before asking others to probe: half the interval, as memberlist
+    # (500 ms of 1 s), far above LAN round trips; Lifeguard's local health stretches it on a
+    # node whose probes go unanswered (an overloaded one), so it does not accuse peers.
+    probe_timeout: float = 0.25
     # Peers asked to probe indirectly (k). memberlist: 3. Each helper path must survive four
     # hops; three of them make a false suspicion at 10% loss about 1 probe in 130.
     indirect_checks: int = 3
@@ -111,13 +134,25 @@ class MembershipConfig:
     # Each update is sent retransmit_mult * ceil(log10(N+1)) times. memberlist: 4, which
     # makes missing a node vanishingly rare while the load stays O(log N).
     retransmit_mult: int = 4
-    # Suspicion timeout = suspicion_mult * max(1, log10(N)) * probe_interval: time for the
-    # suspect to hear of it and refute. memberlist LAN uses 4 (8 s at 100 nodes), which puts
-    # crash detection at ~10 s on average (12.6 s worst over 30 simulated seeds). 3 (6 s at
-    # 100 nodes, still six probe rounds to refute) brings it to ~8 s (10.6 s worst) with no
-    # false dead-marks at 10% loss over the same 30 seeds; at 20% loss it made 3 false
-    # dead-marks in 30 runs where 4 made 1 (python -m tools.mesh_sim, seeds 300-329).
-    suspicion_mult: float = 3.0
+    # Suspicion timeout = suspicion_mult * max(1, log10(N)) * probe_interval: the shortest
+    # wait, for a suspicion confirmed by others (Lifeguard, below). memberlist LAN uses 4 with
+    # 1 s probes (8 s at 100 nodes, detection ~10 s). Before Lifeguard this was 3 x 1 s (6 s
+    # at 100 nodes, detection ~8 s); 2 x 0.5 s makes it 2 s at 100 nodes.
+    suspicion_mult: float = 2.0
+    # Lifeguard: an unconfirmed suspicion waits suspicion_max_mult times the timeout above;
+    # each independent confirmation shortens it (logarithmically) down to the timeout above
+    # after `suspicion_confirmations` of them. memberlist: 6 with suspicion_mult 4. Here 3
+    # keeps the 6 s at 100 nodes that any suspicion had before Lifeguard (no false dead-marks
+    # at 10% loss over 30 seeds) for a lone, possibly false, one, while a crash, which every
+    # prober confirms within about a probe interval, is declared after 2 s.
+    suspicion_max_mult: float = 3.0
+    # Confirmations (distinct suspectors besides the first) that bring a suspicion down to
+    # the short timeout; fewer when the cluster has fewer other nodes. memberlist: mult - 2.
+    suspicion_confirmations: int = 3
+    # Local health (Lifeguard's awareness): each failed probe of ours adds 1, each answered
+    # one takes 1 off, a suspicion of us we must refute adds 1; probe interval and timeout
+    # stretch by (1 + health), capped at awareness_max - 1. memberlist: 8.
+    awareness_max: int = 8
     # Full push-pull with one random peer. memberlist LAN: 30 s, scaled up beyond 32 nodes
     # (x(1 + ceil(log2(N/32)))) so the cluster-wide load stays flat.
     push_pull_interval: float = 30.0
@@ -146,16 +181,24 @@ class MembershipConfig:
 
     def __post_init__(self) -> None:
         for name in ("probe_interval", "probe_timeout", "gossip_interval", "suspicion_mult",
+                     "suspicion_max_mult",
                      "push_pull_interval", "gossip_to_dead", "reconnect_interval",
                      "reap_after", "tick_interval", "repair_interval"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         for name in ("indirect_checks", "gossip_fanout", "gossip_max_bytes", "retransmit_mult",
-                     "sync_chunk", "repair_after"):
+                     "sync_chunk", "repair_after", "awareness_max"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not (isinstance(self.suspicion_confirmations, int)
+                and self.suspicion_confirmations >= 0):
+            raise ValueError(f"suspicion_confirmations must be an integer >= 0, got "
+                             f"{self.suspicion_confirmations!r}")
+        if self.suspicion_max_mult < 1:
+            raise ValueError(f"suspicion_max_mult must be >= 1 (the long timeout is never "
+                             f"shorter than the short one), got {self.suspicion_max_mult!r}")
         if self.sync_chunk > MAX_UPDATES:
             raise ValueError(f"sync_chunk must be at most {MAX_UPDATES} (updates per message), "
                              f"got {self.sync_chunk}")
@@ -172,10 +215,23 @@ class MembershipConfig:
     def wan(cls) -> MembershipConfig:
         """memberlist's WAN profile: slower probes and more patience for long, lossy paths."""
         return cls(probe_interval=5.0, probe_timeout=3.0, gossip_interval=0.5, gossip_fanout=4,
-                   suspicion_mult=6.0, push_pull_interval=60.0, gossip_to_dead=60.0)
+                   suspicion_mult=2.0, push_pull_interval=60.0, gossip_to_dead=60.0)
 
-    def suspicion_timeout(self, n: int) -> float:
-        return self.suspicion_mult * max(1.0, math.log10(max(n, 1))) * self.probe_interval
+    def suspicion_timeout(self, n: int, confirmations: int | None = None) -> float:
+        """Time a suspicion waits before the node is dead, at `n` live members.
+
+        Without `confirmations`: the shortest (a suspicion confirmed enough times). With it:
+        Lifeguard's `max - (max - min) * log(c + 1) / log(k + 1)`, floored at the shortest.
+        """
+        short = self.suspicion_mult * max(1.0, math.log10(max(n, 1))) * self.probe_interval
+        if confirmations is None:
+            return short
+        long = self.suspicion_max_mult * short
+        k = min(self.suspicion_confirmations, max(0, n - 2))
+        if k == 0:
+            return short
+        frac = math.log(confirmations + 1) / math.log(k + 1)
+        return max(short, long - (long - short) * frac)
 
     def retransmit_limit(self, n: int) -> int:
         return self.retransmit_mult * max(1, math.ceil(math.log10(n + 1)))
@@ -208,6 +264,17 @@ class MemberChange:
     version: tuple[int, int]
 
 
+@dataclass(frozen=True, slots=True)
+class Renew:
+    """Effect: sign our manifest at `incarnation` (or higher) and pass it to `renewed`.
+
+    Signing is the owner's (it holds the key and authors the manifest); the core only
+    knows that a claim against it needs an incarnation above the claim's.
+    """
+
+    incarnation: int
+
+
 @dataclass(slots=True)
 class MembershipStats:
     """Counters for /metrics; they only grow."""
@@ -233,6 +300,8 @@ class _Record:
     version: tuple[int, int]
     last_heard: float | None = None
     state_since: float = 0.0  # suspect/dead/left: when this node's clock would have seen it
+    # Suspect: the nodes whose own probes failed, first suspector first (Lifeguard).
+    suspectors: list[str] = field(default_factory=list)
     digest: int = 0  # this record's share of the view hash (0 until counted in)
 
 
@@ -265,12 +334,11 @@ class _Timers:
 class Membership:
     """SWIM-lite membership of one node. See the module docstring for the protocol.
 
-    `renew` must also make the new incarnation the one the owner signs later manifests
-    with (`update_manifest` refuses a version that is not newer than the current one).
     `verify(signed)` opens and checks a signed manifest (`verify_manifest` for a real
     node), returning None when it is invalid; it is called only for manifests newer than
-    the one held. `renew(incarnation)` returns this node's current
-    manifest signed with that incarnation: the core asks for it to refute a suspicion.
+    the one held. A `Renew(incarnation)` output asks the owner for its manifest signed at
+    that incarnation (`renewed`); later manifests keep it (`update_manifest` refuses a
+    version that is not newer than the current one).
     """
 
     def __init__(
@@ -279,7 +347,6 @@ class Membership:
         config: MembershipConfig,
         rng: random.Random,
         verify: Callable[[SignedManifest], Manifest | None],
-        renew: Callable[[int], SignedManifest],
     ) -> None:
         manifest = verify(self_manifest)
         if manifest is None:
@@ -290,7 +357,11 @@ class Membership:
         self.stats = MembershipStats()
         self._rng = rng
         self._verify = verify
-        self._renew = renew
+        # Refutation asked of the owner (`Renew`) and not yet signed: the incarnation it
+        # needs, the highest already asked for, and who doubted us meanwhile.
+        self._renew_to = 0
+        self._renew_asked = 0
+        self._doubters: set[str] = set()
         self._self = _Record(self.node_id, "alive", manifest.incarnation, self_manifest, manifest,
                              manifest.freshness)
         self._members: dict[str, _Record] = {self.node_id: self._self}
@@ -304,6 +375,7 @@ class Membership:
         self._suspects: dict[str, float] = {}  # node id -> suspicion deadline
         self._queue: dict[str, int] = {}  # node id -> times its news was sent
         self._probe: _Probe | None = None
+        self._health = 0  # Lifeguard local health: 0 healthy .. awareness_max - 1
         self._probe_order: list[str] = []
         self._seq = 0
         self._relays: dict[int, _Relay] = {}
@@ -385,6 +457,20 @@ class Membership:
             rec.incarnation = manifest.incarnation
         self._changed(rec)
 
+    def renewed(self, signed: SignedManifest, now: float) -> list[Send]:
+        """The owner signed the manifest a `Renew` asked for: take it and answer the doubters
+        with it at once (the rest hear it by gossip)."""
+        manifest = self._verify(signed)
+        if manifest is None or manifest.incarnation < self._renew_to:
+            raise ValueError(f"renewed manifest must be valid and at incarnation >= "
+                             f"{self._renew_to}")
+        self.update_manifest(signed)
+        update = self._update_of(self._self, now)
+        doubters = sorted(self._doubters)
+        self._doubters.clear()
+        self._renew_to = self._renew_asked = 0
+        return [Send(d, Gossip([update])) for d in doubters if d in self._members]
+
     def leave(self, now: float) -> list[Send]:
         """Announce that we leave: peers mark us left (not dead) and stop probing us."""
         rec = self._self
@@ -441,6 +527,9 @@ class Membership:
                 out.append(Send(src, Gossip(chunk)))
         if src not in self._members:
             self._heard_stranger = True  # even what it sent did not introduce it
+        if self._renew_to > self._renew_asked:
+            self._renew_asked = self._renew_to
+            out.append(Renew(self._renew_to))
         return out
 
     def tick(self, now: float) -> list[object]:
@@ -472,7 +561,7 @@ class Membership:
         if active:
             self._advance_probe(now, out)
             if now + _EPS >= timers.probe:
-                timers.probe = max(timers.probe + cfg.probe_interval, now)
+                timers.probe = max(timers.probe + self._scaled(cfg.probe_interval), now)
                 self._start_probe(now, out)
         for node_id, deadline in list(self._suspects.items()):
             if now + _EPS >= deadline:
@@ -525,18 +614,26 @@ class Membership:
         if target is None:
             return
         self.stats.probes += 1
-        probe = _Probe(target, self._next_seq(), now, self._members[target].incarnation)
+        rec = self._members[target]
+        probe = _Probe(target, self._next_seq(), now, rec.incarnation)
         self._probe = probe
-        out.append(Send(target, Ping(probe.seq, self._piggyback(now), self._view_hash)))
+        updates = self._piggyback(now)
+        if rec.state == "suspect":
+            # Lifeguard's buddy system: a suspect hears of it from whoever probes it.
+            updates = [self._update_of(rec, now), *(u for u in updates if u.node_id != target)]
+        out.append(Send(target, Ping(probe.seq, updates, self._view_hash)))
 
     def _advance_probe(self, now: float, out: list[object]) -> None:
         probe = self._probe
         if probe is None:
             return
         if probe.acked or probe.target not in self._members:
+            if probe.acked:
+                self._health = max(0, self._health - 1)
             self._probe = None
             return
-        if not probe.indirect_sent and now + _EPS >= probe.start + self.config.probe_timeout:
+        if (not probe.indirect_sent
+                and now + _EPS >= probe.start + self._scaled(self.config.probe_timeout)):
             probe.indirect_sent = True
             helpers = self._pick(self.config.indirect_checks,
                                  lambda n, _now: n != probe.target and self._is_alive(n, _now),
@@ -546,11 +643,16 @@ class Membership:
             # And once more directly, as memberlist's fallback ping does: a lost ping or ack
             # is the common failure, and this path has two hops where a helper's has four.
             out.append(Send(probe.target, Ping(probe.seq, view=self._view_hash)))
-        if now + _EPS >= probe.start + self.config.probe_interval:
+        if now + _EPS >= probe.start + self._scaled(self.config.probe_interval):
             self._probe = None
+            self._health = min(self.config.awareness_max - 1, self._health + 1)
             rec = self._members[probe.target]
-            if rec.state == "alive" and rec.incarnation == probe.incarnation:
+            if rec.incarnation != probe.incarnation:
+                return
+            if rec.state == "alive":
                 self._suspect(rec, now, out)
+            elif rec.state == "suspect":
+                self._confirm(rec, self.node_id, now)
 
     def _next_probe_target(self) -> str | None:
         for _ in range(2):
@@ -567,9 +669,18 @@ class Membership:
 
     # -- state changes -----------------------------------------------------------------
 
+    def _scaled(self, seconds: float) -> float:
+        """A probe timer stretched by local health (Lifeguard)."""
+        return seconds * (1 + self._health)
+
+    @property
+    def health(self) -> int:
+        """Lifeguard local health score: 0 while our probes are answered."""
+        return self._health
+
     def _suspect(self, rec: _Record, now: float, out: list[object]) -> None:
         self.stats.suspicions += 1
-        self._set_state(rec, "suspect", rec.incarnation, now, 0.0, out)
+        self._set_state(rec, "suspect", rec.incarnation, now, 0.0, out, by=self.node_id)
         # Tell the suspect straight away: refuting early is what keeps loss from killing it.
         out.append(Send(rec.node_id, Gossip([self._update_of(rec, now)])))
 
@@ -579,21 +690,42 @@ class Membership:
         self._set_state(rec, "dead", rec.incarnation, now, 0.0, out)
 
     def _set_state(self, rec: _Record, state: State, incarnation: int, now: float,
-                   suspected_for: float, out: list[object]) -> None:
+                   suspected_for: float, out: list[object], by: str = "") -> None:
         rec.state, rec.incarnation = state, incarnation
         node_id = rec.node_id
         self._suspects.pop(node_id, None)
         self._gone.discard(node_id)
+        rec.suspectors = []
         if state == "suspect":
-            timeout = self.config.suspicion_timeout(self.live_count())
-            suspected_for = min(suspected_for, timeout)
+            longest = self.config.suspicion_timeout(self.live_count(), 0)
+            suspected_for = min(suspected_for, longest)
             rec.state_since = now - suspected_for
-            self._suspects[node_id] = now + timeout - suspected_for
+            rec.suspectors = [by] if by else []
+            self._set_deadline(rec)
+            if by != self.node_id and node_id in self._position:
+                # Probe it next: our own verdict is a confirmation, or its ack our doubt's end.
+                order = self._probe_order
+                if node_id in order:
+                    order.remove(node_id)
+                order.append(node_id)
         elif state in _GONE:
             rec.state_since = now
             self._gone.add(node_id)
         self._changed(rec)
         out.append(MemberChange(node_id, state, incarnation, rec.version))
+
+    def _set_deadline(self, rec: _Record) -> None:
+        confirmations = max(0, len(rec.suspectors) - 1)
+        timeout = self.config.suspicion_timeout(self.live_count(), confirmations)
+        self._suspects[rec.node_id] = rec.state_since + timeout
+
+    def _confirm(self, rec: _Record, by: str, now: float) -> None:
+        """`by` suspects `rec` independently: its timeout shortens, and the news spreads."""
+        if not by or by in rec.suspectors or len(rec.suspectors) > MAX_SUSPECTORS:
+            return
+        rec.suspectors.append(by)
+        self._set_deadline(rec)
+        self._queue[rec.node_id] = 0
 
     def _apply(self, src: str, updates: list[Update], now: float, out: list[object]) -> None:
         # Claims that a node is suspect or dead which we know to be refuted already: the
@@ -603,8 +735,9 @@ class Membership:
         answers: list[Update] = []
         for update in updates:
             if update.node_id == self.node_id:
-                if self._about_me(update) or (update.state != "alive"
-                                              and self._self.state == "alive"):
+                if self._about_me(update, src):
+                    continue  # answered with the renewed manifest (`renewed`)
+                if update.state != "alive" and self._self.state == "alive":
                     answers.append(self._update_of(self._self, now))
             elif self._merge(update, now, out):
                 answers.append(self._update_of(self._members[update.node_id], now))
@@ -635,7 +768,7 @@ class Membership:
                     return False
                 rec = _Record(u.node_id, u.state, u.incarnation, u.manifest, manifest, u.version)
                 self._add(rec)
-                self._set_state(rec, u.state, u.incarnation, now, u.suspected_for, out)
+                self._set_state(rec, u.state, u.incarnation, now, u.suspected_for, out, u.by)
                 return False
             rec.signed, rec.manifest, rec.version = u.manifest, manifest, u.version
             if not supersedes((u.state, u.incarnation), (rec.state, rec.incarnation)):
@@ -645,12 +778,14 @@ class Membership:
         elif rec is None:
             return False  # a claim about a node we cannot address yet; push-pull brings it
         if supersedes((u.state, u.incarnation), (rec.state, rec.incarnation)):
-            self._set_state(rec, u.state, u.incarnation, now, u.suspected_for, out)
+            self._set_state(rec, u.state, u.incarnation, now, u.suspected_for, out, u.by)
             return False
+        if u.state == "suspect" and rec.state == "suspect" and u.incarnation == rec.incarnation:
+            self._confirm(rec, u.by, now)
         return (u.state in ("suspect", "dead") and rec.state == "alive"
                 and rec.incarnation > u.incarnation)
 
-    def _about_me(self, u: Update) -> bool:
+    def _about_me(self, u: Update, src: str) -> bool:
         """Refute a claim about us that would win over our own state; True if we did.
 
         Nothing others say about this node is taken as fact: a claimed newer manifest must be
@@ -669,28 +804,25 @@ class Membership:
                 self.stats.refused["self_claim"] += 1
                 return False
             # A manifest of ours newer than what we hold: a previous life of this node.
-            self._refute(u.version[0] + 1)
+            self._refute(u.version[0] + 1, src)
             return True
         if u.incarnation < me.incarnation:
             return False
         if u.incarnation > me.incarnation + MAX_INCARNATION_STEP:
             self.stats.refused["self_claim"] += 1
             return False
-        self._refute(u.incarnation + 1)
+        self._refute(u.incarnation + 1, src)
         return True
 
-    def _refute(self, incarnation: int) -> None:
-        signed = self._renew(incarnation)
-        manifest = self._verify(signed)
-        if (manifest is None or manifest.node_id != self.node_id
-                or manifest.incarnation != incarnation):
-            raise ValueError(f"renew({incarnation}) returned no valid manifest of "
-                             f"{self.node_id} at that incarnation")
-        self.stats.refutations += 1
-        me = self._self
-        me.signed, me.manifest, me.version = signed, manifest, manifest.freshness
-        me.incarnation = incarnation
-        self._changed(me)
+    def _refute(self, incarnation: int, src: str) -> None:
+        """Ask the owner (`Renew`, at the end of this step) for our manifest at `incarnation`."""
+        if incarnation > self._renew_to:
+            self._renew_to = incarnation
+            self.stats.refutations += 1
+            # Lifeguard: being suspected hints that our own messages are getting lost.
+            self._health = min(self.config.awareness_max - 1, self._health + 1)
+        if src != self.node_id:
+            self._doubters.add(src)
 
     def _compare_views(self, src: str, view: int) -> None:
         if not view or src == self.node_id:
@@ -742,8 +874,10 @@ class Membership:
         """`rec` as an update; the manifest rides along when alive, or always when `full`."""
         with_manifest = full or rec.state == "alive"
         suspected_for = max(0.0, now - rec.state_since) if rec.state == "suspect" else 0.0
+        # The newest suspector: confirmations spread one relay at a time, as memberlist's do.
+        by = rec.suspectors[-1] if rec.suspectors else ""
         return Update(rec.node_id, rec.state, rec.incarnation,
-                      rec.signed if with_manifest else None, rec.version, suspected_for)
+                      rec.signed if with_manifest else None, rec.version, suspected_for, by)
 
     def _piggyback(self, now: float) -> list[Update]:
         """Queued news for one message, least-sent first, within the byte budget."""
@@ -781,14 +915,14 @@ class Membership:
             node_id, state, incarnation, m_inc, m_seq = row
             if node_id == self.node_id:
                 if state != "alive":
-                    self._about_me(Update(node_id, state, incarnation))
+                    self._about_me(Update(node_id, state, incarnation), src)
                 elif (m_inc, m_seq) > self._self.version:
                     # A digest row is a bare claim, signed by nobody: refute a manifest of
                     # ours we do not hold only within the bounded step.
                     if m_inc > self._self.incarnation + MAX_INCARNATION_STEP:
                         self.stats.refused["self_claim"] += 1
                     else:
-                        self._refute(m_inc + 1)
+                        self._refute(m_inc + 1, src)
             theirs[node_id] = row
         newer: list[Update] = []
         for rec in self._members.values():

@@ -49,6 +49,9 @@ class Update:
     # Seconds the sender has already held this node suspect, so every node's suspicion
     # timer runs out at about the same moment instead of one gossip hop later each.
     suspected_for: float = field(default=0.0, metadata={"min": 0.0, "max": MAX_SUSPECTED_FOR_S})
+    # Suspect updates: a node whose own probe failed (the first suspector or a confirmer).
+    # Independent confirmations shorten the suspicion timeout (Lifeguard, see membership).
+    by: str = field(default="", metadata={"max_len": _NODE_ID_LEN})
 
     def __post_init__(self) -> None:
         if self.state == "alive":

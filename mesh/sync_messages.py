@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mesh import codec
-from storage.digests import NUM_BUCKETS
+from storage.digests import NUM_BUCKETS, NUM_SUBS, SUBS_PER_BUCKET
 from storage.rows import MAX_GAME_BYTES
 
 # Store names are short identifiers ("games", "matches", "models").
@@ -29,26 +29,24 @@ MAX_VERSION_LEN = 64
 # so 2048 entries are ~200 KB: big enough that a 256-bucket diff of a 100k-row store takes a
 # handful of round trips, small enough to stay far below the sync endpoint's body limit.
 MAX_ENTRIES_PER_REPLY = 2048
-# Each bucket splits into 256 sub-buckets by the next byte of the key hash; a sub-bucket id is
-# bucket * 256 + sub (the top 16 bits of the key hash). Large stores compare sub-digests of the
-# differing buckets before listing entries, so a few new rows in a million-row store cost a few
-# KB instead of whole bucket listings.
-SUBS_PER_BUCKET = 256
-NUM_SUBS = NUM_BUCKETS * SUBS_PER_BUCKET
 # Buckets per sub-digests request: 16 * 256 digests of ~9 bytes each are ~37 KB a reply.
 MAX_BUCKETS_PER_SUBDIGESTS = 16
-# Keys per rows request. A 60-move game packs to about 1.3 KB, so 512 of them are under 1 MB;
-# the reply's byte budget (below) bounds long games. Fewer keys per request cost a round trip
-# and a storage transaction per few rows: at 64, a large first sync ran at ~2.4k rows/s.
-MAX_KEYS_PER_REQUEST = 512
+# Keys per rows request: 2048 keys of 64 hex chars are ~140 KB, and the reply's byte budget
+# (below) bounds what they fetch. Small requests cost a round trip each: at 64 keys a large
+# first sync ran at ~2.4k rows/s, and at 512 it was still bound by round trips.
+MAX_KEYS_PER_REQUEST = 2048
 # Size budget (codec.Plain units: items + string/bytes lengths, never more than the msgpack
 # bytes) of one row: whatever the storage accepts (a game's moves and targets up to
 # MAX_GAME_BYTES) plus room for the other fields, so every stored row can travel.
 MAX_ROW_SIZE = MAX_GAME_BYTES + 64 * 1024
 # Encoded bytes of the rows in one reply, beyond which the responder stops adding rows (it
-# always serves at least one key). 4 MiB holds 64 ordinary games many times over, and bounds
-# what one request of huge games can make a responder buffer.
+# always serves at least one, so a reply's rows take at most this plus one MAX_ROW_SIZE).
+# 4 MiB is ~700 games of 125 moves or ~30,000 match rows, and bounds what one request can make
+# a responder buffer.
 MAX_ROWS_REPLY_BYTES = 4 * 1024 * 1024
+# Rows in one reply: 8192 match rows are ~1 MB, big enough that a pull of small rows is not
+# bound by round trips, small enough that one reply is merged in a fraction of a second.
+MAX_ROWS_PER_REPLY = 8192
 # Model blobs belong to the model registry store; only it answers blob questions.
 BLOB_STORE = "models"
 # Blob ids per "which do you hold" question: 64 sha256 hex ids are ~4 KB, and a node rarely
@@ -188,15 +186,23 @@ class RowsRequest:
                              f"got {len(self.keys)}")
 
 
+def _check_stream(rows: bytes, count: int, most: int) -> None:
+    if not 0 <= count <= most:
+        raise ValueError(f"count {count} is outside 0..{most}")
+    if len(rows) < count:  # a msgpack value takes at least one byte
+        raise ValueError(f"{len(rows)} bytes cannot hold {count} rows")
+
+
 @codec.message("sync.rows_reply")
 @dataclass(frozen=True, slots=True)
 class RowsReply:
     store: str = field(metadata={"max_len": MAX_STORE_NAME})
-    # Each row travels as its own msgpack bytes: the codec bounds its size, and the store
-    # validates every field when it merges the row, so the row is checked once, not twice
-    # (walking every value of every game in the codec cost two thirds of a sync's time).
-    rows: list[bytes] = field(metadata={"max_len": MAX_KEYS_PER_REQUEST,
-                                        "item_max_len": MAX_ROW_SIZE})
+    # The rows as one stream of msgpack values (`storage.packed`): the responder joins the
+    # encodings it stores and the puller decodes them in one call; the store then validates
+    # every field of every row as it merges, so rows are checked once, not twice (walking every
+    # value of every game in the codec cost two thirds of a sync's time).
+    rows: bytes = field(metadata={"max_len": MAX_ROWS_REPLY_BYTES + MAX_ROW_SIZE})
+    count: int = field(metadata={"min": 0, "max": MAX_KEYS_PER_REQUEST})
     # How many of the requested keys (a prefix) this reply answers; a key the responder does
     # not hold is answered by its absence. Fewer than asked: the byte budget ran out, ask again
     # for the rest.
@@ -205,6 +211,42 @@ class RowsReply:
     def __post_init__(self) -> None:
         if not 1 <= self.served <= MAX_KEYS_PER_REQUEST:
             raise ValueError(f"served {self.served} is outside 1..{MAX_KEYS_PER_REQUEST}")
+        _check_stream(self.rows, self.count, self.served)
+
+
+@codec.message("sync.range")
+@dataclass(frozen=True, slots=True)
+class RangeRowsRequest:
+    """Send me the rows whose key hash lies in sub-buckets `first..last`, in walk order
+    (`storage.packed`), after the key `after`: for a puller that holds nothing there, rows
+    without a listing first."""
+
+    store: str = field(metadata={"max_len": MAX_STORE_NAME})
+    first: int = field(metadata={"min": 0, "max": NUM_SUBS - 1})
+    last: int = field(metadata={"min": 0, "max": NUM_SUBS - 1})
+    after: str | None = field(default=None, metadata={"max_len": MAX_KEY_LEN})
+
+    def __post_init__(self) -> None:
+        _check_store(self.store)
+        if not 0 <= self.first <= self.last < NUM_SUBS:
+            raise ValueError(f"sub-bucket range {self.first}..{self.last} is not within "
+                             f"0..{NUM_SUBS - 1} in order")
+
+
+@codec.message("sync.range_reply")
+@dataclass(frozen=True, slots=True)
+class RangeRowsReply:
+    store: str = field(metadata={"max_len": MAX_STORE_NAME})
+    rows: bytes = field(metadata={"max_len": MAX_ROWS_REPLY_BYTES + MAX_ROW_SIZE})
+    count: int = field(metadata={"min": 0, "max": MAX_ROWS_PER_REPLY})
+    # The key of the last row sent when the range holds more (ask again after it); None when
+    # this reply ends the range.
+    after: str | None = field(default=None, metadata={"max_len": MAX_KEY_LEN})
+
+    def __post_init__(self) -> None:
+        _check_stream(self.rows, self.count, MAX_ROWS_PER_REPLY)
+        if self.after is not None and not self.count:
+            raise ValueError("a reply that asks to go on must carry at least one row")
 
 
 def _check_shas(shas: list[str]) -> None:
@@ -250,6 +292,14 @@ class SyncRefused:
     detail: str = field(metadata={"max_len": MAX_DETAIL_LEN})
 
 
-SyncRequest = DigestsRequest | SubDigestsRequest | EntriesRequest | RowsRequest | BlobsRequest
-SyncReply = (DigestsReply | SubDigestsReply | EntriesReply | RowsReply | BlobsReply
-             | SyncRefused)
+SyncRequest = (DigestsRequest | SubDigestsRequest | EntriesRequest | RowsRequest
+               | RangeRowsRequest | BlobsRequest)
+SyncReply = (DigestsReply | SubDigestsReply | EntriesReply | RowsReply | RangeRowsReply
+             | BlobsReply | SyncRefused)
+# The reply kind of each request kind (a refusal answers any of them): for shells that match
+# replies to requests (the simulator).
+REPLY_TO: dict[type, type] = {
+    DigestsRequest: DigestsReply, SubDigestsRequest: SubDigestsReply,
+    EntriesRequest: EntriesReply, RowsRequest: RowsReply, RangeRowsRequest: RangeRowsReply,
+    BlobsRequest: BlobsReply,
+}

@@ -17,6 +17,7 @@ client refuses counts there too); a bad request never takes the node down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -237,7 +238,13 @@ class MeshTransport:
             async with asyncio.timeout(self.config.body_timeout_s):
                 body = bytearray()
                 while True:
-                    chunk = await request.content.read(min(64 * 1024, limit + 1 - len(body)))
+                    try:
+                        chunk = await request.content.read(min(64 * 1024,
+                                                               limit + 1 - len(body)))
+                    except (ConnectionError, RuntimeError) as exc:
+                        # The sender hung up, or the connection was closed under us (evicted).
+                        raise _Overloaded("closed", 400, f"connection closed mid-body: {exc}"
+                                          ) from None
                     if not chunk:
                         break
                     if self._bodies_in_flight + len(chunk) > budget:
@@ -261,8 +268,9 @@ class MeshTransport:
                                                 f"{request.remote}: {over}")
         response = web.Response(status=over.status, text=f"{over.reason}: {over}\n")
         response.force_close()
-        await response.prepare(request)
-        await response.write_eof()
+        with contextlib.suppress(ConnectionError, RuntimeError):  # the sender may be gone
+            await response.prepare(request)
+            await response.write_eof()
         # The rest of the body may still be on its way: close now, instead of reading on (as
         # aiohttp would, for up to its lingering time) for a sender we just cut off.
         if request.protocol is not None:
@@ -295,9 +303,16 @@ class MeshTransport:
             self._count_failure("bad_address")
             log.warning("not sending %s: %s", codec.kind_of(msg), err)
             return False
-        data = self.wire.seal(msg, self._clock_ms(), to=to)
         if self._closed:
             self._count_failure("closed")
+            return False
+        try:
+            # Inside the try: a message that cannot be sealed (a core built a bad one) is a
+            # counted, logged failure of this send, never an exception lost in a task.
+            data = self.wire.seal(msg, self._clock_ms(), to=to)
+        except (codec.CodecError, ValueError, TypeError) as err:
+            self._count_failure("unsealable")
+            log.error("not sending %s to %s: %s", type(msg).__name__, address, err)
             return False
         try:
             async with self._client().post(url, data=data, headers=_POST_HEADERS,

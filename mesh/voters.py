@@ -15,17 +15,16 @@ naming itself sole voter at any version, but cannot sign a majority's votes for 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mesh.election import Election
 from mesh.identity import is_node_id
-from mesh.manifest import Manifest
+from mesh.manifest import MAX_VOTERS, Manifest
 from mesh.membership import MemberView
 from mesh.quorum import Notary
 
-# Raft-class clusters use 3 or 5 voters: more voters make every election and lease renewal wait
-# for more acks without tolerating a failure that matters at this scale.
-MAX_VOTERS = 5
 # Changes one announcement may move the change number on: a leader adds one voter at a time and
 # waits for each to settle, so even a node that was away for many changes is far below this.
 MAX_CHANGE_STEP = 1024
@@ -70,14 +69,35 @@ def next_voter_set(current: VoterSet, members: Iterable[MemberView], term: int) 
     return VoterSet(voters, (term, current.version[1] + 1))
 
 
+def seed_anchors(members: Iterable[MemberView], seeds: Iterable[str]) -> list[Manifest]:
+    """The alive members' manifests that claim one of the join seeds' addresses."""
+    seeds = set(seeds)
+    return [m.manifest for m in members if m.state == "alive" and m.address in seeds]
+
+
+def first_voter_set(anchors: Iterable[Manifest]) -> VoterSet | None:
+    """The set a node that holds none yet starts from: the one its join seeds announce.
+
+    The seeds are the peers the operator named (the join token), so their own signed
+    manifests are the trust anchor, where any set a key holder announces checks out against
+    itself. None unless every anchor announces the same non-empty set: a key holder that
+    claims a seed's address can delay a joiner that way, not mislead it.
+    """
+    announced = {(tuple(sorted(m.voters)), m.voters_version) for m in anchors}
+    if len(announced) != 1:
+        return None
+    voters, version = announced.pop()
+    return VoterSet(voters, version) if voters else None
+
+
 def authorised(current: VoterSet, manifest: Manifest, notary: Notary) -> bool:
     """Whether `manifest` may move a node holding `current` to the newer set it announces.
 
     Only the manifest of the winner of its current term counts (it may have lost its lease
     since: the writer of a set that needs a new voter's ack loses it at once), its set
     written no later than that term, proven by a certificate checked against `current` (a node
-    that holds no set yet checks it against the announced set itself: it has nothing else to
-    trust).
+    that holds no set yet and has no seed to start from checks it against the announced set
+    itself: it has nothing else to trust).
     """
     version = manifest.voters_version
     if (version <= current.version or not manifest.voters or version[0] > manifest.term
@@ -85,3 +105,20 @@ def authorised(current: VoterSet, manifest: Manifest, notary: Notary) -> bool:
         return False
     judges = frozenset(current.voters or manifest.voters)
     return notary.proves(manifest.quorum, manifest.term, manifest.node_id, judges)
+
+
+def adopt_voters(election: Election, voter_set: VoterSet, rng: random.Random) -> Election:
+    """The election core to run under `voter_set` (newer than the one `election` holds).
+
+    One voter more or fewer: the core changes its set in place (`Election.set_voters`). More
+    than one (we missed changes: a new node, a long partition): a fresh core on the new set. It
+    keeps term and vote, and a fresh core withholds its vote for one election timeout as after
+    a restart, so no promise the old one made can be broken.
+    """
+    voters = frozenset(voter_set.voters)
+    if len(voters ^ election.voters) > 1:
+        return Election(election.self_id, voters, election.config, rng,
+                        (election.term, election.voted_for), voters_version=voter_set.version,
+                        notary=election.notary, proven_term=election.proven_term)
+    election.set_voters(voters, version=voter_set.version)
+    return election

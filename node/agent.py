@@ -20,8 +20,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
-from mesh.keyring import Keyring
 from mesh.http_limits import ConnectionGuard, ServerLimits
+from mesh.keyring import Keyring
 from mesh.runtime import MeshRuntime, RuntimeConfig, detect_device
 from mesh.transport import TransportConfig
 from node import __version__
@@ -29,15 +29,20 @@ from node.address import advertise_address
 from node.config import Config
 from node.datadir import DataDirError, NodeFiles, read_cluster
 from node.disk import DiskWatch
+from node.importer.ops_action import ImportAction
 from node.http import add_read_only_routes
 from node.leader import LeaderDuties
+from node.monitoring import Monitoring
+from node.pipeline import LeaderPipeline, settings_from_config
 from node.refusal_metrics import RefusalCollector
 from node.replay_check import ReplayChecker
+from node.resources import Guard, Limits, read_usage
+from node import local_games
+from node.selfplay import IdleScheduler, SelfplayMetrics, SelfplayWorker
 from storage.admission import RowPolicy
 from storage.database import DB_FILE, DatabaseCorruptError
 from storage.game_checks import GameChecks
-from node.monitoring import Monitoring
-from node.pipeline import LeaderPipeline, settings_from_config
+from node.evaluation_work import EvaluationWorker
 from storage.hlc import HybridClock
 from storage.stores import Stores, open_stores
 
@@ -65,9 +70,7 @@ class Agent:
         self.disk: DiskWatch | None = None
         self.game_checks: GameChecks | None = None
         self.monitoring: Monitoring | None = None
-        self._store_rows = Gauge(
-            "ringrift_store_rows", "Rows held per store", ["store"], registry=self.registry
-        )
+        self.scheduler: IdleScheduler | None = None
         Gauge(
             "ringrift_node_uptime_seconds", "Seconds since the agent started", registry=self.registry
         ).set_function(self.uptime_s)
@@ -87,7 +90,6 @@ class Agent:
         for name in STORE_NAMES:
             count, root = await getattr(self.stores, name).summary()
             stores[name] = {"count": count, "root": root}
-            self._store_rows.labels(store=name).set(count)
         status: dict[str, Any] = {
             "node_id": self.node_id,
             "cluster_id": self.files.cluster.cluster_id,
@@ -101,10 +103,15 @@ class Agent:
         if self.game_checks is not None:
             count, origins = await self.game_checks.quarantined()
             status["games_quarantined"] = {"count": count, "origins": origins}
+        if self.scheduler is not None:
+            status["selfplay"] = self.scheduler.view()
+            status["device"] = self.scheduler.worker.device
+            status["production_model"] = self.scheduler.worker.production_sha
         if self.mesh is not None:
             status.update(self.mesh.leader_view())
             status["members"] = self.mesh.members_view()
             status["leader_duties"] = self.duties is not None and self.duties.active
+            status["leader_duty_status"] = {} if self.duties is None else self.duties.status()
         if self.monitoring is not None:
             await self.monitoring.extend(status)
         return status
@@ -128,6 +135,9 @@ class Agent:
                 self.config, identity=self.files.identity, stores=self.stores, mesh=self.mesh,
                 app=app, registry=self.registry, version=__version__, wall_ms=wall_ms)
             self.monitoring.ops.add_action("import", ImportAction(self.stores))
+            local_games.add_route(app, self.files.identity, self.stores.games,
+                                  int(self.config.mesh.clock_window_s * 1000), wall_ms)
+            self.scheduler = self._build_scheduler(self.mesh)
             guard = ConnectionGuard(ServerLimits(self.config.node.max_connections,
                                                  self.config.node.idle_timeout_s),
                                     self.stores.refusals)
@@ -154,13 +164,23 @@ class Agent:
                 replay_check = tasks.create_task(
                     ReplayChecker(self.game_checks, disk, self.stores.refusals).run())
                 await self.monitoring.start(tasks)
+                selfplay = (tasks.create_task(self.scheduler.run())
+                            if self.config.selfplay.enabled else None)
+                # Evaluation trials are this node's other work: selfplay stops while one runs.
+                evaluation = tasks.create_task(EvaluationWorker(
+                    self.stores, self.node_id, self.mesh.device.device,
+                    self.config.pipeline.max_game_moves, self._work_state,
+                ).run(self.config.pipeline.interval_s))
                 await self._stop.wait()
                 log.info("stopping node %s", self.node_id)
                 self.monitoring.stop()
+                if selfplay is not None:
+                    selfplay.cancel()
                 await self.duties.stop()
                 await self.mesh.stop()
                 disk_watch.cancel()
                 replay_check.cancel()
+                evaluation.cancel()
         finally:
             if listener is not None:
                 listener.close()
@@ -209,6 +229,9 @@ class Agent:
                 voters=cfg.election.voters,
                 wants_voter=self.files.wants_voter,
                 zeroconf=cfg.mesh.zeroconf,
+                lease_announce_s=cfg.mesh.lease_announce_s,
+                remembered_peers=cfg.mesh.remembered_peers,
+                stores_refresh_s=cfg.mesh.stores_refresh_s,
                 transport=TransportConfig(body_timeout_s=cfg.mesh.body_timeout_s,
                                           bodies_in_flight_bytes=cfg.mesh.bodies_in_flight_mib
                                           << 20),
@@ -217,15 +240,51 @@ class Agent:
             wall_ms=wall_ms,
         )
 
+    def _build_scheduler(self, mesh: MeshRuntime) -> IdleScheduler:
+        r = self.config.resources
+        limits = {"disk": Limits(r.disk_warn, r.disk_stop), "ram": Limits(r.ram_warn, r.ram_stop),
+                  "gpu": Limits(r.gpu_warn, r.gpu_stop)}
+        device = mesh.device.device
+        guard = Guard(limits, lambda: read_usage(self.files.path, device))
+        metrics = SelfplayMetrics(self.registry)
+        worker = SelfplayWorker(self.stores, self.config.selfplay, device, metrics)
+
+        def announce(state: str) -> None:
+            mesh.set_state(state)
+            mesh.set_production_model(worker.production_sha)
+
+        return IdleScheduler(worker, guard, self.config.selfplay, metrics, announce)
+
     def _build_duties(self, mesh: MeshRuntime) -> LeaderDuties:
-        duties = LeaderDuties(mesh.is_leader, lambda: mesh.election.term if mesh.election else 0)
+        duties = LeaderDuties(mesh.is_leader, lambda: mesh.election.term if mesh.election else 0,
+                              retry_s=self.config.leader.duty_retry_s,
+                              retry_max_s=self.config.leader.duty_retry_max_s,
+                              registry=self.registry)
         duties.add("admit_voters", self._admit_voters_duty)
         pipeline = LeaderPipeline(
             self.stores, settings_from_config(self.config), self.node_id, self.registry,
             device=mesh.device.device,
-            metrics=self.monitoring.metrics if self.monitoring is not None else None)
+            metrics=self.monitoring.metrics if self.monitoring is not None else None,
+            nodes=self._evaluation_nodes)
         duties.add("pipeline", pipeline.duty)
         return duties
+
+    def _work_state(self, state: str) -> None:
+        """Work the leader assigned starts or ends: the idle scheduler holds selfplay off while
+        it runs and announces the state; without selfplay the state is announced directly."""
+        assert self.mesh is not None and self.scheduler is not None
+        if not self.config.selfplay.enabled:
+            self.mesh.set_state(state)
+        elif state == "idle":
+            self.scheduler.release()
+        else:
+            self.scheduler.assign(state)
+
+    def _evaluation_nodes(self) -> list[str]:
+        """Nodes the leader may assign evaluation trials to: itself and every alive member."""
+        assert self.mesh is not None
+        alive = {m["node_id"] for m in self.mesh.members_view() if m["state"] == "alive"}
+        return sorted(alive | {self.node_id})
 
     async def _admit_voters_duty(self, term: int) -> None:
         """Grow the voter set by nodes that joined with --voter, one at a time."""

@@ -49,6 +49,7 @@ from node.datadir import (
 from node.demo import add_parser as add_demo_parser
 from node.demo import cmd_demo
 from node.importer import command as import_command
+from node import selfplay_command
 from node.keys import change_keys, fingerprint, generate_secret, signal_running_node
 from node.status_text import format_status
 
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_keys.add_argument("--config", type=Path, help="TOML file overriding the embedded defaults")
 
     import_command.add_parser(sub)
+    selfplay_command.add_parser(sub)
 
     p_leave = sub.add_parser("leave", help="stop the local node gracefully (hands off leadership)")
     p_leave.add_argument("--data-dir", type=Path, help="data directory of the running node")
@@ -256,6 +258,13 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise CliError(str(exc), code=EXIT_USAGE) from None
 
 
+def cmd_selfplay(args: argparse.Namespace) -> int:
+    try:
+        return selfplay_command.run(args, load(args))
+    except selfplay_command.SelfplayRefused as exc:
+        raise CliError(str(exc), code=EXIT_USAGE) from None
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     if args.action == "generate":
         print(generate_secret())
@@ -277,6 +286,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 COMMANDS = {
     "init": cmd_init, "start": cmd_start, "join": cmd_join, "status": cmd_status,
     "leave": cmd_leave, "keys": cmd_keys, "demo": cmd_demo, "import": cmd_import,
+    "selfplay": cmd_selfplay,
 }
 
 

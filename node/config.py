@@ -13,13 +13,14 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mesh.defaults import default_toml
 from engine.boards import BOARD_TYPES
 from engine.promotion import PromotionCriteria
 from mesh.manifest import is_address
+from mesh.manifest import MAX_VOTERS
 
 ENV_PREFIX = "RINGRIFT_"
 PROFILES = ("lan", "wan")
@@ -52,6 +53,9 @@ class MeshSection:
     zeroconf: bool
     sync_interval_s: float
     clock_window_s: float
+    lease_announce_s: float
+    remembered_peers: int
+    stores_refresh_s: float
     body_timeout_s: float
     bodies_in_flight_mib: int
 
@@ -59,6 +63,12 @@ class MeshSection:
 @dataclass(frozen=True, slots=True)
 class ElectionSection:
     voters: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderSection:
+    duty_retry_s: float
+    duty_retry_max_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +96,12 @@ class PipelineSection:
     training_window_games: int
     training_steps: int
     training_batch_size: int
+    training_processes: int
     interval_s: float
     watch_games: int
     max_game_moves: int
     seed: int
+    assignment_timeout_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,29 +122,57 @@ class PromotionSection:
 
 
 @dataclass(frozen=True, slots=True)
+class SelfplaySection:
+    enabled: bool
+    board_type: str
+    num_players: int
+    algorithm: str
+    simulations: int
+    considered: int
+    concurrency: int
+    torch_threads: int
+    model_check_s: float
+    guard_interval_s: float
+    restart_backoff_s: float
+    restart_backoff_max_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcesSection:
+    disk_warn: float
+    disk_stop: float
+    ram_warn: float
+    ram_stop: float
+    gpu_warn: float
+    gpu_stop: float
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     node: NodeSection
     mesh: MeshSection
     election: ElectionSection
+    leader: LeaderSection
     storage: StorageSection
     monitoring: MonitoringSection
     pipeline: PipelineSection
     promotion: PromotionSection
+    selfplay: SelfplaySection
+    resources: ResourcesSection
 
 
 _SECTIONS: dict[str, type] = {
     "node": NodeSection,
     "mesh": MeshSection,
     "election": ElectionSection,
+    "leader": LeaderSection,
     "storage": StorageSection,
     "monitoring": MonitoringSection,
     "pipeline": PipelineSection,
     "promotion": PromotionSection,
+    "selfplay": SelfplaySection,
+    "resources": ResourcesSection,
 }
-
-
-def default_toml() -> str:
-    return resources.files("config").joinpath("node.toml").read_text(encoding="utf-8")
 
 
 def load_config(
@@ -292,6 +332,14 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"mesh.clock_window_s = {mesh.clock_window_s}: expected seconds in 1..3600"
         )
+    for key in ("lease_announce_s", "stores_refresh_s"):
+        value = getattr(mesh, key)
+        if not 0.1 <= value <= 3600:
+            raise ConfigError(f"mesh.{key} = {value}: expected seconds in 0.1..3600")
+    if not 0 <= mesh.remembered_peers <= 1024:
+        raise ConfigError(
+            f"mesh.remembered_peers = {mesh.remembered_peers}: expected an integer in 0..1024"
+        )
     if not 0 < config.storage.max_clock_offset_ms <= 86_400_000:
         raise ConfigError(
             f"storage.max_clock_offset_ms = {config.storage.max_clock_offset_ms}: "
@@ -300,9 +348,18 @@ def _validate(config: Config) -> None:
     _check_limits(config)
     _validate_monitoring(config.monitoring)
     _validate_pipeline(config.pipeline, config.promotion)
-    if len(config.election.voters) > 7:
+    _validate_selfplay(config.selfplay, config.resources)
+    leader = config.leader
+    if not 0.01 <= leader.duty_retry_s <= leader.duty_retry_max_s <= 3600:
         raise ConfigError(
-            f"election.voters = {list(config.election.voters)}: expected at most 7 node ids"
+            f"leader.duty_retry_s = {leader.duty_retry_s}, leader.duty_retry_max_s = "
+            f"{leader.duty_retry_max_s}: expected 0.01 <= duty_retry_s <= duty_retry_max_s "
+            "<= 3600 seconds"
+        )
+    if len(config.election.voters) > MAX_VOTERS:
+        raise ConfigError(
+            f"election.voters = {list(config.election.voters)}: expected at most {MAX_VOTERS} "
+            "node ids"
         )
 
 
@@ -319,6 +376,37 @@ def _check_limits(config: Config) -> None:
     ):
         if not lo <= value <= hi:
             raise ConfigError(f"{key} = {value}: expected a number in {lo}..{hi}")
+
+
+SELFPLAY_BOARDS = ("square8", "square19", "hex8", "hexagonal")
+SELFPLAY_ALGORITHMS = ("gumbel", "puct", "policy")
+
+
+def _validate_selfplay(sp: SelfplaySection, res: ResourcesSection) -> None:
+    if sp.board_type not in SELFPLAY_BOARDS:
+        raise ConfigError(f"selfplay.board_type = {sp.board_type!r}: expected one of "
+                          f"{SELFPLAY_BOARDS}")
+    if not 2 <= sp.num_players <= 4:
+        raise ConfigError(f"selfplay.num_players = {sp.num_players}: expected 2..4")
+    if sp.algorithm not in SELFPLAY_ALGORITHMS:
+        raise ConfigError(f"selfplay.algorithm = {sp.algorithm!r}: expected one of "
+                          f"{SELFPLAY_ALGORITHMS}")
+    for key, lo, hi in (("simulations", 1, 100_000), ("considered", 1, 1024),
+                        ("concurrency", 1, 4096), ("torch_threads", 0, 1024)):
+        if not lo <= getattr(sp, key) <= hi:
+            raise ConfigError(f"selfplay.{key} = {getattr(sp, key)}: expected {lo}..{hi}")
+    for key in ("model_check_s", "guard_interval_s", "restart_backoff_s"):
+        if not 0.01 <= getattr(sp, key) <= 3600:
+            raise ConfigError(f"selfplay.{key} = {getattr(sp, key)}: expected seconds in "
+                              "0.01..3600")
+    if not sp.restart_backoff_s <= sp.restart_backoff_max_s <= 86_400:
+        raise ConfigError(f"selfplay.restart_backoff_max_s = {sp.restart_backoff_max_s}: "
+                          "expected seconds from restart_backoff_s up to 86400")
+    for name in ("disk", "ram", "gpu"):
+        warn, stop = getattr(res, f"{name}_warn"), getattr(res, f"{name}_stop")
+        if not 0 < warn <= stop <= 1:
+            raise ConfigError(f"resources.{name}_warn = {warn} / {name}_stop = {stop}: "
+                              "expected fractions with 0 < warn <= stop <= 1")
 
 
 def _validate_monitoring(mon: MonitoringSection) -> None:
@@ -343,9 +431,14 @@ def _validate_pipeline(pipe: PipelineSection, promotion: PromotionSection) -> No
     for key, most in (("training_game_threshold", 10_000_000), ("training_window_games",
                       10_000_000), ("training_steps", 10_000_000), ("training_batch_size", 65_536),
                       ("watch_games", 1_000_000), ("max_game_moves", 100_000),
-                      ("seed", 2**31)):
+                      ("training_processes", 64)):
         if not 1 <= getattr(pipe, key) <= most:
             raise ConfigError(f"pipeline.{key} = {getattr(pipe, key)}: expected 1..{most}")
+    if not 1 <= pipe.assignment_timeout_s <= 86_400:
+        raise ConfigError(f"pipeline.assignment_timeout_s = {pipe.assignment_timeout_s}: "
+                          "expected seconds in 1..86400")
+    if not 0 <= pipe.seed < 2**31:
+        raise ConfigError(f"pipeline.seed = {pipe.seed}: expected 0..{2**31 - 1}")
     if not 0.05 <= pipe.interval_s <= 3600:
         raise ConfigError(f"pipeline.interval_s = {pipe.interval_s}: expected seconds in "
                           "0.05..3600")

@@ -23,6 +23,8 @@ class DiskWatch:
         self._retry_s = retry_s
         self._space = asyncio.Event()
         self._space.set()
+        self._full = asyncio.Event()
+        db.on_full = self._full.set
         self.pauses = 0  # times writes were paused (exported as a counter)
 
     @property
@@ -36,17 +38,19 @@ class DiskWatch:
         await self._space.wait()
 
     async def run(self) -> None:
-        """Watch for a full disk and for space coming back, until cancelled."""
-        paused = False
+        """Pause on a write that found no space; resume once space is back, until cancelled."""
         while True:
-            if self._db.full and not paused:
-                paused = True
-                self.pauses += 1
-                self._space.clear()
-                log.error("no space left for %s: writes and selfplay paused, still serving; "
-                          "free space (or raise storage.max_db_mib) to resume", self._db.path)
-            if paused and await self._db.has_space():
-                paused = False
-                self._space.set()
-                log.warning("space is back for %s: writes resumed", self._db.path)
-            await asyncio.sleep(self._retry_s)
+            await self._full.wait()
+            self._full.clear()
+            self.pauses += 1
+            self._space.clear()
+            log.error("no space left for %s: writes and selfplay paused, still serving; "
+                      "free space (or raise storage.max_db_mib) to resume", self._db.path)
+            # Look again only after retry_s: a write that just failed would fail again.
+            while True:
+                await asyncio.sleep(self._retry_s)
+                if await self._db.has_space():
+                    break
+            self._full.clear()  # writes that failed while paused are this same pause
+            self._space.set()
+            log.warning("space is back for %s: writes resumed", self._db.path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -30,12 +31,12 @@ from mesh.sync_messages import (
     RowsReply,
     RowsRequest,
 )
-from mesh.sync import unpack_rows
 from mesh.transport import PeerError
 from node import drift
 from node.metrics_reference import ReferenceMetrics
 from storage.digests import NUM_BUCKETS
-from storage.merge import InvalidRow, MergeConflictError, MergeStats, Strategy
+from storage.merge import InvalidRow, MergeConflictError, MergeStats, Strategy, match_version
+from storage.packed import BadStream, unpack_stream
 from storage.rows import validate_match
 
 if TYPE_CHECKING:
@@ -99,21 +100,26 @@ class DriftWatch:
 
     # --- reading a peer ---------------------------------------------------------------------
 
-    async def _peer_rows(self, address: str, to: str | None) -> list[dict]:
+    async def _peer_rows(self, address: str, to: str | None, ours: list[dict]) -> list[dict]:
         """The peer's match rows: ours where the versions agree, the rest fetched from it."""
         theirs = await self._peer_versions(address, to)
-        ours = dict(await self._stores.matches.bucket_entries(range(NUM_BUCKETS)))
-        same = {k for k, v in theirs.items() if ours.get(k) == v}
+        held = {r["match_id"]: match_version(r["hlc"], r["origin_node"]) for r in ours}
+        same = {k for k, v in theirs.items() if held.get(k) == v}
         wanted = [k for k in theirs if k not in same]
-        rows = [r for r in await self._local_rows() if r["match_id"] in same]
+        rows = [r for r in ours if r["match_id"] in same]
         for start in range(0, len(wanted), MAX_KEYS_PER_REQUEST):
             keys = wanted[start:start + MAX_KEYS_PER_REQUEST]
             while keys:
                 reply = await self._ask(address, to, RowsRequest(STORE, keys), RowsReply)
-                if not 1 <= reply.served <= len(keys) or len(reply.rows) > reply.served:
+                if not 1 <= reply.served <= len(keys):
                     raise DriftError(f"{address} served {reply.served} of {len(keys)} keys")
+                try:
+                    served = unpack_stream(reply.rows, reply.count)
+                except BadStream as bad:
+                    raise DriftError(f"{address} sent match rows that do not decode: {bad}"
+                                     ) from None
                 asked = set(keys[:reply.served])
-                for obj in unpack_rows(reply.rows):
+                for obj in served:
                     try:
                         row = validate_match(obj)
                     except InvalidRow:
@@ -157,8 +163,8 @@ class DriftWatch:
         """Compare with the peer at `address`: one report for `config`, else one per config
         either side holds rows of. Each report is recorded in the history and the gauges."""
         async with self._lock:
-            theirs = await self._peer_rows(address, to)
             ours = await self._local_rows()
+            theirs = await self._peer_rows(address, to, ours)
             now = time.time()
             configs = [config] if config else drift.configs_of([*ours, *theirs])
             reports = [drift.compare(ours, theirs, source=self._node_id, target=address,
@@ -194,6 +200,10 @@ class DriftWatch:
             except DriftError as exc:
                 log.info("drift check skipped: %s", exc)
                 continue
+            except (OSError, sqlite3.Error) as exc:
+                # A disk hiccup costs one check, not the node.
+                log.warning("drift check failed: %s", exc)
+                continue
             for report in reports:
                 if report.is_significant:
                     log.warning("Elo drift against %s in %s/%dp: max %.1f, avg %.1f Elo",
@@ -213,8 +223,9 @@ class DriftWatch:
         started = time.time()
         async with self._lock:
             try:
-                ours = {r["match_id"]: r for r in await self._local_rows()}
-                fetched = await self._peer_rows(address, to)
+                held = await self._local_rows()
+                ours = {r["match_id"]: r for r in held}
+                fetched = await self._peer_rows(address, to, held)
                 theirs = [r for r in fetched if ours.get(r["match_id"]) != r]
                 conflicts = sum(1 for r in theirs if r["match_id"] in ours)
                 stats = (await self._stores.matches.merge(theirs, strategy) if theirs

@@ -9,6 +9,8 @@ Match-row pulls of the mesh's anti-entropy are the Elo sync operations of the re
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,8 @@ from storage.merge import MergeStats
 
 if TYPE_CHECKING:
     from storage.stores import Stores
+
+log = logging.getLogger("ringrift.metrics")
 
 MATCH_STORE = "matches"
 
@@ -85,5 +89,8 @@ class MetricsFeed:
     async def run(self, interval_s: float, members: Any) -> None:
         while True:
             self.members(members())
-            await self.refresh()
+            try:
+                await self.refresh()
+            except (OSError, sqlite3.Error) as exc:
+                log.warning("metrics refresh failed: %s", exc)  # the next round tries again
             await asyncio.sleep(interval_s)

@@ -97,7 +97,9 @@ class ReferenceMetrics:
     def __init__(self, registry: CollectorRegistry, *, version: str, max_remote_hosts: int,
                  model_history: int, node_state: Callable[[], str]) -> None:
         self.hosts = BoundedLabel(max_remote_hosts)
-        self.models = BoundedLabel(2 * model_history)
+        # Every config's production model, and two per recent promotion (the model promoted or
+        # restored, and the one it replaced).
+        self.models = BoundedLabel(len(board_configs()) + 2 * model_history)
         Info("ringrift_build", "Version of the running node", registry=registry).info(
             {"version": version, "python": platform.python_version()})
         state = Gauge("ringrift_node_state", "1 for the work state the node announces, else 0",

@@ -4,7 +4,6 @@ the drift watch, the operator requests and the cluster view behind the status pa
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -46,13 +45,12 @@ class Monitoring:
         self.watch = DriftWatch(stores=stores, transport=mesh.transport, node_id=identity.node_id,
                                 metrics=self.metrics,
                                 thresholds=drift.Thresholds(mon.drift_max_elo, mon.drift_avg_elo),
-                                keep=mon.drift_history, ratings=rating_map, peers=self.peers,
-                                rng=random.Random())
+                                keep=mon.drift_history, ratings=rating_map, peers=self.peers)
         self.ops = OpsApi(app, identity=identity, watch=self.watch, peers=self.peers,
                           window_ms=int(config.mesh.clock_window_s * 1000), wall_ms=wall_ms,
                           registry=registry)
-        self.view = StatusView(stores=stores, node_id=identity.node_id, leaderboard=leaderboard,
-                               watch=self.watch, feed=self.feed)
+        self.view = StatusView(stores=stores, leaderboard=leaderboard, watch=self.watch,
+                               feed=self.feed)
         self._drift_interval_s = mon.drift_check_interval_s
         self._tasks: list[asyncio.Task[None]] = []
 

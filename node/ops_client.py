@@ -28,6 +28,15 @@ def ask(address: str, data_dir: Path, action: str, args: dict[str, Any],
     request = urllib.request.Request(
         f"http://{address}/api/v1/ops/{action}", data=body, method="POST",
         headers={"Content-Type": "application/json", SIGNATURE_HEADER: sig})
+    return _call(address, request, timeout_s)
+
+
+def get_json(address: str, path: str, timeout_s: float) -> dict[str, Any]:
+    """GET one of the node's read-only JSON pages."""
+    return _call(address, urllib.request.Request(f"http://{address}{path}"), timeout_s)
+
+
+def _call(address: str, request: urllib.request.Request, timeout_s: float) -> dict[str, Any]:
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return json.loads(response.read())

@@ -28,13 +28,17 @@ syncs like any other, and every node's anti-entropy pulls the blobs the registry
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import json
 import logging
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import msgpack
 from prometheus_client import CollectorRegistry, Counter
 
 from engine.evaluation import (
@@ -42,15 +46,10 @@ from engine.evaluation import (
     HEURISTIC,
     RANDOM,
     WATCH,
-    PolicyPlayer,
-    baseline_player,
-    match_id,
     parse_match_id,
-    play_trial,
     trial_scores,
 )
 from engine.net import Model, initial_model, load_model, save_model
-from engine.players import Player
 from engine.promotion import (
     Decision,
     Evidence,
@@ -63,7 +62,8 @@ from engine.promotion import (
 from engine.ratings import ratings
 from engine.regression import RegressionDetector, RollbackMonitor
 from engine.sprt import PairedSprt, Verdict
-from engine.training import TrainingSettings, train
+from engine.training import TrainingResult, TrainingSettings, train
+from node.evaluation_work import ModelCache, play_and_record
 from storage.stores import Stores
 
 log = logging.getLogger("ringrift.pipeline")
@@ -77,10 +77,12 @@ class PipelineSettings:
     training_game_threshold: int
     training_window_games: int
     training: TrainingSettings
+    training_processes: int  # above 1: DDP across that many devices, via torchrun
     interval_s: float
     watch_games: int
     max_game_moves: int
     criteria: PromotionCriteria
+    assignment_timeout_s: float = 120.0
 
 
 @dataclass(slots=True)
@@ -90,19 +92,23 @@ class _Test:
     sprt: PairedSprt | None
     gates: dict[str, tuple[float, int]] = field(default_factory=dict)
     next_trial: dict[str, int] = field(default_factory=dict)
+    done: dict[str, set[int]] = field(default_factory=dict)  # complete trials by opponent
 
 
 class LeaderPipeline:
     def __init__(self, stores: Stores, settings: PipelineSettings, node_id: str,
                  registry: CollectorRegistry, device: str = "cpu",
-                 progress: Progress | None = None, metrics: Any = None) -> None:
+                 progress: Progress | None = None, metrics: Any = None,
+                 nodes: Callable[[], list[str]] | None = None) -> None:
         self._stores = stores
         self.settings = settings
         self._node_id = node_id
         self._device = device
         self._progress = progress or (lambda line: log.info("%s", line))
         self._metrics = metrics  # node.metrics_reference.ReferenceMetrics, when monitoring runs
-        self._models: dict[str, Model] = {}
+        self._models = ModelCache(stores)
+        self._nodes = nodes
+        self._assigned: dict[str, tuple[str, int, float]] = {}  # node: (opponent, trial, since)
         self._tests: dict[str, _Test] = {}
         self._evidence: dict[tuple[str, str | None], Evidence] = {}
         self.controller = PromotionController(self._evidence_for, settings.criteria)
@@ -186,14 +192,17 @@ class LeaderPipeline:
         self._progress(f"[{board} {n}p] training: {new} new games, window of {len(games)}, "
                        f"from production {production[:12]}")
         started = time.monotonic()
-        result = await asyncio.to_thread(train, parent, production, games,
-                                         self.settings.training, self._device)
+        if self.settings.training_processes > 1:
+            result = await self._train_distributed(parent, production, games)
+        else:
+            result = await asyncio.to_thread(train, parent, production, games,
+                                             self.settings.training, self._device)
         self._m_runs.inc()
         self._m_rejected.inc(result.games_rejected)
         self._marks[(board, n)] = int(result.model.info.training["last_game_hlc"])
         sha = await self._stores.models.put_blob(result.blob)
         await self._stores.models.register_model(sha, board, n, parent=production)
-        self._models[sha] = result.model
+        self._models.put(sha, result.model)
         await self._stores.models.set_alias("candidate", sha, term)
         self._evidence[(sha, production)] = Evidence(
             value_mse=result.value_mse, baseline_value_mse=result.parent_value_mse)
@@ -203,6 +212,42 @@ class LeaderPipeline:
             f"{result.positions} positions, policy loss {result.policy_loss:.3f}, "
             f"value loss {result.value_loss:.3f}")
         return True
+
+    async def _train_distributed(self, parent: Model, parent_sha: str, games: list[dict]
+                                 ) -> TrainingResult:
+        """Train across `training_processes` devices with torchrun (node.train_worker)."""
+        info = parent.info
+        t = self.settings.training
+        with tempfile.TemporaryDirectory(prefix="ringrift-train-") as tmp:
+            root = Path(tmp)
+            (root / "games.msgpack").write_bytes(msgpack.packb(games, use_bin_type=True))
+            (root / "parent.blob").write_bytes(save_model(parent))
+            out = root / "candidate.blob"
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc_per_node={self.settings.training_processes}", "-m",
+                "node.train_worker", "--games", str(root / "games.msgpack"),
+                "--parent", str(root / "parent.blob"), "--parent-sha", parent_sha,
+                "--board", info.board_type, "--players", str(info.num_players),
+                "--steps", str(t.steps), "--batch-size", str(t.batch_size),
+                "--seed", str(t.seed), "--out", str(out),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            try:
+                _, err = await proc.communicate()
+            except asyncio.CancelledError:
+                proc.kill()
+                await proc.wait()
+                raise
+            if proc.returncode != 0:
+                raise RuntimeError(f"distributed training exited with {proc.returncode}: "
+                                   f"{err.decode(errors='replace')[-2000:]}")
+            blob = out.read_bytes()
+            figures = json.loads((root / "candidate.blob.json").read_text())
+        model = load_model(blob, info.board_type, info.num_players)
+        return TrainingResult(model, blob, figures["games_used"], figures["games_rejected"],
+                              figures["positions"], t.steps, figures["policy_loss"],
+                              figures["value_loss"], figures["value_mse"],
+                              figures["parent_value_mse"])
 
     # --- evaluation ---------------------------------------------------------------------
 
@@ -218,6 +263,7 @@ class LeaderPipeline:
         opponents = [RANDOM, HEURISTIC] + ([production] if test.sprt is not None else [])
         for opponent in opponents:
             scores = trial_scores(rows, candidate, opponent, n, EVALUATION)
+            test.done[opponent] = set(scores)
             played = [parse_match_id(r["match_id"]) for r in rows]
             test.next_trial[opponent] = 1 + max(
                 (p[2] for p in played if p is not None and p[0] == candidate[:16]
@@ -233,13 +279,20 @@ class LeaderPipeline:
                         term: int) -> bool:
         test = await self._rebuild_test(board, n, candidate, production)
         c = self.settings.criteria
-        wanted = [o for o in (RANDOM, HEURISTIC) if test.gates.get(o, (0, 0))[1]
-                  < c.min_games_played]
+        # Trials still wanted per opponent: the gates' games, and the SPRT's until it decides.
+        wanted: dict[str, int | None] = {}
+        for gate in (RANDOM, HEURISTIC):
+            need = -(-c.min_games_played // n)  # trials, rounded up
+            if len(test.done[gate]) < need:
+                wanted[gate] = need
         if test.sprt is not None and test.sprt.verdict is Verdict.RUNNING:
-            wanted.append(production)
-        for opponent in wanted:
-            await self._play(board, n, candidate, opponent, test.next_trial[opponent],
-                             EVALUATION)
+            wanted[production] = None  # no bound: the test stops itself
+        if self._nodes is None:
+            for opponent in wanted:
+                await self._play(board, n, candidate, opponent, test.next_trial[opponent],
+                                 EVALUATION)
+        else:
+            await self._dispatch(board, n, candidate, wanted, test, term)
         test = await self._rebuild_test(board, n, candidate, production)
         known = self._evidence.get((candidate, production), Evidence())
         self._evidence[(candidate, production)] = Evidence(
@@ -255,27 +308,57 @@ class LeaderPipeline:
             await self._execute(decision, term)
         return True
 
+    async def _dispatch(self, board: str, n: int, candidate: str,
+                        wanted: dict[str, int | None], test: _Test, term: int) -> None:
+        """Hand free nodes the next trials; a trial left incomplete by a node that vanished
+        or went quiet for `assignment_timeout_s` goes to another node."""
+        assert self._nodes is not None
+        now = time.monotonic()
+        alive = set(self._nodes())
+        busy: set[str] = set()
+        orphans: list[tuple[str, int]] = []
+        for node, (opponent, trial, since) in list(self._assigned.items()):
+            if opponent not in test.done or trial in test.done[opponent] \
+                    or opponent not in wanted:
+                del self._assigned[node]  # done, or no longer needed
+            elif node not in alive or now - since > self.settings.assignment_timeout_s:
+                del self._assigned[node]
+                orphans.append((opponent, trial))
+                self._progress(f"[{board} {n}p] trial {trial} vs {opponent[:12]} lost on "
+                               f"{node[:12]}: assigning it again")
+            else:
+                busy.add(node)
+        in_flight = {(o, t) for o, t, _ in self._assigned.values()}
+        for node in sorted(alive - busy):
+            job = orphans.pop(0) if orphans else self._next_trial(wanted, test, in_flight)
+            if job is None:
+                break
+            opponent, trial = job
+            await self._stores.models.assign(node, board, n, candidate, opponent, EVALUATION,
+                                             trial, 1, term)
+            self._assigned[node] = (opponent, trial, now)
+            in_flight.add((opponent, trial))
+
+    def _next_trial(self, wanted: dict[str, int | None], test: _Test,
+                    in_flight: set[tuple[str, int]]) -> tuple[str, int] | None:
+        """The lowest unplayed, unassigned trial of the first opponent that still needs one."""
+        for opponent, limit in wanted.items():
+            pending = len(test.done[opponent]) + sum(1 for o, _ in in_flight if o == opponent)
+            if limit is not None and pending >= limit:
+                continue
+            trial = 0
+            while trial in test.done[opponent] or (opponent, trial) in in_flight:
+                trial += 1
+            return opponent, trial
+        return None
+
     async def _play(self, board: str, n: int, candidate: str, opponent: str, trial: int,
                     kind: str) -> None:
-        players: dict[str, Player] = {}
-        for participant in {candidate, opponent, HEURISTIC, RANDOM}:
-            if participant in (RANDOM, HEURISTIC):
-                players[participant] = baseline_player(participant)
-            else:
-                model = await self._model(participant, board, n)
-                if model is None:
-                    return  # its blob is not here yet; the next round tries again
-                players[participant] = PolicyPlayer(model, self._device)
-        # Seeded by what the trial is, so a replayed assignment plays the same games.
-        seed = int.from_bytes(hashlib.sha256(
-            f"{kind}:{candidate}:{opponent}:{trial}".encode()).digest()[:8], "little")
-        games = await asyncio.to_thread(play_trial, players, candidate, opponent, board, n,
-                                        seed, self.settings.max_game_moves)
-        for index, game in enumerate(games):
-            await self._stores.matches.record_match(
-                match_id(candidate, opponent, trial, index, kind), list(game.participants),
-                board, n, list(game.result))
-        self._m_games.inc(len(games))
+        """Play a trial here (no other nodes to farm it to, or a watch game)."""
+        played = await play_and_record(self._stores, self._models, self._device, board, n,
+                                       candidate, opponent, trial, kind,
+                                       self.settings.max_game_moves)
+        self._m_games.inc(played)
 
     async def _execute(self, decision: PromotionDecision, term: int) -> None:
         execution = self.controller.execute_promotion(decision)
@@ -354,12 +437,7 @@ class LeaderPipeline:
     # --- models -------------------------------------------------------------------------
 
     async def _model(self, sha: str, board: str, n: int) -> Model | None:
-        if sha not in self._models:
-            if not self._stores.models.has_blob(sha):
-                return None
-            blob = await self._stores.models.get_blob(sha)
-            self._models[sha] = await asyncio.to_thread(load_model, blob, board, n)
-        return self._models[sha]
+        return await self._models.get(sha, board, n)
 
 
 def settings_from_config(config: Any) -> PipelineSettings:
@@ -372,4 +450,5 @@ def settings_from_config(config: Any) -> PipelineSettings:
         configs, pipe.training_game_threshold, pipe.training_window_games,
         TrainingSettings(steps=pipe.training_steps, batch_size=pipe.training_batch_size,
                          seed=pipe.seed),
-        pipe.interval_s, pipe.watch_games, pipe.max_game_moves, criteria)
+        pipe.training_processes, pipe.interval_s, pipe.watch_games, pipe.max_game_moves, criteria,
+        pipe.assignment_timeout_s)

@@ -84,8 +84,8 @@ def _members(s: Mapping[str, Any]) -> str:
         cls = "ok" if state == "alive" else "warn" if state == "suspect" else "bad"
         heard = m.get("last_heard_s")
         rows.append([
-            f"<code title='{escape(str(m.get('node_id')))}'>{escape(_short(m.get('node_id')))}"
-            "</code>",
+            (f"<code title='{escape(str(m.get('node_id')))}'>"
+             f"{escape(_short(m.get('node_id')))}</code>"),
             escape(str(m.get("address"))), f"<span class={cls}>{escape(state)}</span>",
             escape(str(m.get("role", ""))), escape(str(manifest.get("device", ""))),
             escape(str(manifest.get("state", ""))), _t(m.get("games_per_hour", "")),

@@ -32,6 +32,8 @@ CHART_HOURS = 24
 ELO_SAMPLE_S = 60.0
 ELO_SAMPLES = 24 * 60
 CANDIDATE_ALIASES = ("candidate", "staging")
+# Games per hour change slowly; counting them again at every poll of the page would not.
+GAME_COUNTS_TTL_S = 15.0
 
 Leaderboard = Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]]
 
@@ -41,14 +43,14 @@ def hlc_seconds(hlc: int) -> float:
 
 
 class StatusView:
-    def __init__(self, *, stores: Stores, node_id: str, leaderboard: Leaderboard,
+    def __init__(self, *, stores: Stores, leaderboard: Leaderboard,
                  watch: DriftWatch | None, feed: MetricsFeed | None) -> None:
         self._stores = stores
-        self._node_id = node_id
         self._leaderboard = leaderboard
         self._watch = watch
         self._feed = feed
         self._boards: tuple[str, dict[tuple[str, int], list[dict[str, Any]]]] = ("", {})
+        self._games: tuple[float, dict[int, int], dict[str, int]] = (-GAME_COUNTS_TTL_S, {}, {})
         self._elo: deque[tuple[float, str, float]] = deque(maxlen=ELO_SAMPLES)
 
     async def extend(self, status: dict[str, Any]) -> None:
@@ -63,10 +65,7 @@ class StatusView:
         status["drift"] = self._drift()
         status["sync"] = self._feed.sync_health(now) if self._feed else {}
         hour = int(now // 3600)
-        since = int((hour - CHART_HOURS + 1) * 3600 * 1000) << COUNTER_BITS
-        hourly = await self._stores.games.hourly_counts(since)
-        last_hour = await self._stores.games.origins_since(int((now - 3600) * 1000)
-                                                           << COUNTER_BITS)
+        hourly, last_hour = await self._game_counts(now)
         status["series"] = {
             "games_per_hour": [[h * 3600, hourly.get(h, 0)]
                                for h in range(hour - CHART_HOURS + 1, hour + 1)],
@@ -78,6 +77,18 @@ class StatusView:
             member["role"] = ("leader" if node == leader else
                               "voter" if node in voters else "member")
             member["games_per_hour"] = last_hour.get(node, 0)
+
+    async def _game_counts(self, now: float) -> tuple[dict[int, int], dict[str, int]]:
+        """Games per hour of the chart, and per maker in the last hour (cached: reading the
+        last hour's games costs ~10 us a game, and the page and the CLI poll)."""
+        if now - self._games[0] >= GAME_COUNTS_TTL_S:
+            hour = int(now // 3600)
+            since = int((hour - CHART_HOURS + 1) * 3600 * 1000) << COUNTER_BITS
+            hourly = await self._stores.games.hourly_counts(since)
+            last_hour = await self._stores.games.origins_since(int((now - 3600) * 1000)
+                                                               << COUNTER_BITS)
+            self._games = (now, hourly, last_hour)
+        return self._games[1], self._games[2]
 
     async def _leaderboards(self) -> dict[tuple[str, int], list[dict[str, Any]]]:
         _, root = await self._stores.matches.summary()

@@ -112,6 +112,8 @@ class Admission:
         self._hlc_field = hlc_field
         self._monotonic = monotonic
         self.memory = RefusedRows(policy.memory_rows)
+        # The earliest time a refusal that depended on our state may be tried again.
+        self._next_retry = math.inf
 
     def invalid(self, obj: object, exc: InvalidRow) -> None:
         """A row failed validation: counted by reason, remembered when its key is known."""
@@ -140,6 +142,7 @@ class Admission:
             self.ledger.refuse(self.store, verdict.reason, f"{row.key[:80]}: {verdict.detail}")
             retry_at = math.inf if verdict.retry_s is None else now + verdict.retry_s
             self.memory.remember(row.key, row.version, retry_at)
+            self._next_retry = min(self._next_retry, retry_at)
         out = {id(row) for row, _ in refused}
         return [row for row in rows if id(row) not in out]
 
@@ -148,6 +151,14 @@ class Admission:
         # Due again once our clock has caught up with the stamp (never, for a stamp at MAX).
         return Verdict("clock_ahead", f"hlc {hlc} is {ahead_ms} ms past the clock window",
                        retry_s=ahead_ms / 1000 + 1)
+
+    def retry_due(self) -> bool:
+        """True (once) when a refusal that depended on this node's clock or term is due to be
+        tried again: a peer already pulled from in full must then be pulled from again."""
+        if self._monotonic() < self._next_retry:
+            return False
+        self._next_retry = math.inf
+        return True
 
     def wanted(self, entries: Sequence[tuple[str, bytes]]) -> list[str]:
         """The keys among listed (key, version) pairs that are not remembered as refused."""

@@ -14,7 +14,7 @@ import contextlib
 import errno
 import shutil
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -64,6 +64,8 @@ class Database:
         self.max_bytes = max_bytes
         # Set when a write found no space; reads go on, writers should wait (`has_space`).
         self.full = False
+        # Called when a write finds no space (the node's disk watch wakes on it).
+        self.on_full: Callable[[], None] | None = None
 
     @classmethod
     async def open(cls, path: Path, max_bytes: int = 0) -> Database:
@@ -122,6 +124,8 @@ class Database:
                     await self.conn.execute("ROLLBACK")
                 if _is_full(exc):
                     self.full = True
+                    if self.on_full is not None:
+                        self.on_full()
                     raise DiskFullError(errno.ENOSPC, f"{self.path}: no space to write "
                                                       f"({exc})") from exc
                 raise

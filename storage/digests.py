@@ -21,6 +21,12 @@ import numpy as np
 
 NUM_BUCKETS = 256
 ROOT_BYTES = 16
+# Each bucket splits into 256 sub-buckets by the next byte of the key hash; a sub-bucket id is
+# bucket * 256 + sub (the top 16 bits of the key hash). Large stores compare sub-digests of the
+# differing buckets before listing entries, so a few new rows in a million-row store cost a few
+# KB instead of whole bucket listings.
+SUBS_PER_BUCKET = 256
+NUM_SUBS = NUM_BUCKETS * SUBS_PER_BUCKET
 
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
 _M2 = np.uint64(0xC4CEB9FE1A85EC53)
@@ -29,6 +35,7 @@ _KEY_SEED = np.uint64(0x6B6579)  # "key"
 _VERSION_SEED = np.uint64(0x76657273696F6E)  # "version"
 _S33 = np.uint64(33)
 _S56 = np.uint64(56)
+_S48 = np.uint64(48)
 
 
 def _fmix(h: np.ndarray) -> np.ndarray:
@@ -163,3 +170,28 @@ def differing_buckets(mine: Sequence[int], theirs: Sequence[int]) -> list[int]:
             f"bucket digest lists must hold {NUM_BUCKETS} values, got {len(mine)} and {len(theirs)}"
         )
     return [i for i in range(NUM_BUCKETS) if mine[i] != theirs[i]]
+
+
+def sub_bucket_ids(keys: Sequence[str]) -> np.ndarray:
+    """Sub-bucket id (bucket * 256 + next byte: the top 16 bits of the key hash) of each key."""
+    return (key_hashes(keys) >> _S48).astype(np.intp)
+
+
+def sub_digests(entries: Sequence[tuple[str, bytes]], buckets: Sequence[int]) -> list[int]:
+    """The 256 sub-bucket digests of each of `buckets` (in that order) over `entries`.
+
+    A sub-digest XORs the same row hashes as its bucket's digest, so the 256 sub-digests of a
+    bucket XOR to the bucket digest.
+    """
+    out = np.zeros(len(buckets) * SUBS_PER_BUCKET, dtype=np.uint64)
+    if entries:
+        keys = [k for k, _ in entries]
+        _, hashes = hash_rows(keys, [v for _, v in entries])
+        subs = sub_bucket_ids(keys)
+        slot = np.full(NUM_BUCKETS, -1, dtype=np.intp)
+        slot[np.asarray(buckets, dtype=np.intp)] = np.arange(len(buckets))
+        base = slot[subs // SUBS_PER_BUCKET]
+        inside = base >= 0  # a store answering for other buckets too: those rows are ignored
+        np.bitwise_xor.at(out, base[inside] * SUBS_PER_BUCKET + subs[inside] % SUBS_PER_BUCKET,
+                          hashes[inside])
+    return out.tolist()

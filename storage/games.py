@@ -18,7 +18,7 @@ from storage.rows import (
     screen_game,
     validate_game,
 )
-from storage.synced import SyncedStore
+from storage.synced import UNREADABLE, SyncedStore
 from storage.tables import GAMES, config_filter
 
 
@@ -58,7 +58,10 @@ class GameStore(SyncedStore):
         for board_type, num_players in all_configs():
             where, params = config_filter(board_type, num_players, since_hlc)
             for (body,) in await self._db.fetchall(f"SELECT body FROM games {where}", params):
-                origin = msgpack.unpackb(body, raw=False).get("origin_node")
+                try:
+                    origin = msgpack.unpackb(body, raw=False).get("origin_node")
+                except UNREADABLE:
+                    continue  # quarantined when a read of its row meets it (SyncedStore.rows)
                 if isinstance(origin, str):
                     counts[origin] = counts.get(origin, 0) + 1
         return counts
@@ -89,5 +92,5 @@ class GameStore(SyncedStore):
         """The `limit` newest games of one config, oldest first (a training window)."""
         where, params = config_filter(board_type, num_players)
         sql = f"{GAMES.select_sql} {where} ORDER BY created_hlc DESC, key DESC LIMIT ?"
-        rows = [GAMES.to_wire(r) for r in await self._db.fetchall(sql, [*params, int(limit)])]
+        rows = await self._wire_rows(GAMES, await self._db.fetchall(sql, [*params, int(limit)]))
         return rows[::-1]

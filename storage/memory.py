@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from storage.digests import NUM_BUCKETS, Digests, hash_rows
+import msgpack
+
+from storage.digests import NUM_BUCKETS, SUBS_PER_BUCKET, Digests, hash_rows
 from storage.hlc import HybridClock
+from storage.packed import order_keys, sub_ranges, within_budget
 from storage.merge import (
     InvalidRow,
     MergeStats,
@@ -35,6 +38,10 @@ from storage.sync_limits import (
     decode_state,
     encode_state,
 )
+
+
+# One reusable packer: the simulator serves many rows (msgpack.packb builds one per call).
+_pack = msgpack.Packer(use_bin_type=True).pack
 
 
 class MemoryStore:
@@ -72,6 +79,32 @@ class MemoryStore:
         check_key_list(keys)
         held = self._rows
         return [dict(held[k].data) for k in keys if k in held]
+
+    def packed_rows(self, keys: Sequence[str], max_bytes: int) -> tuple[bytes, int, int]:
+        """`SyncedStore.packed_rows`: the held rows among `keys` as one stream, within budget."""
+        check_key_list(keys)
+        held = self._rows
+        packed = [_pack(held[k].data) if k in held else b"" for k in keys]
+        served = within_budget(list(map(len, packed)), max_bytes)
+        parts = [p for p in packed[:served] if p]
+        return b"".join(parts), len(parts), served
+
+    def range_rows(self, first_sub: int, last_sub: int, after: str | None, max_bytes: int,
+                   max_rows: int) -> tuple[bytes, int, str | None]:
+        """`SyncedStore.range_rows`: rows of sub-buckets `first_sub..last_sub` after `after`,
+        in walk order, as one stream within budget; with the key to resume after, if any."""
+        bounds = sub_ranges(first_sub, last_sub)
+        keys = [k for b in range(first_sub // SUBS_PER_BUCKET, last_sub // SUBS_PER_BUCKET + 1)
+                for k in self._buckets[b]]
+        start = order_keys([after])[0] if after is not None else None
+        ordered = sorted(o for o in order_keys(keys)
+                         if any(lo <= o[0] <= hi for lo, hi in bounds)
+                         and (start is None or o > start))
+        listed = ordered[:max_rows]
+        packed = [_pack(self._rows[k].data) for _, k in listed]
+        served = within_budget(list(map(len, packed)), max_bytes)
+        more = served < len(ordered)
+        return b"".join(packed[:served]), served, listed[served - 1][1] if more else None
 
     def merge(self, rows: Sequence[object], strategy: Strategy = Strategy.LAST_WRITE_WINS) -> MergeStats:
         """Validate and merge a batch; invalid rows are counted and skipped."""

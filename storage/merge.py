@@ -11,7 +11,9 @@ the order the rules need:
 in-memory and the SQLite stores both call it, so they cannot disagree on an outcome.
 
 Counting: every incoming row lands in exactly one of `added` (key was new), `resolved` (it
-replaced the held row), `skipped` (it did not) and `invalid` (failed validation). `conflicts`
+replaced the held row), `skipped` (it did not), `invalid` (failed validation: not a row of its
+kind, or one whose content does not match its id) and `refused` (well-formed, but the
+receiver's admission said no: `storage.admission`). `conflicts`
 counts, in addition, rows whose version equals the held one while the content differs: the
 case the rules make impossible, resolved by content hash when seen.
 """
@@ -71,6 +73,7 @@ class MergeStats:
     conflicts: int = 0
     resolved: int = 0
     invalid: int = 0
+    refused: int = 0
 
     def __add__(self, other: MergeStats) -> MergeStats:
         return MergeStats(
@@ -79,6 +82,7 @@ class MergeStats:
             self.conflicts + other.conflicts,
             self.resolved + other.resolved,
             self.invalid + other.invalid,
+            self.refused + other.refused,
         )
 
     @property

@@ -1,11 +1,12 @@
 """The model registry: metadata rows, content-addressed blobs, aliases and promotion events.
 
-For anti-entropy the registry is one store over three tables, keyed `m:<sha>` (model
+For anti-entropy the registry is one store over four tables, keyed `m:<sha>` (model
 metadata, immutable), `a:<board>:<players>:<alias>` (aliases: LWW registers versioned
-(term, hlc)) and `p:<event id>` (promotion events, append-only). Blobs live beside the
+(term, hlc)), `p:<event id>` (promotion events, append-only) and `j:<node id>` (evaluation
+assignments: LWW registers versioned (term, hlc), one per node). Blobs live beside the
 database in `D/blobs/` and travel separately (any peer holding one can serve it).
 
-Aliases and promotion events are leader actions: their local writes carry the leader's term
+Aliases, promotion events and assignments are leader actions: their local writes carry the leader's term
 and are refused (StaleTermError, counted) when a newer term has been seen, from an election
 or from any merged alias or event.
 """
@@ -23,14 +24,16 @@ from storage.hlc import HybridClock
 from storage.merge import Row
 from storage.rows import (
     alias_key,
+    assignment_key,
     model_key,
     new_alias,
+    new_assignment,
     new_model,
     new_promotion,
     validate_registry,
 )
 from storage.synced import SyncedStore
-from storage.tables import ALIASES, MODELS, PROMOTIONS, config_filter
+from storage.tables import ALIASES, ASSIGNMENTS, MODELS, PROMOTIONS, config_filter
 
 
 class UnknownModelError(KeyError):
@@ -39,7 +42,8 @@ class UnknownModelError(KeyError):
 
 class ModelStore(SyncedStore):
     def __init__(self, db: Database, clock: HybridClock, node_id: str, blob_dir: Path) -> None:
-        super().__init__(db, [MODELS, ALIASES, PROMOTIONS], validate_registry, clock)
+        super().__init__(db, [MODELS, ALIASES, PROMOTIONS, ASSIGNMENTS], validate_registry,
+                         clock)
         self._node_id = node_id
         self.blobs = BlobStore(blob_dir)
         self.fence = TermFence()
@@ -50,7 +54,7 @@ class ModelStore(SyncedStore):
 
     async def load(self) -> None:
         await super().load()
-        for table in (ALIASES, PROMOTIONS):
+        for table in (ALIASES, PROMOTIONS, ASSIGNMENTS):
             records = await self._db.fetchall(f"SELECT MAX(term) FROM {table.name}")
             if records and records[0][0] is not None:
                 self.fence.observe(int(records[0][0]))
@@ -196,3 +200,18 @@ class ModelStore(SyncedStore):
         )
         return await self._wire_rows(PROMOTIONS, records)
 
+    # --- evaluation assignments ---------------------------------------------------------
+
+    async def assign(
+        self, node_id: str, board_type: str, num_players: int, candidate: str, opponent: str,
+        match_kind: str, first_trial: int, trials: int, term: int,
+    ) -> dict:
+        """Hand `node_id` evaluation trials (a leader action, fenced); returns the row."""
+        row = new_assignment(node_id, board_type, num_players, candidate, opponent, match_kind,
+                             first_trial, trials, term, self._clock.now(), self._node_id)
+        await self.put(row, guard=lambda: self.fence.check(term))
+        return row
+
+    async def assignment(self, node_id: str) -> dict | None:
+        """The leader's newest assignment for `node_id`, if any."""
+        return await self.get(assignment_key(node_id))

@@ -66,6 +66,10 @@ DECISIONS = frozenset({"swap_production", "retain_production", "insufficient_dat
 
 # Model-registry keys are namespaced so one store (and one digest set) holds all three kinds.
 MODEL_PREFIX, ALIAS_PREFIX, PROMOTION_PREFIX = "m:", "a:", "p:"
+ASSIGNMENT_PREFIX = "j:"
+MATCH_KINDS = frozenset({"e", "w"})  # engine.evaluation: a candidate's test, a model's watch
+MAX_ASSIGNED_TRIALS = 64
+MAX_TRIAL = (1 << 31) - 1
 
 _SHA_HEX = re.compile(r"[0-9a-f]{64}")
 _ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
@@ -627,8 +631,49 @@ def _validate_promotion(row: dict) -> Row:
     return Row(promotion_key(event_id), bytes.fromhex(event_id), row)
 
 
+# --- evaluation assignments ---------------------------------------------------------------
+
+ASSIGNMENT_FIELDS = frozenset(
+    {"kind", "node_id", "board_type", "num_players", "candidate", "opponent", "match_kind",
+     "first_trial", "trials", "term", "hlc", "origin_node"}
+)
+
+
+def assignment_key(node_id: str) -> str:
+    """One assignment per node: the leader's newest for it replaces the last (LWW)."""
+    return ASSIGNMENT_PREFIX + node_id
+
+
+def new_assignment(
+    node_id: str, board_type: str, num_players: int, candidate: str, opponent: str,
+    match_kind: str, first_trial: int, trials: int, term: int, hlc: int, origin_node: str,
+) -> dict:
+    """Evaluation work the leader hands a node: trials first_trial.. of candidate v opponent."""
+    return {
+        "kind": "assignment", "node_id": node_id, "board_type": board_type,
+        "num_players": num_players, "candidate": candidate, "opponent": opponent,
+        "match_kind": match_kind, "first_trial": first_trial, "trials": trials, "term": term,
+        "hlc": hlc, "origin_node": origin_node,
+    }
+
+
+def _validate_assignment(row: dict) -> Row:
+    _fields(row, "assignment", ASSIGNMENT_FIELDS)
+    node_id = _ident(row, "node_id")
+    _config(row)
+    _sha(row, "candidate")
+    _ident(row, "opponent")
+    _choice(row, "match_kind", MATCH_KINDS)
+    _int(row, "first_trial", 0, MAX_TRIAL)
+    _int(row, "trials", 1, MAX_ASSIGNED_TRIALS)
+    term = _int(row, "term", 0, MAX_TERM)
+    hlc = _int(row, "hlc", 0, MAX_HLC)
+    _ident(row, "origin_node")
+    return Row(assignment_key(node_id), alias_version(term, hlc), row)
+
+
 _REGISTRY_KINDS = {"model": _validate_model, "alias": _validate_alias,
-                   "promotion": _validate_promotion}
+                   "promotion": _validate_promotion, "assignment": _validate_assignment}
 
 
 def validate_registry(obj: object) -> Row:

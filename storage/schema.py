@@ -14,7 +14,7 @@ import numpy as np
 
 from storage.digests import key_hashes
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class SchemaTooNewError(Exception):
@@ -126,7 +126,16 @@ _V4 = [
     "CREATE INDEX game_checks_failed ON game_checks (ok) WHERE ok = 0",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
+# Version 5: evaluation assignments, leader-written rows of the model registry (one per node,
+# versioned (term, hlc) like aliases) that farm a candidate's evaluation games out to nodes.
+_V5 = [
+    """CREATE TABLE assignments (key TEXT NOT NULL, khash INTEGER NOT NULL,
+        version BLOB NOT NULL, h INTEGER NOT NULL, body BLOB NOT NULL, node_id TEXT NOT NULL,
+        board_type TEXT NOT NULL, num_players INTEGER NOT NULL, term INTEGER NOT NULL)""",
+    "CREATE INDEX assignments_khash ON assignments (khash)",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
 
 
 def _key_hash(key: str) -> int:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import msgpack
@@ -35,6 +36,7 @@ from storage.merge import (
     plan_merge,
     validate_batch,
 )
+from storage.packed import malformed, order_keys, sub_ranges, within_budget
 from storage.rows import row_hlc
 from storage.sync_limits import check_bucket_list, check_key_list
 from storage.tables import Table
@@ -43,7 +45,7 @@ _KHASH_IN = "khash IN (SELECT value FROM json_each(?))"
 QUARANTINE_DIR = "quarantine"
 # What decoding a damaged stored body raises (msgpack's errors are ValueErrors; a body that
 # decodes to something other than a map fails as a TypeError or AttributeError).
-_UNREADABLE = (ValueError, TypeError, AttributeError, msgpack.UnpackException)
+UNREADABLE = (ValueError, TypeError, AttributeError, msgpack.UnpackException)
 
 log = logging.getLogger("ringrift.storage")
 _S56 = np.uint64(56)
@@ -159,19 +161,108 @@ class SyncedStore:
             out += await self._wire_rows(table, records)
         return out
 
+    async def packed_rows(self, keys: Sequence[str], max_bytes: int) -> tuple[bytes, int, int]:
+        """The held rows among `keys` as one stream (`storage.packed`): `(stream, rows in it,
+        keys answered)`. The keys answered are a prefix of `keys` whose rows fit `max_bytes`
+        (at least one key); a key not held is answered by its absence."""
+        check_key_list(keys)
+        groups = self._by_table(keys)
+        found: dict[str, tuple[Table, tuple]] = {}
+        served = len(keys)
+        async with self._db.reading() as conn:
+            fetch = conn.execute_fetchall
+            if any(table.payload_field for table in groups):
+                # Rows with a payload can be large: size them before reading any.
+                sizes: dict[str, int] = {}
+                for table, group in groups.items():
+                    sizes.update(await _fetch_keys(fetch, table, f"key, {table.size_sql}", group))
+                served = within_budget([sizes.get(k, 0) for k in keys], max_bytes)
+                groups = self._by_table(keys[:served])
+            for table, group in groups.items():
+                for record in await _fetch_keys(fetch, table, table.stored_columns, group):
+                    found[record[0]] = (table, record)
+        if served == len(keys) and sum(len(r[1]) for _, r in found.values()) > max_bytes:
+            # Small rows only (no payload), but many: cut the answer at the budget.
+            served = within_budget([len(found[k][1][1]) if k in found else 0 for k in keys],
+                                   max_bytes)
+        parts = await self._packed([hit for k in keys[:served]
+                                    if (hit := found.get(k)) is not None])
+        return b"".join(parts), len(parts), served
+
+    async def range_rows(self, first_sub: int, last_sub: int, after: str | None,
+                         max_bytes: int, max_rows: int) -> tuple[bytes, int, str | None]:
+        """The rows whose key hash lies in sub-buckets `first_sub..last_sub`, after the key
+        `after`, in walk order (`storage.packed`), as one stream within `max_bytes` (at least
+        one row) and `max_rows`: `(stream, rows in it, resume key)`; the resume key is None
+        when the range holds nothing more."""
+        intervals = sub_ranges(first_sub, last_sub)
+        where = "(" + " OR ".join(["khash BETWEEN ? AND ?"] * len(intervals)) + ")"
+        params: list[object] = [bound for pair in intervals for bound in pair]
+        if after is not None:
+            ((after_hash, _),) = order_keys([after])
+            where += " AND (khash > ? OR (khash = ? AND key > ?))"
+            params += [after_hash, after_hash, after]
+        order = f"ORDER BY khash, key LIMIT {int(max_rows) + 1}"
+        listed: list[tuple[int, str, int, Table, tuple | None]] = []
+        async with self._db.reading() as conn:
+            fetch = conn.execute_fetchall
+            for table in self._tables:
+                if table.payload_field:  # large rows: sized first, read only if served
+                    sql = f"SELECT khash, key, {table.size_sql} FROM {table.name} WHERE {where}"
+                    listed += [(h, k, n, table, None) for h, k, n in
+                               await fetch(f"{sql} {order}", params)]
+                else:
+                    sql = (f"SELECT khash, {table.stored_columns} FROM {table.name} "
+                           f"WHERE {where}")
+                    listed += [(r[0], r[1], len(r[2]), table, r[1:]) for r in
+                               await fetch(f"{sql} {order}", params)]
+            if len(self._tables) > 1:
+                listed.sort(key=lambda item: (item[0], item[1]))
+            more = len(listed) > max_rows
+            served = listed[:within_budget([item[2] for item in listed[:max_rows]], max_bytes)]
+            more = more or len(served) < len(listed)
+            unread: dict[Table, list[str]] = {}
+            for _, key, _, table, record in served:
+                if record is None:
+                    unread.setdefault(table, []).append(key)
+            records: dict[str, tuple] = {}
+            for table, group in unread.items():
+                for record in await _fetch_keys(fetch, table, table.stored_columns, group):
+                    records[record[0]] = record
+        parts = await self._packed([(table, record if record is not None else records[key])
+                                    for _, key, _, table, record in served
+                                    if record is not None or key in records])
+        return b"".join(parts), len(parts), served[-1][1] if more and served else None
+
+    async def _packed(self, found: list[tuple[Table, tuple]]) -> list[bytes]:
+        """Stored records as their wire encodings (`Table.packed`: nothing decoded), checked
+        to be one msgpack map each; one that is not is quarantined and left out, never served
+        (as `_wire_rows` does for decoded reads)."""
+        parts = [table.packed(record) for table, record in found]
+        bad = malformed(parts)
+        if not bad:
+            return parts
+        by_table: dict[Table, list[tuple]] = {}
+        for i in bad:
+            by_table.setdefault(found[i][0], []).append(found[i][1])
+        for table, records in by_table.items():
+            await self._quarantine(table, records)
+        skip = set(bad)
+        return [part for i, part in enumerate(parts) if i not in skip]
+
     async def _wire_rows(self, table: Table, records: Sequence[tuple]) -> list[dict]:
         """Stored records (`table.select_sql`'s columns) as wire dicts; a record that cannot be
         read back is quarantined (`_quarantine`) and left out, never served."""
         try:
             return [table.to_wire(r) for r in records]
-        except _UNREADABLE:
+        except UNREADABLE:
             pass
         out: list[dict] = []
         bad: list[tuple] = []
         for record in records:
             try:
                 out.append(table.to_wire(record))
-            except _UNREADABLE:
+            except UNREADABLE:
                 bad.append(record)
         await self._quarantine(table, bad)
         return out
@@ -219,15 +310,17 @@ class SyncedStore:
             rows, self._validate, self._screen,
             None if admission is None else admission.invalid,
         )
+        refused = 0
         if valid and admission is not None:
             kept = admission.admit(valid, self._check)
-            invalid += len(valid) - len(kept)
+            refused = len(valid) - len(kept)
             valid = kept
         if not valid:
-            return MergeStats(invalid=invalid)
+            return MergeStats(invalid=invalid, refused=refused)
         # The write runs to its end even if our caller is cancelled: a commit that happened
         # must reach the in-memory digests, or they would describe rows the database lacks.
-        return await asyncio.shield(self._write(valid, invalid, strategy, guard))
+        stats = await asyncio.shield(self._write(valid, invalid, strategy, guard))
+        return replace(stats, refused=refused) if refused else stats
 
     async def _write(
         self, valid: list[Row], invalid: int, strategy: Strategy,
@@ -306,6 +399,10 @@ class SyncedStore:
     # A kind's own refusals of well-formed rows, judged against this node's state (None: none).
     _check: KindCheck | None = None
 
+    def retry_due(self) -> bool:
+        """Whether rows refused for this node's clock or term are due to be pulled again."""
+        return self.admission is not None and self.admission.retry_due()
+
     def wanted(self, entries: Sequence[tuple[str, bytes]]) -> list[str]:
         """Keys of listed (key, version) pairs worth pulling: not remembered as refused."""
         if self.admission is None:
@@ -319,6 +416,7 @@ class SyncedStore:
     async def put(self, row: dict, guard: Callable[[], None] | None = None) -> MergeStats:
         """Merge one locally made row; raises InvalidRow if it is bad."""
         stats = await self.merge([row], guard=guard)
-        if stats.invalid:
-            raise InvalidRow(self.last_errors[0])
+        if stats.invalid or stats.refused:
+            raise InvalidRow(self.last_errors[0] if self.last_errors else
+                             f"row {row!r:.200} was refused by this node's admission rules")
         return stats

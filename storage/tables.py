@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 import msgpack
 
 from storage.merge import Row
+from storage.packed import with_field
 from storage.rows import (
     ALIAS_PREFIX,
+    ASSIGNMENT_PREFIX,
     MODEL_PREFIX,
     PROMOTION_PREFIX,
     unpack_moves,
@@ -41,7 +43,9 @@ class Table:
     insert_sql: str = field(init=False)
     select_sql: str = field(init=False)
     stored_columns: str = field(init=False)  # what select_sql selects: key and stored blobs
+    size_sql: str = field(init=False)  # SQL for the stored bytes of a row (its wire size)
     _getter: operator.itemgetter = field(init=False, repr=False, compare=False)
+    _field_name: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.columns) < 2:
@@ -55,6 +59,13 @@ class Table:
         )
         object.__setattr__(self, "stored_columns", ", ".join(("key", *stored)))
         object.__setattr__(self, "select_sql", f"SELECT {self.stored_columns} FROM {self.name}")
+        field_name = _pack(self.payload_field or "")
+        object.__setattr__(self, "_field_name", field_name)
+        # What `packed` makes of a row: body, payload and the payload's field name.
+        size = " + ".join(f"length({c})" for c in stored)
+        if self.payload_field is not None:
+            size += f" + {len(field_name)}"
+        object.__setattr__(self, "size_sql", size)
         object.__setattr__(self, "_getter", operator.itemgetter(*self.columns))
 
     def params_many(self, rows: list[Row], khashes: list[int], hashes: list[int]) -> list[tuple]:
@@ -73,6 +84,14 @@ class Table:
             del body[leave_out]
             params.append((row[0], khash, row[1], h, pack(body), row[3], *getter(row[2])))
         return params
+
+    def packed(self, record: tuple) -> bytes:
+        """A stored record (the columns of `select_sql`) as the msgpack of its wire dict,
+        without decoding it: the body is that encoding, less the payload field, which is
+        stored encoded on its own and goes back in by byte surgery."""
+        if self.payload_field is None:
+            return record[1]
+        return with_field(record[1], self._field_name, record[2])
 
     def to_wire(self, record: tuple) -> dict:
         """A stored record (the columns of `select_sql`) back to its wire dict."""
@@ -93,6 +112,9 @@ MODELS = Table(
 )
 ALIASES = Table(
     "aliases", ("name", "board_type", "num_players", "sha256", "term"), prefix=ALIAS_PREFIX,
+)
+ASSIGNMENTS = Table(
+    "assignments", ("node_id", "board_type", "num_players", "term"), prefix=ASSIGNMENT_PREFIX,
 )
 PROMOTIONS = Table(
     "promotion_events", ("board_type", "num_players", "term", "hlc"), prefix=PROMOTION_PREFIX,

@@ -12,7 +12,9 @@ Run it on a node's machine with that node's --data-dir: the tool acts as that no
 that make the node talk to peers or take rows in (check-drift against a peer, sync,
 reconcile-all) are signed with the node's identity key and carried out by the running node,
 which asks its peers over the mesh, signed as itself. `check-drift --db FILE` compares the
-node's own database file with another one offline (the node may be running or not).
+node's own database file offline (running or not) with another node's `node.db` or with a
+reference system's Elo file (`unified_elo.db`, any of its three `match_history` shapes, taken
+in as `ringrift-node import` would).
 
 Exit status: 0 fine, 1 significant drift (check-drift) or a failed sync, 2 usage or
 unreachable node.
@@ -21,12 +23,12 @@ unreachable node.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sqlite3
 import sys
+import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +37,16 @@ import msgpack
 from node import drift
 from node.cli import load
 from node.config import ConfigError, check_address
-from node.datadir import DataDirError, open_data_dir
+from node.datadir import DataDirError
+from node.importer.run import import_files
 from node.leaderboard import rating_map
-from node.ops_api import DRIFT_PATH, SIGNATURE_HEADER, signed_body
+from node.ops_api import DRIFT_PATH
+from node.ops_client import OpsClientError, ask, get_json
 from storage.database import DB_FILE
+from storage.hlc import HybridClock
 from storage.merge import InvalidRow, Strategy
 from storage.rows import BOARD_TYPES, validate_match
+from storage.stores import open_stores
 
 STRATEGY_HELP = (
     "what to take in when a match id is held on both sides in different versions: SKIP keeps "
@@ -50,6 +56,11 @@ STRATEGY_HELP = (
     "next pull if it is the newer one."
 )
 TIMEOUT_S = 120.0
+# Tables that make a file a ringrift node database rather than a reference one.
+NODE_TABLES = {"matches", "node_state"}
+# The scratch store a reference file is imported into: its rows carry their (past) source
+# times, so the clock bound, which refuses rows from the future, never comes into play.
+MAX_CLOCK_OFFSET_MS = 60_000
 
 
 class ToolError(RuntimeError):
@@ -74,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-players", type=int, choices=(2, 3, 4))
     where = p.add_mutually_exclusive_group()
     where.add_argument("--peer", help="HOST:PORT of the peer (default: a random alive peer)")
-    where.add_argument("--db", type=Path, help="another node.db to compare with, offline")
+    where.add_argument("--db", type=Path, help="another node.db, or a reference unified_elo.db, "
+                                               "to compare with, offline")
     p.add_argument("--verbose", action="store_true", help="list rating differences")
     p = sub.add_parser("sync", help="take in a peer's match rows with a conflict strategy",
                        description=STRATEGY_HELP)
@@ -103,51 +115,59 @@ class Node:
         self.data_dir = config.node.data_dir
         self.address = (check_address(args.node, key="--node") if args.node
                         else f"127.0.0.1:{config.node.port}")
-        self._args = args
 
     def get(self, path: str) -> dict[str, Any]:
-        return self._call(urllib.request.Request(f"http://{self.address}{path}"))
+        try:
+            return get_json(self.address, path, TIMEOUT_S)
+        except OpsClientError as exc:
+            raise ToolError(str(exc)) from None
 
     def ask(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
-        identity = open_data_dir(self.data_dir).identity
-        body, sig = signed_body(identity, args, time.time_ns() // 1_000_000)
-        request = urllib.request.Request(
-            f"http://{self.address}/api/v1/ops/{action}", data=body, method="POST",
-            headers={"Content-Type": "application/json", SIGNATURE_HEADER: sig})
-        return self._call(request)
-
-    def _call(self, request: urllib.request.Request) -> dict[str, Any]:
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace").strip()
-            raise ToolError(f"node {self.address} answered {exc.code}: {detail}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise ToolError(f"cannot reach the node at {self.address} "
-                            f"({getattr(exc, 'reason', exc)}); is it running?") from None
+            return ask(self.address, self.data_dir, action, args, TIMEOUT_S)
+        except OpsClientError as exc:
+            raise ToolError(str(exc)) from None
 
 
 def read_match_rows(path: Path) -> list[dict[str, Any]]:
-    """Every valid match row of a node database, read-only (rows that fail validation are
-    left out, as a node would refuse them)."""
+    """Every valid match row of a database file, read-only: a ringrift node's `node.db`, or a
+    reference system's Elo file (any of its three `match_history` shapes, `unified_elo.db`),
+    read through the importer exactly as `ringrift-node import` would take it in."""
     if not path.is_file():
         raise ToolError(f"{path}: no such database file")
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            records = conn.execute("SELECT body FROM matches").fetchall()
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            records = (conn.execute("SELECT body FROM matches").fetchall()
+                       if NODE_TABLES <= tables else None)
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        raise ToolError(f"{path}: not a ringrift node database ({exc})") from None
+        raise ToolError(f"{path}: not a readable SQLite database ({exc})") from None
+    if records is None:
+        return asyncio.run(_imported_rows(path))
     rows = []
     for (body,) in records:
         try:
             rows.append(validate_match(msgpack.unpackb(body, raw=False)).data)
         except (InvalidRow, ValueError, msgpack.UnpackException):
-            continue
+            continue  # a row a node would refuse
     return rows
+
+
+async def _imported_rows(path: Path) -> list[dict[str, Any]]:
+    """A reference file's match rows as an import would make them, in a scratch store."""
+    with tempfile.TemporaryDirectory(prefix="elo-drift-") as scratch:
+        stores = await open_stores(Path(scratch), HybridClock(
+            lambda: time.time_ns() // 1_000_000, MAX_CLOCK_OFFSET_MS), "elo-drift")
+        try:
+            report = await import_files([path], stores)
+            if report.files[0].error:
+                raise ToolError(report.files[0].error)
+            return await stores.matches.all_matches()
+        finally:
+            await stores.close()
 
 
 def cmd_check_drift(node: Node, args: argparse.Namespace) -> tuple[Any, int]:
@@ -206,8 +226,8 @@ def format_sync(r: dict[str, Any]) -> str:
              f"Matches added: {r['matches_added']}",
              f"Matches skipped (held alike, or kept out): {r['matches_skipped']}",
              f"Conflicts (same match id, different version): {r['matches_conflict']}",
-             f"Resolved by the strategy: {r['matches_resolved']} "
-             f"({r['matches_replaced']} replaced ours)",
+             (f"Resolved by the strategy: {r['matches_resolved']} "
+              f"({r['matches_replaced']} replaced ours)"),
              f"Participants added: {r['participants_added']}"]
     if r.get("error"):
         lines.append(f"ERROR: {r['error']}")
@@ -236,8 +256,8 @@ def run(args: argparse.Namespace) -> tuple[Any, str, int]:
     if args.command == "status":
         data = node.get(DRIFT_PATH)
         t = data["thresholds"]
-        lines = [f"node {node.address}: significant above {t['max_elo']} Elo max or "
-                 f"{t['avg_elo']} Elo mean"]
+        lines = [(f"node {node.address}: significant above {t['max_elo']} Elo max or "
+                  f"{t['avg_elo']} Elo mean")]
         for key, r in sorted(data["last"].items()):
             lines.append(f"  {key}: vs {r['target']} max {r['max_rating_diff']:.1f} avg "
                          f"{r['avg_rating_diff']:.1f} "

@@ -15,7 +15,7 @@ import math
 import sys
 from typing import Any
 
-SCENARIOS = ("membership", "election", "sync")
+SCENARIOS = ("membership", "election", "sync", "cluster")
 
 
 def _probability(text: str) -> float:

@@ -37,6 +37,7 @@ from mesh.election import Election, ElectionConfig, Persist, Role
 from mesh.identity import Identity
 from mesh.quorum import Notary
 from mesh.sim.net import SimNet
+from mesh.voters import VoterSet, adopt_voters
 
 # Failover targets of issue 4 (seconds of true time from the crash to a new valid lease).
 LAN_FAILOVER_TARGET_S = 3.0
@@ -166,12 +167,15 @@ class _Host:
 class KeyDirectory:
     """Ed25519 identities for simulated nodes, which keep short readable ids ("v0", "n1"):
     each node signs its votes with a real key, and keys map back to ids here instead of by
-    hash, so simulated certificates are checked exactly as real ones."""
+    hash, so simulated certificates are checked exactly as real ones. Verdicts are shared
+    between the simulated nodes (as `SharedVerifier` does for manifests): a signature checked
+    once on one node would check out the same on every other."""
 
     def __init__(self, seed: int = 0) -> None:
         self._seed = seed
         self._identities: dict[str, Identity] = {}
         self._ids_by_key: dict[bytes, str] = {}
+        self._verdicts: dict[tuple[str, int, str, bytes], bool] = {}
 
     def notary(self, node_id: str) -> Notary:
         identity = self._identities.get(node_id)
@@ -179,7 +183,23 @@ class KeyDirectory:
             seed = hashlib.sha256(f"{self._seed}:{node_id}".encode()).digest()
             identity = self._identities[node_id] = Identity.from_seed(seed)
             self._ids_by_key[identity.public_key] = node_id
-        return Notary(identity, id_of=self._ids_by_key.get)
+        return _SharedNotary(identity, self._ids_by_key.get, self._verdicts)
+
+
+class _SharedNotary(Notary):
+    __slots__ = ("_verdicts",)
+
+    def __init__(self, identity: Identity, id_of: Callable[[bytes], str | None],
+                 verdicts: dict[tuple[str, int, str, bytes], bool]) -> None:
+        super().__init__(identity, id_of)
+        self._verdicts = verdicts
+
+    def check(self, voter: str, term: int, candidate: str, endorsement: bytes) -> bool:
+        key = (voter, term, candidate, endorsement)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdicts[key] = super().check(voter, term, candidate, endorsement)
+        return verdict
 
 
 class Cluster:
@@ -287,13 +307,16 @@ class Cluster:
             return
         self.adopted[node_id] = (voters, version)
         host = self.hosts[node_id]
-        if len(host.core.voters ^ voters) > 1:
-            # Missed a change: like the agent, start a fresh core (it keeps term and vote,
-            # and withholds its vote for one election timeout as after a restart).
-            self.net.restart(node_id, self._new_host(node_id, host.clock))
+        # The node core's rule (mesh.voters.adopt_voters), run on this host's core.
+        core = adopt_voters(host.core, VoterSet(tuple(sorted(voters)), version),
+                            random.Random(self.rng.getrandbits(64)))
+        if core is not host.core:
+            # Missed a change: a fresh core, as after a restart (it keeps term and vote).
+            fresh = _Host(node_id, core, host.clock, self)
+            self.hosts[node_id] = fresh
+            self.net.restart(node_id, fresh)
             self.monitor.crashed(node_id, self.net.now)
             return
-        host.core.set_voters(voters, version)
         self.check(host, self.net.now)
 
     def crash(self, node_id: str) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 from mesh.identity import Identity
 from mesh.manifest import Manifest, SignedManifest, sign_manifest
-from mesh.membership import MemberChange, Membership, MembershipConfig, verify_manifest
+from mesh.membership import MemberChange, Membership, MembershipConfig, Renew, verify_manifest
 from mesh.membership_messages import Ack, Ping
 from mesh.sim.net import SimNet, wire_size
 
@@ -64,7 +64,11 @@ class SharedVerifier:
 
 
 class SimPeer:
-    """One simulated node: its identity, its current manifest and its membership core."""
+    """One simulated node: its identity, its current manifest and its membership core.
+
+    As a `SimNet` node it is the core plus the one duty of an owner that membership needs:
+    signing a renewed manifest when the core asks (`Renew`).
+    """
 
     def __init__(self, index: int, rng: random.Random, config: MembershipConfig,
                  verify: SharedVerifier, identity: Identity | None = None) -> None:
@@ -78,14 +82,33 @@ class SimPeer:
             device="cpu", device_mem_mb=0, cores=2, state="idle",
             stores={}, production_model=None, leader=None, term=0, lease_until_ms=0)
         self.core = Membership(sign_manifest(self.identity, self.manifest), config,
-                               random.Random(rng.getrandbits(64)), verify, self.renew)
+                               random.Random(rng.getrandbits(64)), verify)
+        self.tick_interval = config.tick_interval
 
     @property
     def node_id(self) -> str:
         return self.identity.node_id
 
+    def handle(self, src: str, msg: Any, now: float) -> list[Any]:
+        return self.run(self.core.handle(src, msg, now), now)
+
+    def tick(self, now: float) -> list[Any]:
+        return self.run(self.core.tick(now), now)
+
+    def run(self, outputs: list[Any], now: float) -> list[Any]:
+        """`outputs` with each `Renew` carried out: replaced by what `renewed` sends."""
+        out: list[Any] = []
+        for output in outputs:
+            if isinstance(output, Renew):
+                out.extend(self.core.renewed(self.renew(output.incarnation), now))
+            else:
+                out.append(output)
+        return out
+
     def renew(self, incarnation: int) -> SignedManifest:
-        self.manifest = dataclasses.replace(self.manifest, incarnation=incarnation, seq=0)
+        # seq goes on rising: a manifest is ordered by (incarnation, seq), never reused.
+        self.manifest = dataclasses.replace(self.manifest, incarnation=incarnation,
+                                            seq=self.manifest.seq + 1)
         return sign_manifest(self.identity, self.manifest)
 
     def change(self) -> tuple[int, int]:
@@ -136,7 +159,7 @@ class Cluster:
                 self.net.schedule(at, lambda p=peer, s=seed_id: self._join(p, s))
 
     def _add(self, peer: SimPeer) -> None:
-        self.net.add(peer.node_id, peer.core, address=peer.address,
+        self.net.add(peer.node_id, peer, address=peer.address,
                      effect=lambda e, me=peer.node_id: self._effect(me, e))
 
     def _join(self, peer: SimPeer, seed_id: str) -> None:
@@ -148,7 +171,7 @@ class Cluster:
         old = self.peers[node_id]
         fresh = SimPeer(old.index, self._rng, self.config, self.verify, old.identity)
         self.peers[node_id] = fresh
-        self.net.restart(node_id, fresh.core)
+        self.net.restart(node_id, fresh)
         self.net.emit(node_id, fresh.core.join([self.peers[seed_id].address]))
         return fresh
 

@@ -101,7 +101,13 @@ def _packed_len(value: Any) -> int:
     kind = type(value)
     if value is None or kind is bool:
         return 1
-    if kind in (int, float, str, bytes):
+    if kind is bytes:
+        n = len(value)
+        return n + (2 if n < 256 else 3 if n < 65536 else 5)
+    if kind is str and value.isascii():
+        n = len(value)
+        return n + (1 if n < 32 else 2 if n < 256 else 3 if n < 65536 else 5)
+    if kind in (int, float, str):
         return len(msgpack.packb(value, use_bin_type=True))
     if kind in (list, tuple):
         return _header(len(value), 16) + sum(_packed_len(v) for v in value)

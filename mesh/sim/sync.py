@@ -34,25 +34,20 @@ from typing import Any
 import msgpack
 
 from mesh import codec
-from mesh.core import Send
 from mesh.manifest import StoreSummary
 from mesh.sim.net import ENVELOPE_OVERHEAD_BYTES, HTTP_OVERHEAD_BYTES, SimNet, wire_size
+from mesh.sim.puller import SimPuller
 from mesh.sync import (
-    LocalQuery,
-    PullOutcome,
-    PullPlan,
-    RemoteRequest,
-    Step,
     SyncConfig,
     SyncScheduler,
-    answer,
-    pull_session,
 )
 from mesh.sync_messages import (
     DigestsReply,
     DigestsRequest,
     EntriesReply,
     EntriesRequest,
+    RangeRowsReply,
+    RangeRowsRequest,
     RowsReply,
     RowsRequest,
     SubDigestsReply,
@@ -62,10 +57,6 @@ from mesh.sync_messages import (
 from storage.hlc import HybridClock
 from storage.memory import MemoryStores
 from storage.rows import new_game, new_match
-
-# Replies to each request kind (a refusal answers any of them).
-_REPLY_TO = {DigestsRequest: DigestsReply, SubDigestsRequest: SubDigestsReply,
-             EntriesRequest: EntriesReply, RowsRequest: RowsReply}
 
 Summaries = dict[str, StoreSummary]
 
@@ -114,15 +105,9 @@ def summaries_of(stores: MemoryStores) -> Summaries:
     return {name: StoreSummary(*store.summary()) for name, store in stores.by_name().items()}
 
 
-@dataclass(slots=True)
-class _Pending:
-    step: RemoteRequest
-    attempts: int
-    deadline: float
-
-
 class SyncSimNode:
-    """One node's sync: the real scheduler and pull sessions, answered over the network."""
+    """One node's sync: the real scheduler choosing pulls, run by the simulator's sync shell
+    (`mesh.sim.puller.SimPuller`, the same one whole simulated nodes use)."""
 
     def __init__(self, node_id: str, stores: MemoryStores, peers: Callable[[str, float], Any],
                  board: ManifestBoard, rng: random.Random, counters: Counters,
@@ -130,18 +115,15 @@ class SyncSimNode:
         self.node_id = node_id
         self.stores = stores
         self.tick_interval = tick_interval
-        self._by_name = stores.by_name()
         self._peers = peers
         self._board = board
         self._rng = rng
         self._counters = counters
         self._interval = interval
-        self._config = config
         self._scheduler = SyncScheduler(rng, config)
+        self._puller = SimPuller(stores.by_name(), config)
+        self._merges = 0
         self._next_round: float | None = None
-        self._plan: PullPlan | None = None
-        self._session: Any = None
-        self._pending: _Pending | None = None
         self._summaries: Summaries | None = None  # cached until our stores change
 
     def stores_changed(self) -> None:
@@ -149,80 +131,49 @@ class SyncSimNode:
         self._summaries = None
 
     def summaries(self) -> Summaries:
+        if self._puller.merges != self._merges:
+            self._merges = self._puller.merges
+            self._summaries = None
         if self._summaries is None:
             self._summaries = summaries_of(self.stores)
         return self._summaries
 
     def tick(self, now: float) -> list[Any]:
+        out: list[Any] = self._puller.tick(now)
+        self._finish(now)
         self._board.post(self.node_id, now, self.summaries())
         if self._next_round is None:
             # First tick after (re)start: rounds at a random phase, as real nodes have.
             self._next_round = now + self._rng.uniform(0.0, self._interval)
-        out: list[Any] = []
-        pending = self._pending
-        if pending is not None and now >= pending.deadline:
-            if pending.attempts < self._config.request_attempts:
-                pending.attempts += 1
-                pending.deadline = now + self._config.request_timeout_s
-                out.append(Send(pending.step.peer, pending.step.request))
-            else:
-                self._pending = None
-                out += self._advance(None, now)
         if now >= self._next_round:
             self._next_round += self._interval * math.ceil(
                 (now - self._next_round + 1e-9) / self._interval)
-            if self._session is None:
-                out += self._start(now)
+            if not self._puller.busy:
+                plan = self._scheduler.plan(now, self.summaries(),
+                                            self._peers(self.node_id, now))
+                if plan is not None:
+                    self._counters.sessions += 1
+                    out += self._puller.start(plan, now)
+                    self._finish(now)
         return out
 
     def handle(self, src: str, msg: Any, now: float) -> list[Any]:
-        if type(msg) in _REPLY_TO:
-            return [Send(src, answer(msg, self._by_name))]
-        pending = self._pending
-        if pending is None or src != pending.step.peer:
-            return []  # a late reply to a request we gave up on
-        request = pending.step.request
-        if not (isinstance(msg, SyncRefused) or (type(msg) is _REPLY_TO[type(request)]
-                                                 and msg.store == request.store)):
-            return []
-        self._pending = None
-        return self._advance(msg, now)
+        answer = self._puller.answer(src, msg)
+        if answer is not None:
+            return answer
+        out = self._puller.on_reply(src, msg, now) or []
+        self._finish(now)
+        return out
 
-    def _start(self, now: float) -> list[Any]:
-        plan = self._scheduler.plan(now, self.summaries(), self._peers(self.node_id, now))
-        if plan is None:
-            return []
-        self._plan = plan
-        self._session = pull_session(plan, self._config)
-        self._counters.sessions += 1
-        return self._advance(None, now)
-
-    def _advance(self, result: Any, now: float) -> list[Any]:
-        """Run the session until it needs the network (one Send) or ends."""
-        while True:
-            try:
-                step: Step = self._session.send(result)
-            except StopIteration as done:
-                self._finish(done.value, now)
-                return []
-            if isinstance(step, LocalQuery):
-                result = step.call(self._by_name)
-                if step.op == "merge":
-                    self._summaries = None
-                continue
-            self._pending = _Pending(step, 1, now + self._config.request_timeout_s)
-            return [Send(step.peer, step.request)]
-
-    def _finish(self, outcome: PullOutcome, now: float) -> None:
-        assert self._plan is not None
-        self._scheduler.finished(self._plan, outcome, now)
-        counters = self._counters
-        counters.sessions_failed += not outcome.ok
-        counters.requests += outcome.requests
-        counters.rows_pulled += outcome.rows_pulled
-        counters.duplicate_rows_pulled += outcome.merged.skipped
-        self._session = None
-        self._plan = None
+    def _finish(self, now: float) -> None:
+        while self._puller.done:
+            plan, outcome = self._puller.done.pop(0)
+            self._scheduler.finished(plan, outcome, now)
+            counters = self._counters
+            counters.sessions_failed += not outcome.ok
+            counters.requests += outcome.requests
+            counters.rows_pulled += outcome.rows_pulled
+            counters.duplicate_rows_pulled += outcome.merged.skipped
 
 
 def _node_ids(n: int) -> list[str]:
@@ -247,7 +198,8 @@ def sync_wire_size(msg: Any) -> int:
 
 _SYNC_FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls))
                 for cls in (DigestsRequest, DigestsReply, SubDigestsRequest, SubDigestsReply,
-                            EntriesRequest, EntriesReply, RowsRequest, RowsReply, SyncRefused)}
+                            EntriesRequest, EntriesReply, RowsRequest, RowsReply,
+                            RangeRowsRequest, RangeRowsReply, SyncRefused)}
 
 
 def _identical(stores: Mapping[str, MemoryStores], ids: Iterable[str]) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from mesh.core import Send
 from mesh.election import Election, ElectionConfig, Persist, Role
 from mesh.sim.election import Clock, KeyDirectory, SafetyMonitor
+from mesh.voters import VoterSet, adopt_voters
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +55,12 @@ class Harness:
         if node_id in self.down:
             return
         core = self.cores[node_id]
-        if len(core.voters ^ voters) > 1:
-            # Missed a change: a fresh core, as the agent does (and as after a restart).
+        # The node core's rule: a fresh core when changes were missed, else set_voters.
+        adopted = adopt_voters(core, VoterSet(tuple(sorted(voters)), version),
+                               random.Random(self.rng.getrandbits(32)))
+        if adopted is not core:
             self.monitor.crashed(node_id, self.now)
-            self.cores[node_id] = self._core(node_id)
-        else:
-            core.set_voters(voters, version)
+            self.cores[node_id] = adopted
         self.monitor.step(node_id, self.cores[node_id], self.clocks[node_id], self.now)
 
     def local(self, node_id: str) -> float:

@@ -21,7 +21,7 @@ from mesh.membership_messages import Gossip, SyncRequest, Update
 from mesh.quorum import Notary
 from mesh.sim.election import KeyDirectory
 from mesh.sim.membership import SharedVerifier, SimPeer
-from mesh.voters import VoterSet, authorised
+from mesh.voters import VoterSet, authorised, first_voter_set
 from tests.mesh.test_membership import CFG, alive, connect, make_peers
 
 LAN = ElectionConfig.lan()
@@ -272,3 +272,15 @@ def test_nothing_from_minted_ids_moves_a_voter(attacks) -> None:
         assert core.handle(src, msg, now) == []
     assert (core.term, core.leader, core.voted_for, core.proven_term) == (0, None, None, 0)
     assert core.refused["not_voter"] == len(attacks)
+
+
+def test_a_joiner_starts_from_its_seeds_set_and_a_key_holder_claiming_a_seed_only_delays_it() -> None:
+    honest = [Identity.from_seed(bytes([i]) * 32) for i in (1, 2, 3)]
+    mallory = Identity.from_seed(b"\x09" * 32)
+    voters = tuple(sorted(i.node_id for i in honest))
+    seed = _manifest(honest[0], voters=voters, voters_version=(2, 3))
+    assert first_voter_set([seed]) == VoterSet(voters, (2, 3))
+    assert first_voter_set([seed, _manifest(honest[1], voters=voters, voters_version=(2, 3))])
+    impostor = _manifest(mallory, voters=(mallory.node_id,), voters_version=(10**9, 1))
+    assert first_voter_set([seed, impostor]) is None
+    assert first_voter_set([_manifest(honest[0])]) is None  # a seed that holds no set yet

@@ -11,6 +11,7 @@ from mesh import codec
 from mesh.identity import Identity
 from mesh.manifest import (
     MAX_MANIFEST_BYTES,
+    MAX_VOTERS,
     Manifest,
     ManifestError,
     SignedManifest,
@@ -178,3 +179,13 @@ def test_store_names_are_bounded() -> None:
     body = _raw_body(ident, stores={"x" * 33: [1, "r"]})
     with pytest.raises(ManifestError, match="str of at most 32"):
         open_manifest(SignedManifest(body, ident.sign(body)))
+
+
+def test_a_manifest_announces_at_most_the_one_voter_cap() -> None:
+    ident = Identity.generate()
+    six = [Identity.from_seed(bytes([i]) * 32).node_id for i in range(MAX_VOTERS + 1)]
+    body = _raw_body(ident, voters=six, voters_version=[1, 1])
+    with pytest.raises(ManifestError, match="voters"):
+        open_manifest(SignedManifest(body, ident.sign(body)))
+    five = _manifest(ident, voters=tuple(six[:MAX_VOTERS]), voters_version=(1, 1))
+    assert open_manifest(sign_manifest(ident, five)) == five

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 
 import pytest
@@ -17,6 +18,7 @@ from mesh.membership import (
     MemberChange,
     Membership,
     MembershipConfig,
+    Renew,
     supersedes,
     verify_manifest,
 )
@@ -112,7 +114,7 @@ def test_core_views_agree_whatever_order_the_updates_arrive_in(claims_, rnd) -> 
     views = []
     for order in (updates, [updates[0]] + rnd.sample(updates[1:], len(updates) - 1)):
         core = Membership(sign_manifest(me.identity, me.manifest), CFG, random.Random(1),
-                          SharedVerifier(), me.renew)
+                          SharedVerifier())
         for update in order:
             core.handle(other.node_id, Gossip([update]), 0.0)
         view = core.member(other.node_id)
@@ -144,7 +146,7 @@ def test_unanswered_probe_goes_indirect_then_suspect_then_dead() -> None:
     assert len(indirect) == CFG.indirect_checks
     assert all(s.msg.target == target and s.to != target for s in indirect)
     assert start + CFG.probe_interval - 1e-6 <= now <= start + CFG.probe_interval + 0.11
-    timeout = CFG.suspicion_timeout(core.live_count())
+    timeout = CFG.suspicion_timeout(core.live_count(), 0)  # unconfirmed: the long one
     dead_at = None
     while dead_at is None:
         now += CFG.tick_interval
@@ -181,7 +183,7 @@ def test_helper_relays_the_targets_ack_to_the_requester() -> None:
 def test_suspicion_carries_its_age_so_timers_expire_together() -> None:
     me, other, third = make_peers(3)
     connect(me.core, [other, third])
-    timeout = CFG.suspicion_timeout(me.core.live_count())
+    timeout = CFG.suspicion_timeout(me.core.live_count(), 0)
     me.core.handle(third.node_id, Gossip([Update(other.node_id, "suspect", 0,
                                                   suspected_for=timeout - 1.0)]), 10.0)
     assert not changes(me.core.tick(10.9))
@@ -193,6 +195,10 @@ def test_suspected_node_refutes_with_a_higher_incarnation() -> None:
     me, other = make_peers(2)
     connect(me.core, [other])
     out = me.core.handle(other.node_id, Gossip([Update(me.node_id, "suspect", 0)]), 1.0)
+    # The core does not sign: it asks its owner for a manifest at a higher incarnation.
+    assert [o for o in out if isinstance(o, Renew)] == [Renew(1)]
+    assert me.core.incarnation == 0
+    out = me.run(out, 1.0)
     assert me.core.incarnation == 1
     assert me.core.stats.refutations == 1
     # The doubter hears the refutation at once, the rest through gossip.
@@ -229,7 +235,7 @@ def test_restarted_node_claims_an_incarnation_above_its_previous_life() -> None:
     assert join.to == "" and join.address == other.address
     replies = other.core.handle(me.node_id, join.msg, 2.0)
     for reply in sends(replies, SyncReply):
-        me.core.handle(other.node_id, reply.msg, 2.01)
+        me.handle(other.node_id, reply.msg, 2.01)
     assert me.core.incarnation == 4
     for t in range(1, 6):
         for gossip in sends(me.core.tick(2.0 + t * 0.1), Gossip):
@@ -385,7 +391,7 @@ def test_lost_join_is_retried_until_a_seed_answers() -> None:
     while now < 8.0:
         now += CFG.tick_interval
         retries += [s for s in sends(joiner.core.tick(now), SyncRequest) if s.address]
-    assert 2 <= len(retries) <= 4  # backing off: 1 s, 2 s, 4 s
+    assert 2 <= len(retries) <= 5  # backing off from one probe interval: 0.5, 1, 2, 4 s
     out = seed.core.handle(joiner.node_id, retries[-1].msg, now)
     for reply in sends(out, SyncReply):
         joiner.core.handle(seed.node_id, reply.msg, now)
@@ -459,18 +465,26 @@ def test_dead_members_are_reaped_after_the_reap_timeout() -> None:
 # -- configuration -----------------------------------------------------------------------
 
 
-def test_lan_defaults_are_memberlists_but_a_shorter_suspicion() -> None:
+def test_lan_defaults_are_memberlists_with_lifeguard_suspicion_timeouts() -> None:
     lan = MembershipConfig.lan()
-    assert (lan.probe_interval, lan.probe_timeout, lan.indirect_checks) == (1.0, 0.5, 3)
+    assert (lan.probe_interval, lan.probe_timeout, lan.indirect_checks) == (0.5, 0.25, 3)
     assert (lan.gossip_interval, lan.gossip_fanout) == (0.2, 3)
-    # memberlist's multiplier is 4; 3 keeps crash detection at 100 nodes under 10 s.
-    assert lan.suspicion_timeout(100) == pytest.approx(6.0)
-    assert lan.suspicion_timeout(3) == pytest.approx(3.0)  # log10 floored at 1
+    # An unconfirmed suspicion waits 6 s at 100 nodes; three confirmations bring it to 2 s.
+    assert lan.suspicion_timeout(100, 0) == pytest.approx(6.0)
+    assert lan.suspicion_timeout(100, 1) == pytest.approx(4.0)
+    assert lan.suspicion_timeout(100, 2) == pytest.approx(6.0 - 4.0 * math.log(3) / math.log(4))
+    assert lan.suspicion_timeout(100, 3) == lan.suspicion_timeout(100) == pytest.approx(2.0)
+    assert lan.suspicion_timeout(100, 9) == pytest.approx(2.0)
+    # Three nodes: one confirmation (the only other prober) is all there can be.
+    assert lan.suspicion_timeout(3, 0) == pytest.approx(3.0)
+    assert lan.suspicion_timeout(3, 1) == pytest.approx(1.0)
+    assert lan.probe_timeout * 2 == lan.probe_interval
     assert lan.retransmit_limit(100) == 12
     assert lan.push_pull_period(32) == 30.0
     assert lan.push_pull_period(100) == 90.0
     wan = MembershipConfig.wan()
-    assert wan.probe_interval > lan.probe_interval and wan.suspicion_mult > lan.suspicion_mult
+    assert wan.probe_interval > lan.probe_interval
+    assert wan.suspicion_timeout(100, 0) > lan.suspicion_timeout(100, 0)
 
 
 @pytest.mark.parametrize(("changes_", "message"), [
@@ -483,3 +497,74 @@ def test_lan_defaults_are_memberlists_but_a_shorter_suspicion() -> None:
 def test_bad_config_is_refused_naming_the_knob(changes_, message) -> None:
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(CFG, **changes_)
+
+
+# -- Lifeguard ---------------------------------------------------------------------------
+
+
+def test_independent_confirmations_shorten_a_suspicion() -> None:
+    me, other, *rest = make_peers(6)
+    connect(me.core, [other, *rest])
+    n = me.core.live_count()
+    me.core.handle(rest[0].node_id, Gossip([Update(other.node_id, "suspect", 0,
+                                                    by=rest[0].node_id)]), 10.0)
+    # Relays of the same suspicion do not count; distinct suspectors do.
+    me.core.handle(rest[1].node_id, Gossip([Update(other.node_id, "suspect", 0,
+                                                    by=rest[0].node_id)]), 10.1)
+    assert me.core._suspects[other.node_id] == pytest.approx(10.0 + CFG.suspicion_timeout(n, 0))
+    for i, confirmer in enumerate(rest[1:4], start=1):
+        me.core.handle(confirmer.node_id, Gossip([Update(other.node_id, "suspect", 0,
+                                                          by=confirmer.node_id)]), 10.2)
+        assert me.core._suspects[other.node_id] == pytest.approx(
+            10.0 + CFG.suspicion_timeout(n, i))
+    dead = [c for t in range(1, 40) for c in changes(me.core.tick(10.2 + t * 0.1))
+            if c.node_id == other.node_id and c.state == "dead"]
+    assert dead and CFG.suspicion_timeout(n) < CFG.suspicion_timeout(n, 0)
+
+
+def test_a_probe_of_a_suspect_carries_the_suspicion_and_comes_first() -> None:
+    me, other, third = make_peers(3)
+    connect(me.core, [other, third])
+    connect(other.core, [me, third])
+    me.core.handle(third.node_id, Gossip([Update(other.node_id, "suspect", 0,
+                                                  by=third.node_id)]), 1.0)
+    pings = []
+    now = 1.0
+    while not pings:
+        now += CFG.tick_interval
+        pings = sends(me.core.tick(now), Ping)
+    (ping,) = pings
+    assert ping.to == other.node_id  # the suspect is probed next
+    first = ping.msg.updates[0]
+    assert (first.node_id, first.state) == (other.node_id, "suspect")
+    # The suspect, told by the probe itself, refutes at once.
+    out = other.handle(me.node_id, ping.msg, now + 0.01)
+    assert other.core.incarnation == 1 and other.core.stats.refutations == 1
+    assert any(isinstance(s.msg, Gossip) and s.to == me.node_id for s in sends(out))
+
+
+def test_failed_probes_lower_local_health_and_slow_probing_answered_ones_restore_it() -> None:
+    me, *others = make_peers(4)
+    connect(me.core, others)
+    now, starts = 0.0, []
+    while len(starts) < 4:
+        now += CFG.tick_interval
+        probes = me.core.stats.probes
+        me.core.tick(now)
+        if me.core.stats.probes > probes:
+            starts.append(now)
+    # No peer answers: every probe fails, each failure stretching the next interval.
+    assert me.core.health >= 2
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert gaps[-1] > gaps[0] + CFG.probe_interval / 2
+    # An answered probe takes one off.
+    while True:
+        now += CFG.tick_interval
+        probes = me.core.stats.probes
+        pings = sends(me.core.tick(now), Ping)
+        if me.core.stats.probes > probes:
+            before = me.core.health
+            me.core.handle(pings[0].to, Ack(pings[0].msg.seq), now + 0.01)
+            break
+    me.core.tick(now + 0.1)
+    assert me.core.health == before - 1

@@ -22,7 +22,7 @@ CONVERGE_100_S = 3.0
 ONE_ROUND_S = 0.2  # with 10% loss: at most one gossip round more
 # Issue 3 set 1024; issue 9 signs every message with the sender's node key, which adds the
 # Ed25519 signature (64 bytes) and the public key (32) to the ping and to the ack: 1201 bytes
-# measured (seed 11, 200 nodes), against 1009 before.
+# measured (seed 11, 200 nodes), against 997 before.
 INSYNC_ROUND_BYTES = 1024 + 2 * 96
 
 
@@ -45,7 +45,7 @@ def test_200_nodes_without_loss_meet_the_convergence_goals(lossless_200) -> None
 
 def test_200_nodes_detect_a_crash_within_one_suspicion_timeout_and_a_probe(lossless_200) -> None:
     r = lossless_200
-    # Probe wait (~1 s), probe interval (1 s) and the gossip of the death bound the rest.
+    # Probe wait, probe interval (0.5 s) and the gossip of the death bound the rest.
     assert r["suspicion_timeout_s"] < r["detect_dead_s"] <= r["suspicion_timeout_s"] + 3.0, r
 
 
@@ -63,15 +63,16 @@ def test_200_nodes_with_10pct_loss_converge_with_no_false_dead_marks(lossy_200) 
 
 
 def test_100_nodes_mark_a_crash_dead_everywhere_one_timeout_after_the_first_suspicion() -> None:
-    # Detection = (wait until someone probes the crashed node: ~1 s, luck) + the probe
-    # interval (1 s) + the 8 s suspicion timeout, which every node runs out together
-    # because suspicions carry their age. The luck is reported, not asserted; the rest is.
+    # Detection = (wait until someone probes the crashed node: luck) + the probe interval
+    # + the suspicion timeout, which every node runs out together because suspicions carry
+    # their age; other probers confirm a real crash at once (Lifeguard), so it is the short
+    # timeout. The luck is reported, not asserted; the rest is.
     runs = scenario.run(nodes=100, seed=21, seeds=3, loss=0.0, changes=2)
     assert runs["failures"] == [], runs
     for r in runs["runs"]:
         after_suspicion = r["detect_dead_s"] - r["first_suspect_s"]
         assert r["suspicion_timeout_s"] <= after_suspicion <= r["suspicion_timeout_s"] + 0.5, r
-        assert r["first_suspect_s"] >= 1.0, r  # a probe interval at least
+        assert r["first_suspect_s"] >= 0.5, r  # a probe interval at least
 
 
 def test_partitioned_cluster_heals_into_one_view() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgpack
 import pytest
 
 from mesh.sim.net import wire_size
@@ -10,6 +11,8 @@ from mesh.sync_messages import (
     DigestsReply,
     DigestsRequest,
     EntriesReply,
+    RangeRowsReply,
+    RangeRowsRequest,
     EntriesRequest,
     RowsReply,
     RowsRequest,
@@ -79,8 +82,11 @@ def test_manifest_board_shows_a_post_only_after_the_gossip_delay() -> None:
     SubDigestsReply("games", [2**64 - 1 - i for i in range(512)]),
     EntriesReply("games", [("a", b"\x01" * 24), ("b", b"")], more=True),
     RowsRequest("games", ["a" * 64] * 3),
-    RowsReply("games", [new_game("hex8", 3, [b"\x01\x02", b"xx"], [2, 1, 3], 5, "n",
-                                 policy=[b"\x00\x01\x09", b""], values=b"\x05\xfb")], 1),
+    RowsReply("games", msgpack.packb(new_game("hex8", 3, [b"\x01\x02", b"xx"], [2, 1, 3], 5, "n",
+                                              policy=[b"\x00\x01\x09", b""],
+                                              values=b"\x05\xfb")), 1, 1),
+    RangeRowsRequest("games", 5, 700, after="k"),
+    RangeRowsReply("games", b"\x80\x80", 2, after="k"),
     SyncRefused("unknown_store", "no"),
 ])
 def test_fast_sizer_charges_exactly_what_the_codec_would(msg: object) -> None:

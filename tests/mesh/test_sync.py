@@ -25,17 +25,19 @@ from mesh.sync import (
     pull_session,
     sub_bucket_ids,
     sub_digests,
-    unpack_rows,
 )
 from mesh.sync_messages import (
     MAX_ENTRIES_PER_REPLY,
     MAX_KEYS_PER_REQUEST,
+    MAX_ROWS_PER_REPLY,
     MAX_ROWS_REPLY_BYTES,
     BlobsRequest,
     DigestsReply,
     DigestsRequest,
     EntriesReply,
     EntriesRequest,
+    RangeRowsReply,
+    RangeRowsRequest,
     RowsReply,
     RowsRequest,
     SubDigestsRequest,
@@ -44,6 +46,7 @@ from mesh.sync_messages import (
 from storage.digests import NUM_BUCKETS, key_bucket
 from storage.hlc import HybridClock
 from storage.memory import MemoryStores
+from storage.packed import unpack_stream
 from storage.rows import new_game, new_match
 from storage.stores import open_stores
 
@@ -130,8 +133,9 @@ def test_lww_pulls_only_rows_held_older_or_missing() -> None:
                      match("m-missing", 300, "b")])
     log: Asked = []
     outcome = pull(a, b, log)
-    keys = sorted(k for r in log if isinstance(r, RowsRequest) for k in r.keys)
-    assert keys == ["m-missing", "m-old-here"]
+    keys = [k for r in log if isinstance(r, RowsRequest) for k in r.keys]
+    assert "m-old-here" in keys and "m-new-here" not in keys
+    assert outcome.rows_pulled == 2  # m-missing (by key, or with its bucket) and m-old-here
     assert outcome.merged.added == 1 and outcome.merged.resolved == 1
     assert a.matches.get("m-new-here")["hlc"] == 500
     assert a.matches.get("m-old-here")["origin_node"] == "b"
@@ -146,14 +150,31 @@ def test_pair_in_sync_plans_no_pull_at_all() -> None:
     assert scheduler.plan(0.0, summaries(a), {"b": summaries(b)}) is None
 
 
-def test_rows_travel_in_bounded_batches() -> None:
+def test_rows_listed_newer_travel_in_bounded_batches_of_keys() -> None:
     a, b = MemoryStores(), MemoryStores()
-    b.games.merge([game(i) for i in range(MAX_KEYS_PER_REQUEST * 3 + 5)])
+    shared = [game(i) for i in range(3000)]  # something held in every bucket: listings
+    a.games.merge(shared)
+    b.games.merge(shared + [game(10_000 + i) for i in range(MAX_KEYS_PER_REQUEST * 2 + 5)])
     log: Asked = []
-    pull(a, b, log)
+    assert pull(a, b, log).ok
     sizes = [len(r.keys) for r in log if isinstance(r, RowsRequest)]
     assert max(sizes) <= MAX_KEYS_PER_REQUEST
-    assert sum(sizes) == MAX_KEYS_PER_REQUEST * 3 + 5
+    assert sum(sizes) == MAX_KEYS_PER_REQUEST * 2 + 5
+    assert not any(isinstance(r, RangeRowsRequest) for r in log)
+    assert summaries(a) == summaries(b)
+
+
+def test_a_puller_that_holds_nothing_takes_rows_by_range_without_listings() -> None:
+    a, b = MemoryStores(), MemoryStores()
+    b.games.merge([game(i) for i in range(5000)])
+    b.matches.merge([match(f"m{i}", 10 + i, "b") for i in range(3000)])
+    log: Asked = []
+    outcome = pull(a, b, log)
+    assert outcome.ok and outcome.rows_pulled == 8000 and outcome.merged.skipped == 0
+    assert not any(isinstance(r, (EntriesRequest, RowsRequest)) for r in log)
+    ranges = [r for r in log if isinstance(r, RangeRowsRequest)]
+    assert len(ranges) < 10  # a few large ranges, not a request per bucket
+    assert summaries(a) == summaries(b)
 
 
 def test_bucket_groups_aim_at_one_reply_per_group() -> None:
@@ -167,9 +188,9 @@ def test_bucket_groups_aim_at_one_reply_per_group() -> None:
 
 def test_interrupted_pull_keeps_what_it_merged_and_the_next_pulls_only_the_rest() -> None:
     a, b = MemoryStores(), MemoryStores()
-    total = MAX_KEYS_PER_REQUEST * 6
+    total = 12_000
     b.games.merge([game(i) for i in range(total)])
-    first = pull(a, b, fail_after=5)  # digests, one listing, three row batches, then silence
+    first = pull(a, b, fail_after=2)  # digests, one range of rows, then silence
     assert not first.ok and first.failed == "games" and "no reply" in first.error
     kept = len(a.games)
     assert 0 < kept < total
@@ -207,21 +228,37 @@ def test_rows_reply_stops_at_its_byte_budget_and_the_puller_asks_for_the_rest() 
     keys = sorted(g["game_id"] for g in big)
     reply = answer(RowsRequest("games", keys), b.by_name())
     assert isinstance(reply, RowsReply) and 1 <= reply.served < len(keys)
-    assert sum(map(len, reply.rows)) <= MAX_ROWS_REPLY_BYTES
-    assert [r["game_id"] for r in unpack_rows(reply.rows)] == keys[:reply.served]
+    assert len(reply.rows) <= MAX_ROWS_REPLY_BYTES
+    rows = unpack_stream(reply.rows, reply.count)
+    assert [r["game_id"] for r in rows] == keys[:reply.served]
+    ranged = answer(RangeRowsRequest("games", 0, NUM_BUCKETS * 256 - 1), b.by_name())
+    assert isinstance(ranged, RangeRowsReply) and 1 <= ranged.count < 8 and ranged.after
+    assert len(ranged.rows) <= MAX_ROWS_REPLY_BYTES
     a = MemoryStores()
     log: Asked = []
-    outcome = pull(a, b, log)
+    outcome = pull(a, b, log)  # 8 rows: listed, then asked for by key
     assert outcome.ok and outcome.rows_pulled == 8 and len(a.games) == 8
     assert len([r for r in log if isinstance(r, RowsRequest)]) >= 2  # served in parts
+    # Taken by range (as a store of many rows would be), the range is paged the same way.
+    c = MemoryStores()
+    log.clear()
+    plan = full_plan("peer", b)
+    outcome = drive(pull_session(plan, SyncConfig(range_min_rows=1)), c.by_name(),
+                    asker(b, log))
+    assert outcome.ok and outcome.rows_pulled == 8 and len(c.games) == 8
+    assert len([r for r in log if isinstance(r, RangeRowsRequest)]) >= 2
 
 
 # --- replies a puller refuses ------------------------------------------------------------------
 
 
-def _scripted(replies: dict[type, object]) -> Callable[[str, object], object]:
+# Rows by range even from small stores (the default lists them), to test the range path.
+RANGES = SyncConfig(range_min_rows=1)
+
+
+def _scripted(replies: dict[type, object], rows: int = 20) -> Callable[[str, object], object]:
     peer = MemoryStores()
-    peer.games.merge([game(i) for i in range(20)])
+    peer.games.merge([game(i) for i in range(rows)])
 
     def ask(_peer: str, request: object) -> object:
         return replies.get(type(request)) or answer(request, peer.by_name())
@@ -233,25 +270,46 @@ def _scripted(replies: dict[type, object]) -> Callable[[str, object], object]:
     ({DigestsRequest: SyncRefused("unknown_store", "no games here")}, "refused"),
     ({DigestsRequest: EntriesReply("games", [])}, "answered DigestsRequest"),
     ({DigestsRequest: DigestsReply("matches", [0] * NUM_BUCKETS)}, "for 'matches'"),
-    ({RowsRequest: RowsReply("games", [b"\x80", b"\x80"], 1)}, "2 rows serving 1 keys"),
+    ({RangeRowsRequest: RangeRowsReply("games", b"\xc1\x80", 2)}, "not msgpack"),
+    ({RangeRowsRequest: RangeRowsReply("games", b"\x80\x80\x80", 2)}, "bytes after"),
+    ({RangeRowsRequest: RangeRowsReply("games", b"\x92\x80", 1)}, "ends after 0 of 1"),
+    ({RowsRequest: RowsReply("games", b"\xc1\x80", 2, 2)}, "not msgpack"),
+    ({RowsRequest: RowsReply("games", b"\x80", 1, 1500)}, "served 1500 keys of 20"),
 ])
 def test_out_of_protocol_replies_end_the_pull_with_a_reason(replies: dict, error: str) -> None:
     a = MemoryStores()
     plan = PullPlan("peer", ("games",), ("r",), (20,))
-    outcome = drive(pull_session(plan), a.by_name(), _scripted(replies))
+    config = RANGES if RangeRowsRequest in replies else SyncConfig()
+    outcome = drive(pull_session(plan, config), a.by_name(), _scripted(replies))
     assert not outcome.ok and outcome.failed == "games"
     assert error in outcome.error
+    assert outcome.reason in ("refused", "malformed")
 
 
 def test_listing_that_goes_backwards_ends_the_pull() -> None:
     a = MemoryStores()
+    a.games.merge([game(i) for i in range(3000)])  # something in every bucket: listings
     b = MemoryStores()
-    b.games.merge([game(i) for i in range(20)])
+    b.games.merge([game(i) for i in range(3020)])
     first = answer(EntriesRequest("games", list(range(NUM_BUCKETS))), b.by_name())
     looping = EntriesReply("games", first.entries, more=True)  # same page forever
-    plan = PullPlan("peer", ("games",), ("r",), (20,))
-    outcome = drive(pull_session(plan), a.by_name(), _scripted({EntriesRequest: looping}))
+    plan = PullPlan("peer", ("games",), ("r",), (3020,))
+    outcome = drive(pull_session(plan), a.by_name(),
+                    _scripted({EntriesRequest: looping}, rows=3020))
     assert not outcome.ok and "at or before the resume point" in outcome.error
+
+
+def test_a_range_that_does_not_move_on_ends_the_pull() -> None:
+    b = MemoryStores()
+    b.games.merge([game(i) for i in range(50)])
+    first = answer(RangeRowsRequest("games", 0, NUM_BUCKETS * 256 - 1), b.by_name())
+    assert isinstance(first, RangeRowsReply) and first.after is None
+    last = unpack_stream(first.rows, first.count)[-1]["game_id"]
+    stuck = RangeRowsReply("games", first.rows, first.count, after=last)  # same page again
+    plan = PullPlan("peer", ("games",), ("r",), (50,))
+    outcome = drive(pull_session(plan, RANGES), MemoryStores().by_name(),
+                    _scripted({RangeRowsRequest: stuck}, rows=50))
+    assert not outcome.ok and outcome.reason == "malformed" and "not after" in outcome.error
 
 
 # --- responder validation ---------------------------------------------------------------------
@@ -283,7 +341,17 @@ def test_responder_refuses_unknown_stores_and_non_requests() -> None:
      "strictly increasing"),
     ("sync.entries_reply", {"store": "games", "entries": [["a", b"v" * 65]]}, "64 bytes"),
     ("sync.entries_reply", {"store": "games", "entries": [], "more": True}, "at least one"),
-    ("sync.rows_reply", {"store": "games", "rows": [], "served": 0}, "served"),
+    ("sync.rows_reply", {"store": "games", "rows": b"", "count": 0, "served": 0}, "served"),
+    ("sync.rows_reply", {"store": "games", "rows": b"\x80", "count": 2, "served": 2},
+     "cannot hold 2 rows"),
+    ("sync.rows_reply", {"store": "games", "rows": b"\x80\x80", "count": 2, "served": 1},
+     "outside 0..1"),
+    ("sync.range", {"store": "games", "first": 9, "last": 8}, "in order"),
+    ("sync.range", {"store": "games", "first": 0, "last": 65536}, "field last"),
+    ("sync.range_reply", {"store": "games", "rows": b"", "count": 0, "after": "k"},
+     "at least one row"),
+    ("sync.range_reply", {"store": "games", "rows": b"\x80" * (MAX_ROWS_PER_REPLY + 1),
+                          "count": MAX_ROWS_PER_REPLY + 1}, "field count"),
 ])
 def test_bad_bodies_are_refused_naming_the_field(kind: str, body: dict, named: str) -> None:
     with pytest.raises(codec.DecodeError) as err:
@@ -297,7 +365,9 @@ def test_bad_bodies_are_refused_naming_the_field(kind: str, body: dict, named: s
     EntriesRequest("matches", [0, 255], after="m-1"),
     EntriesReply("matches", [("a", b"\x00\x01"), ("b", b"\xff")], more=True),
     RowsRequest("models", ["m:" + "0" * 64]),
-    RowsReply("games", [msgpack.packb(game(1))], 1),
+    RowsReply("games", msgpack.packb(game(1)), 1, 1),
+    RangeRowsRequest("games", 0, 65535, after="k"),
+    RangeRowsReply("games", msgpack.packb(game(1)) * 2, 2, after="k"),
     SyncRefused("unknown_store", "store 'x' is not one of ['games']"),
 ])
 def test_messages_round_trip_through_the_codec(msg: object) -> None:
@@ -553,6 +623,15 @@ def test_large_stores_list_only_the_sub_buckets_that_differ() -> None:
     assert asked_subs and all(r.subs for r in listings)
     assert sum(len(r.subs) for r in listings) == 5  # one sub-bucket per new row
     assert a.games.summary() == b.games.summary()
+    # Sub-buckets we hold nothing in, taken by range when worth it: no listing at all.
+    d = MemoryStores()
+    d.games.merge(shared)
+    log.clear()
+    ranged = SyncConfig(subdivide_above=8, range_min_rows=1)
+    assert drive(pull_session(full_plan("peer", b), ranged), d.by_name(), asker(b, log)).ok
+    assert not any(isinstance(r, EntriesRequest) for r in log)
+    assert sum(r.last - r.first + 1 for r in log if isinstance(r, RangeRowsRequest)) == 5
+    assert d.games.summary() == b.games.summary()
     # The same pull with one-step listings moves every entry of the 5 buckets.
     c = MemoryStores()
     c.games.merge(shared)
@@ -589,18 +668,18 @@ def test_bad_sub_bucket_bodies_are_refused_naming_the_field(kind: str, body: dic
     assert named in str(err.value)
 
 
-def test_a_row_that_is_not_msgpack_is_refused_by_the_store_and_the_rest_merge() -> None:
+def test_a_rows_reply_that_does_not_decode_costs_that_pull_and_stores_nothing_of_it() -> None:
     b = MemoryStores()
     b.games.merge([game(i) for i in range(3)])
-    honest = answer(RowsRequest("games", sorted(b.games.keys())), b.by_name())
-    assert isinstance(honest, RowsReply)
-    tampered = RowsReply("games", [b"\xc1not msgpack", *honest.rows[1:]], honest.served)
+    honest = answer(RangeRowsRequest("games", 0, NUM_BUCKETS * 256 - 1), b.by_name())
+    assert isinstance(honest, RangeRowsReply) and honest.count == 3
+    tampered = RangeRowsReply("games", b"\xc1" + honest.rows[1:], 3)
     a = MemoryStores()
     plan = PullPlan("peer", ("games",), (summaries(b)["games"].root,), (3,))
 
     def ask(_peer: str, request: object) -> object:
-        return tampered if isinstance(request, RowsRequest) else answer(request, b.by_name())
+        return tampered if isinstance(request, RangeRowsRequest) else answer(request, b.by_name())
 
-    outcome = drive(pull_session(plan), a.by_name(), ask)
-    assert outcome.merged.invalid == 1 and outcome.merged.added == 2
-    assert len(a.games) == 2
+    outcome = drive(pull_session(plan, RANGES), a.by_name(), ask)
+    assert not outcome.ok and outcome.reason == "malformed"
+    assert len(a.games) == 0

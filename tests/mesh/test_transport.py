@@ -262,6 +262,18 @@ async def test_request_to_a_dead_peer_raises_peer_error(cluster) -> None:
         await client.transport.request(f"127.0.0.1:{_free_port()}", Ask(1))
 
 
+async def test_send_of_a_message_that_cannot_be_sealed_returns_false_and_counts(cluster) -> None:
+    server, client = await cluster(SERVER_ID), await cluster(CLIENT_ID)
+
+    class Unregistered:
+        pass
+
+    assert not await client.transport.send(server.address, Unregistered())
+    assert not await client.transport.send(server.address, Note("x"), to="\u00e9" * 3)
+    assert client.transport.send_failures == {"unsealable": 2}
+    assert client.counter("ringrift_mesh_send_failures_total", cause="unsealable") == 2
+
+
 async def test_send_after_close_returns_false(cluster) -> None:
     server, client = await cluster(SERVER_ID), await cluster(CLIENT_ID)
     assert await client.transport.send(server.address, Note("before"))

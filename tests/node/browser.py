@@ -71,17 +71,17 @@ def _errors(events: list[dict[str, Any]]) -> list[str]:
 async def _load(url: str, screenshot: Path, width: int, height: int) -> PageLoad:
     assert CHROMIUM is not None
     with tempfile.TemporaryDirectory(prefix="ringrift-chromium-") as profile:
-        proc = subprocess.Popen(
-            [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-extensions", "--disable-background-networking",
-             f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
+        proc = await asyncio.create_subprocess_exec(
+            CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-extensions", "--disable-background-networking",
+            f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank",
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             deadline = time.monotonic() + 30
             while not port_file.exists() or not port_file.read_text().strip():
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"chromium did not start (exit {proc.poll()})")
+                if time.monotonic() > deadline or proc.returncode is not None:
+                    raise RuntimeError(f"chromium did not start (exit {proc.returncode})")
                 await asyncio.sleep(0.05)
             port = int(port_file.read_text().split()[0])
             async with aiohttp.ClientSession() as session:
@@ -109,10 +109,10 @@ async def _load(url: str, screenshot: Path, width: int, height: int) -> PageLoad
         finally:
             proc.terminate()
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(proc.wait(), timeout=10)
+            except TimeoutError:
                 proc.kill()
-                proc.wait()
+                await proc.wait()
 
 
 def load_page(url: str, screenshot: Path, width: int = 390, height: int = 844) -> PageLoad:

@@ -34,6 +34,9 @@ def cli(*args: str, check: bool = True, timeout: float = 60) -> subprocess.Compl
 def node_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RINGRIFT_")}
     env["RINGRIFT_NODE_HOST"] = "127.0.0.1"
+    # Selfplay would add games of its own to every node under test (and share two cores with
+    # it); the tests of selfplay turn it back on (env={"RINGRIFT_SELFPLAY_ENABLED": "true"}).
+    env["RINGRIFT_SELFPLAY_ENABLED"] = "false"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -32,5 +32,6 @@ def test_a_shortened_demo_decides_a_promotion_and_every_node_holds_production():
     assert event, text
     assert event.group(1) in ("swap_production", "retain_production")
     assert "pass: " in event.group(3) or "fail: " in event.group(3)
-    held = re.findall(r"n\d: games \d+, production square8 2p (\w+) \(blob held\)", text)
-    assert len(held) == 3 and len(set(held)) == 1, text
+    held = re.findall(r"n\d: games \d+, production square8 2p (\w+) \(blob held\), "
+                      r"manifest announces (\w+)", text)
+    assert len(held) == 3 and len(set(held)) == 1 and held[0][0] == held[0][1], text

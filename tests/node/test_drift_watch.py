@@ -20,6 +20,7 @@ from node.leaderboard import rating_map
 from node.metrics_reference import ReferenceMetrics
 from storage.hlc import HybridClock
 from storage.merge import Strategy
+from storage.packed import pack_rows, unpack_stream
 from storage.stores import open_stores
 
 WIN, LOSS = [1.0, 0.0], [0.0, 1.0]
@@ -135,8 +136,10 @@ def test_a_peer_sending_invalid_rows_has_them_left_out_and_counted(two_stores):
 
     def tamper(msg, reply):
         if isinstance(msg, RowsRequest):
-            bad = msgpack.packb({"match_id": "theirs", "participants": "not a list"})
-            return RowsReply(reply.store, [bad, *reply.rows[1:]], reply.served)
+            bad = {"match_id": "theirs", "participants": "not a list"}
+            rows = [bad if r["match_id"] == "theirs" else r
+                    for r in unpack_stream(reply.rows, reply.count)]
+            return RowsReply(reply.store, pack_rows(rows), reply.count, reply.served)
         return reply
 
     watch = watch_for(mine, PeerTransport(theirs, tamper))

@@ -29,7 +29,7 @@ async def test_duties_start_on_gaining_the_lease_and_stop_on_losing_it():
             cancelled.append(term)
             raise
 
-    duties = LeaderDuties(lambda: lead.leading, lambda: lead.term)
+    duties = LeaderDuties(lambda: lead.leading, lambda: lead.term, retry_s=0.01, retry_max_s=0.04)
     duties.add("watch", duty)
     await duties.update()
     assert not duties.active and ran == []
@@ -61,7 +61,7 @@ async def test_a_duty_with_a_stale_term_is_fenced_off_by_the_registry(tmp_path, 
         async def promote(term: int) -> None:
             await stores.models.set_alias("production", sha, term)
 
-        duties = LeaderDuties(lambda: lead.leading, lambda: lead.term)
+        duties = LeaderDuties(lambda: lead.leading, lambda: lead.term, retry_s=0.01, retry_max_s=0.04)
         duties.add("promote", promote)
         with caplog.at_level(logging.WARNING, logger="ringrift.leader"):
             await duties.update()
@@ -72,3 +72,53 @@ async def test_a_duty_with_a_stale_term_is_fenced_off_by_the_registry(tmp_path, 
         await duties.stop()
     finally:
         await stores.close()
+
+
+async def test_a_duty_that_raises_is_visible_and_retried_with_backoff_while_the_lease_holds():
+    lead = Leadership()
+    lead.leading, lead.term = True, 4
+    calls: list[int] = []
+    third_run = asyncio.Event()
+
+    async def flaky(term: int) -> None:
+        calls.append(term)
+        if len(calls) <= 2:
+            raise RuntimeError(f"disk full ({len(calls)})")
+        third_run.set()
+        await asyncio.sleep(3600)  # the duty's own loop, until cancelled
+
+    duties = LeaderDuties(lambda: lead.leading, lambda: lead.term, retry_s=0.01,
+                          retry_max_s=0.04)
+    duties.add("flaky", flaky)
+    await duties.update()
+    await asyncio.wait_for(third_run.wait(), timeout=10)
+    # Two failures counted and shown, the duty running again in the same term.
+    assert calls == [4, 4, 4]
+    status = duties.status()["flaky"]
+    assert status["state"] == "running" and status["failures"] == 2
+    assert status["last_error"] == "RuntimeError: disk full (2)"
+    assert duties.active
+    await duties.stop()
+    assert not duties.active and duties.status()["flaky"]["state"] == "stopped"
+
+
+async def test_a_failed_duty_is_not_retried_once_the_lease_is_gone():
+    lead = Leadership()
+    lead.leading, lead.term = True, 2
+    failed = asyncio.Event()
+
+    async def broken(term: int) -> None:
+        lead.leading = False  # the lease lapses while the duty fails
+        failed.set()
+        raise RuntimeError("boom")
+
+    duties = LeaderDuties(lambda: lead.leading, lambda: lead.term, retry_s=0.01,
+                          retry_max_s=0.01)
+    duties.add("broken", broken)
+    await duties.update()
+    await asyncio.wait_for(failed.wait(), timeout=10)
+    task = duties._running["broken"]
+    await asyncio.wait_for(task, timeout=10)  # ends after its back-off: not leading any more
+    assert duties.status()["broken"] == {"state": "stopped", "failures": 1,
+                                         "last_error": "RuntimeError: boom"}
+    assert not duties.active

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client import generate_latest
 
 from mesh.sync import PullOutcome, PullPlan
 from node.metrics_feed import MetricsFeed
@@ -106,7 +105,10 @@ def test_remote_host_series_exist_only_for_current_members_up_to_the_limit():
 
 def test_model_labels_name_only_recent_production_models():
     registry, metrics = fresh(models=1)
-    metrics.set_production_models(["m-new", "m-old", "m-older"])
+    # Room for every config's production model and the two of one promotion; one more folds.
+    room = len(board_configs()) + 2
+    fillers = [f"m-prod-{i}" for i in range(room - 2)]
+    metrics.set_production_models(["m-new", "m-old", *fillers, "m-older"])
     assert value(registry, "ringrift_rollback_elo_regression", model_id="m-old") == 0
     metrics.rollback_checked("m-new", triggered=True, regression_elo=42.0)
     metrics.rollback_checked("m-older", triggered=False, regression_elo=5.0)
@@ -118,7 +120,7 @@ def test_model_labels_name_only_recent_production_models():
     assert value(registry, "ringrift_rollback_elo_regression", model_id="m-new") == 42
     assert value(registry, "ringrift_auto_rollbacks_total", from_model="m-new",
                  to_model="m-old", result="success") == 1
-    metrics.set_production_models(["m-next", "m-new"])
+    metrics.set_production_models(["m-next", "m-new", *fillers])
     assert value(registry, "ringrift_auto_rollbacks_total", from_model="m-new",
                  to_model="m-old", result="success") is None
     assert value(registry, "ringrift_rollback_elo_regression", model_id="m-new") == 42

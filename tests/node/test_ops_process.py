@@ -91,8 +91,8 @@ def test_drift_tool_names_planted_differences_and_syncs_by_strategy(tmp_path, ca
                                   remote_host=b.address, result="success") == 0,
                    timeout=30, what="zero Elo sync series for member b")
 
-        code, out = drift_tool(capsys, "check-drift", "--peer", b.address, data_dir=a_dir,
-                               node=a)
+        code, out = drift_tool(capsys, "check-drift", "--peer", b.address, "--board-type",
+                               "square8", "--num-players", "2", data_dir=a_dir, node=a)
         (report,) = out["reports"]
         assert (report["board_type"], report["num_players"]) == ("square8", 2)
         assert report["matches"]["only_source"]["ids"] == ["m3", "only-a"]
@@ -123,13 +123,25 @@ def test_drift_tool_names_planted_differences_and_syncs_by_strategy(tmp_path, ca
         assert matches["differing"]["count"] == 0 and matches["only_source"]["ids"] == [
             "m3", "only-a"]
 
+        # reconcile-all with no hosts named: every alive member (b), then a drift check each.
+        code, whole = drift_tool(capsys, "reconcile-all", "--strategy", "LAST_WRITE_WINS",
+                                 data_dir=a_dir, node=a)
+        assert (code, whole["nodes_synced"], whole["nodes_failed"]) == (0, [b.address], [])
+        assert (whole["total_matches_added"], whole["total_conflicts"]) == (0, 0)
+        assert whole["max_drift"] == after_lww["reports"][0]["max_rating_diff"]
+
         _, history = drift_tool(capsys, "history", data_dir=a_dir, node=a)
         h = history["square8_2"]
-        assert (h["snapshot_count"], h["trend"], h["persistent_drift"]) == (2, "unknown", False)
-        expected = (report["max_rating_diff"] + after_lww["reports"][0]["max_rating_diff"]) / 2
-        assert h["avg_drift_last_hour"] == round(expected, 3)
+        last = after_lww["reports"][0]
+        diffs = [report["max_rating_diff"], last["max_rating_diff"], last["max_rating_diff"]]
+        assert diffs[1] < 0.8 * diffs[0]  # LWW took b's m2: a's ratings moved towards b's
+        assert (h["snapshot_count"], h["trend"]) == (3, "improving")
+        assert h["persistent_drift"] == last["is_significant"]  # the first check was too
+        assert h["avg_drift_last_hour"] == round(sum(diffs) / 3, 3)
+        _, status = drift_tool(capsys, "status", data_dir=a_dir, node=a)
+        assert status["last"]["square8_2"]["target"] == b.address
         assert sample(a, "ringrift_elo_sync_operations_total", remote_host=b.address,
-                      result="success") == 2
+                      result="success") == 3
         assert sample(a, "ringrift_elo_sync_matches_added_total", remote_host=b.address) == 1
         assert sample(a, "ringrift_elo_sync_conflicts_total", remote_host=b.address) == 2
 

@@ -35,7 +35,7 @@ CRITERIA = PromotionCriteria(min_games_played=2, sprt_min_games=2, sprt_max_game
 
 def _settings(threshold: int = 4, watch_games: int = 4) -> PipelineSettings:
     return PipelineSettings(((BOARD, N),), threshold, 100, TrainingSettings(steps=2, batch_size=8),
-                            0.05, watch_games, 30, CRITERIA)
+                            1, 0.05, watch_games, 30, CRITERIA)
 
 
 def _clock() -> HybridClock:
@@ -152,3 +152,19 @@ async def test_two_stores_fed_the_same_match_rows_in_different_orders_rate_ident
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.slow
+async def test_training_across_two_processes_with_torchrun_makes_the_candidate(stores):
+    settings = dataclasses.replace(_settings(), training_processes=2)
+    pipe = LeaderPipeline(stores, settings, "leader-node", CollectorRegistry(),
+                          progress=lambda _: None)
+    await pipe.round(BOARD, N, term=1)
+    production = (await stores.models.get_alias("production", BOARD, N))["sha256"]
+    await stores.games.add_games([_game_args(i) for i in range(4)])
+    assert await pipe.round(BOARD, N, term=1)
+    candidate = await stores.models.get_alias("candidate", BOARD, N)
+    assert candidate is not None
+    assert (await stores.models.get_model(candidate["sha256"]))["parent"] == production
+
+

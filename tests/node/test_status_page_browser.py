@@ -53,7 +53,9 @@ def test_leader_page_shows_every_member_without_console_errors(tmp_path):
                           "--host", "127.0.0.1").stdout)
     write_rows(tmp_path / "a", tag="a", games=30, matches=[])
     leader_history(tmp_path / "a")
-    nodes = [NodeProcess(tmp_path / "a", "start")]
+    # The leader checks drift against a random peer every second, so the page shows a check.
+    nodes = [NodeProcess(tmp_path / "a", "start",
+                         env={"RINGRIFT_MONITORING_DRIFT_CHECK_INTERVAL_S": "1"})]
     try:
         nodes[0].wait_healthy()
         for name in ("b", "c"):
@@ -66,13 +68,15 @@ def test_leader_page_shows_every_member_without_console_errors(tmp_path):
         wait_until(lambda: sorted(m["state"] for m in leader.status()["members"])
                    == ["alive"] * 3 and leader.status()["leader"] == ids[0],
                    timeout=60, what="three alive members and a leader on the first node")
+        wait_until(lambda: leader.status()["drift"]["last"], timeout=60,
+                   what="a periodic drift check on the leader")
         screenshot = tmp_path / "status-page.png"
         page = load_page(f"http://{leader.address}/", screenshot)
         print(f"status page screenshot: {screenshot}")
         assert page.errors == []
         for node, node_id in zip(nodes, ids, strict=True):
             assert node_id[:12] in page.text and node.address in page.text
-        for text in ("this node leads", "swap_production", "square8", "Elo drift"):
+        for text in ("this node leads", "swap_production", "square8", "square8_2"):
             assert text in page.text, text
         assert page.overflow_px <= 0, "the page is wider than a phone's screen"
         assert screenshot.stat().st_size > 10_000

@@ -11,7 +11,7 @@ import importlib
 import json
 import sys
 
-SUITES = ("storage", "rules", "sync", "signatures", "promotion", "import")
+SUITES = ("storage", "rules", "sync", "signatures", "promotion", "import", "selfplay")
 # Suites whose module cannot carry the suite's name (`import` is a keyword).
 MODULES = {"import": "reference_import"}
 

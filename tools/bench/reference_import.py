@@ -16,6 +16,7 @@ import random
 import sqlite3
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from storage.hlc import HybridClock
@@ -44,53 +45,52 @@ def _pairs(n: int, seed: int) -> list[tuple[str, str, str | None, int]]:
     return out
 
 
+def _write(path: Path, create: str, insert: str, rows: Iterable[tuple]) -> Path:
+    conn = sqlite3.connect(path)
+    conn.execute(create)
+    conn.executemany(insert, rows)
+    conn.commit()
+    conn.close()
+    return path
+
+
 def write_files(folder: Path, rows: int) -> list[Path]:
     """The three shapes, with disjoint match ids (every row is new to the store)."""
-    service = folder / "elo_service.db"
-    conn = sqlite3.connect(service)
-    conn.execute("CREATE TABLE match_history (id TEXT PRIMARY KEY, participant_ids TEXT NOT NULL,"
-                 " winner_id TEXT, game_length INTEGER, duration_sec REAL, board_type TEXT NOT "
-                 "NULL, num_players INTEGER NOT NULL, timestamp TEXT, elo_before TEXT, elo_after "
-                 "TEXT, tournament_id TEXT, metadata TEXT, harness_type TEXT)")
-    conn.executemany(
+    service = _write(
+        folder / "elo_service.db",
+        "CREATE TABLE match_history (id TEXT PRIMARY KEY, participant_ids TEXT NOT NULL, "
+        "winner_id TEXT, game_length INTEGER, duration_sec REAL, board_type TEXT NOT NULL, "
+        "num_players INTEGER NOT NULL, timestamp TEXT, elo_before TEXT, elo_after TEXT, "
+        "tournament_id TEXT, metadata TEXT, harness_type TEXT)",
         "INSERT INTO match_history (id, participant_ids, winner_id, game_length, duration_sec,"
         " board_type, num_players, timestamp) VALUES (?,?,?,?,?,?,?,?)",
         ((f"s-{i:08d}", json.dumps([a, b]), w, 100, 30.0, "square8", 2, _iso(ms))
          for i, (a, b, w, ms) in enumerate(_pairs(rows, 1))))
-    conn.commit()
-    conn.close()
-    database = folder / "unified_elo.db"
-    conn = sqlite3.connect(database)
-    conn.execute("CREATE TABLE match_history (id INTEGER PRIMARY KEY AUTOINCREMENT, participant_a"
-                 " TEXT, participant_b TEXT, participant_ids TEXT, rankings TEXT, winner TEXT, "
-                 "board_type TEXT NOT NULL, num_players INTEGER NOT NULL, game_length INTEGER, "
-                 "duration_sec REAL, timestamp REAL NOT NULL, tournament_id TEXT, game_id TEXT, "
-                 "worker TEXT, metadata TEXT, elo_before TEXT, elo_after TEXT, harness_type TEXT,"
-                 " architecture_version TEXT, evaluation_metadata TEXT, winner_id TEXT)")
-    conn.executemany(
+    database = _write(
+        folder / "unified_elo.db",
+        "CREATE TABLE match_history (id INTEGER PRIMARY KEY AUTOINCREMENT, participant_a TEXT, "
+        "participant_b TEXT, participant_ids TEXT, rankings TEXT, winner TEXT, board_type TEXT "
+        "NOT NULL, num_players INTEGER NOT NULL, game_length INTEGER, duration_sec REAL, "
+        "timestamp REAL NOT NULL, tournament_id TEXT, game_id TEXT, worker TEXT, metadata TEXT,"
+        " elo_before TEXT, elo_after TEXT, harness_type TEXT, architecture_version TEXT, "
+        "evaluation_metadata TEXT, winner_id TEXT)",
         "INSERT INTO match_history (participant_a, participant_b, participant_ids, rankings, "
         "winner, board_type, num_players, game_length, duration_sec, timestamp, tournament_id, "
         "game_id, winner_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        ((a, b, json.dumps([a, b]), json.dumps([0, 0] if w is None else [0, 1] if w == a
-                                               else [1, 0]),
+        ((a, b, json.dumps([a, b]),
+          json.dumps([0, 0] if w is None else [0, 1] if w == a else [1, 0]),
           w or a, "square8", 2, 100, 30.0, ms / 1000, "t", f"d-{i:08d}", w or a)
          for i, (a, b, w, ms) in enumerate(_pairs(rows, 2))))
-    conn.commit()
-    conn.close()
-    recon = folder / "elo_reconciliation.db"
-    conn = sqlite3.connect(recon)
-    conn.execute("CREATE TABLE match_history (match_id TEXT PRIMARY KEY, player1_id TEXT NOT NULL,"
-                 " player2_id TEXT NOT NULL, winner_id TEXT, player1_rating_before REAL, "
-                 "player2_rating_before REAL, player1_rating_after REAL, player2_rating_after "
-                 "REAL, board_type TEXT, num_players INTEGER, game_length INTEGER, timestamp "
-                 "TEXT, source TEXT)")
-    conn.executemany(
+    recon = _write(
+        folder / "elo_reconciliation.db",
+        "CREATE TABLE match_history (match_id TEXT PRIMARY KEY, player1_id TEXT NOT NULL, "
+        "player2_id TEXT NOT NULL, winner_id TEXT, player1_rating_before REAL, "
+        "player2_rating_before REAL, player1_rating_after REAL, player2_rating_after REAL, "
+        "board_type TEXT, num_players INTEGER, game_length INTEGER, timestamp TEXT, source TEXT)",
         "INSERT INTO match_history (match_id, player1_id, player2_id, winner_id, board_type, "
         "num_players, game_length, timestamp, source) VALUES (?,?,?,?,?,?,?,?,?)",
         ((f"r-{i:08d}", a, b, w, "square8", 2, 100, _iso(ms), "tournament")
          for i, (a, b, w, ms) in enumerate(_pairs(rows, 3))))
-    conn.commit()
-    conn.close()
     return [service, database, recon]
 
 

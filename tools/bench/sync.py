@@ -19,6 +19,7 @@ import os
 import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -29,10 +30,13 @@ from pathlib import Path
 
 import msgpack
 
-from engine.moves import serialize_move
+from engine.records import encode_move, rankings
 from engine.rules import apply_move_in_place, legal_moves
 from engine.state import ACTIVE, initial_state
 from node.datadir import init_data_dir, open_data_dir
+from storage.database import DB_FILE
+from storage.digests import NUM_BUCKETS
+from storage.game_checks import GameChecks, Verdict
 from storage.hlc import HybridClock
 from storage.rows import new_game, new_match
 from storage.stores import open_stores
@@ -44,7 +48,7 @@ GAME_BATCH, MATCH_BATCH = 2_000, 10_000
 # Rounds of the pulling node's scheduler: short, so that waiting for the next round is not
 # counted as catch-up time (a round that finds nothing to pull costs one manifest look).
 SYNC_INTERVAL_S = 0.2
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 # The nodes run this checkout's code, wherever the benchmark is started from.
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -54,18 +58,18 @@ def cache_dir() -> Path:
     return Path(base) / "ringrift-node" / "bench"
 
 
-def _playout(rng: random.Random) -> tuple[int, list[dict]]:
-    """One square8 2-player game of uniform-random moves: (winning seat or 0, wire moves)."""
+def _playout(rng: random.Random) -> tuple[list[int], list[bytes]]:
+    """One square8 2-player game of uniform-random moves: (final ranks, encoded moves)."""
     state = initial_state("square8", 2)
     moves = []
     while state.status == ACTIVE:
         move = rng.choice(legal_moves(state))
-        moves.append(serialize_move(move, state.board))
+        moves.append(encode_move(move))
         apply_move_in_place(state, move)
-    return state.winner, moves
+    return rankings(state), moves
 
 
-def engine_games(count: int, seed: int = 1) -> list[tuple[int, list[dict]]]:
+def engine_games(count: int, seed: int = 1) -> list[tuple[list[int], list[bytes]]]:
     """`count` random playouts, from the on-disk cache when an earlier run made them."""
     path = cache_dir() / f"square8-2p-random-{count}-seed{seed}-v{CACHE_FORMAT}.msgpack"
     if path.is_file():
@@ -79,13 +83,10 @@ def engine_games(count: int, seed: int = 1) -> list[tuple[int, list[dict]]]:
     return games
 
 
-def _game_rows(games: list[tuple[int, list[dict]]], now_ms: int, origin: str) -> list[dict]:
-    rows = []
-    for i, (winner, moves) in enumerate(games):
-        outcome = [0.5, 0.5] if winner == 0 else [float(winner == 1), float(winner == 2)]
-        rows.append(new_game("square8", 2, "random", None if winner == 0 else winner - 1,
-                             outcome, moves, now_ms - len(games) + i, origin))
-    return rows
+def _game_rows(games: list[tuple[list[int], list[bytes]]], now_ms: int, origin: str
+               ) -> list[dict]:
+    return [new_game("square8", 2, moves, ranks, now_ms - len(games) + i, origin)
+            for i, (ranks, moves) in enumerate(games)]
 
 
 def _match_rows(count: int, now_ms: int, origin: str) -> list[dict]:
@@ -99,7 +100,12 @@ def _match_rows(count: int, now_ms: int, origin: str) -> list[dict]:
 
 async def _load(data_dir: Path, node_id: str, games: list[dict], matches: list[dict]
                 ) -> tuple[float, float]:
-    """Merge the rows into a stopped node's stores; seconds spent merging games, matches."""
+    """Merge the rows into a stopped node's stores; seconds spent merging games, matches.
+
+    The games are then marked as replayed legally, the verdict the node's replay checker
+    (`node.replay_check`) would record for games the engine just played: the loaded node is
+    one that has held its games a while, not one replaying 20,000 of them while it serves.
+    """
     stores = await open_stores(data_dir, HybridClock(_wall_ms, 60_000), node_id)
     try:
         spent = []
@@ -108,9 +114,12 @@ async def _load(data_dir: Path, node_id: str, games: list[dict], matches: list[d
             start = time.perf_counter()
             for i in range(0, len(rows), batch):
                 stats = await store.merge(rows[i:i + batch])
-                if stats.invalid:
+                if stats.invalid or stats.refused:
                     raise RuntimeError(f"benchmark rows refused: {store.last_errors}")
             spent.append(time.perf_counter() - start)
+        entries = await stores.games.bucket_entries(range(NUM_BUCKETS))
+        await GameChecks(stores.db).record([Verdict(key, version, True, node_id)
+                                            for key, version in entries])
         return spent[0], spent[1]
     finally:
         await stores.close()
@@ -133,8 +142,10 @@ class _Node:
         self.port = port
         self.log_path = data_dir.with_suffix(".log")
         env = {k: v for k, v in os.environ.items() if not k.startswith("RINGRIFT_")}
+        # No leader pipeline: the loaded node leads, and would train on the games it holds.
         env.update(RINGRIFT_NODE_HOST="127.0.0.1", RINGRIFT_MESH_SYNC_INTERVAL_S=str(
-            SYNC_INTERVAL_S), PYTHONUNBUFFERED="1", PYTHONPATH=str(_REPO))
+            SYNC_INTERVAL_S), RINGRIFT_PIPELINE_CONFIGS="", PYTHONUNBUFFERED="1",
+            PYTHONPATH=str(_REPO))
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "node.cli", "start", "--data-dir", str(data_dir),
@@ -146,7 +157,7 @@ class _Node:
 
     def stores(self) -> dict[str, dict]:
         url = f"http://{self.address}/api/v1/status"
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=300) as response:
             return json.loads(response.read())["stores"]
 
     def wait_up(self, timeout: float) -> None:
@@ -183,30 +194,38 @@ def _wait(predicate: Callable[[], object], timeout: float, what: str,
 
 def catch_up(root: Path, games: list[dict], matches: list[dict], timeout: float
              ) -> dict[str, float]:
-    """Seconds for an empty node to reach a loaded node's games and match roots."""
+    """Seconds for an empty node to reach a loaded node's games and match rows."""
     loaded, empty = root / "loaded", root / "empty"
     founder = init_data_dir(loaded)
     port = _free_port()
     init_data_dir(empty, cluster=founder.cluster, join_peers=(f"127.0.0.1:{port}",))
     local_games_s, local_matches_s = asyncio.run(
         _load(loaded, open_data_dir(loaded).node_id, games, matches))
+    want = {"games": len(games), "matches": len(matches)}
     nodes = [_Node(loaded, port)]
     try:
         nodes[0].wait_up(timeout=60)
-        want = nodes[0].stores()
         nodes.append(_Node(empty, _free_port()))
         nodes[1].wait_up(timeout=60)
         start = time.perf_counter()
         done: dict[str, float] = {}
+        # The status page would do (a leaderboard over all match rows each time they change,
+        # in the very process being timed), so progress is read from the database itself:
+        # the highest rowid is the row count of a store that only ever had rows added.
+        db = sqlite3.connect(f"file:{empty / DB_FILE}?mode=ro", uri=True, timeout=30)
+        try:
+            def caught_up() -> bool:
+                for name, count in want.items():
+                    held = db.execute(f"SELECT max(rowid) FROM {name}").fetchone()[0] or 0
+                    if name not in done and held >= count:
+                        done[name] = time.perf_counter() - start
+                return len(done) == len(want)
 
-        def caught_up() -> bool:
-            held = nodes[1].stores()
-            for name in ("games", "matches"):
-                if name not in done and held[name]["root"] == want[name]["root"]:
-                    done[name] = time.perf_counter() - start
-            return len(done) == 2
-
-        _wait(caught_up, timeout, "the empty node to catch up")
+            _wait(caught_up, timeout, "the empty node to catch up")
+        finally:
+            db.close()
+        # Not timed: the rows are the same ones (equal roots), not merely as many.
+        _wait(lambda: _roots(nodes[0]) == _roots(nodes[1]), 300, "equal roots")
     finally:
         for node in nodes:
             node.stop()
@@ -216,6 +235,10 @@ def catch_up(root: Path, games: list[dict], matches: list[dict], timeout: float
     return {"local_games_s": local_games_s, "local_matches_s": local_matches_s,
             "sync_games_s": games_s, "sync_matches_s": matches_s,
             "sync_total_s": max(done.values())}
+
+
+def _roots(node: _Node) -> dict[str, str]:
+    return {name: store["root"] for name, store in node.stores().items()}
 
 
 def run(quick: bool) -> dict[str, float | int | str]:

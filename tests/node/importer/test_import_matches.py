@@ -297,3 +297,19 @@ def test_only_files_that_hold_ratings_are_compared_with_ours(tmp_path):
     report = compare_ratings(ours, [("x.db", ("square8", 2), {"a": 1600.0, "b": 1400.0})])
     assert report[0]["compared"] == 2 and report[0]["order_agreement"] == 1.0
     assert abs(report[0]["differences"]["a"] + report[0]["differences"]["b"]) < 1e-6
+
+
+async def test_a_locked_file_fails_alone_with_one_line(tmp_path):
+    locked = make_db(tmp_path / "locked.db", ELO_SERVICE_SQL, [
+        service_row("x", "a", "b", "a", "2026-02-09T13:00:00+00:00")])
+    good = make_db(tmp_path / "s.db", ELO_SERVICE_SQL, [
+        service_row("m", "a", "b", "a", "2026-02-09T13:00:00+00:00")])
+    holder = sqlite3.connect(locked, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing the file right now
+    try:
+        report, rows, _ = await imported(tmp_path, [locked, good])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "locked.db" in report.files[0].error and "locked" in report.files[0].error
+    assert report.files[1].error is None and set(rows) == {"m"}

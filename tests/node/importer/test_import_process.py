@@ -45,3 +45,55 @@ def test_two_nodes_importing_different_files_converge_through_the_mesh(tmp_path)
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_an_import_killed_midway_leaves_consistent_stores_and_a_rerun_completes(tmp_path):
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    from tests.node.procs import node_env
+    from tools.bench.reference_import import write_files
+
+    files = write_files(tmp_path, 20_000)  # 60,000 rows: six merge batches
+    for name in ("killed", "clean"):
+        cli("init", "--data-dir", str(tmp_path / name), "--host", "127.0.0.1")
+    cli("import", *map(str, files), "--data-dir", str(tmp_path / "clean"), "--no-progress",
+        timeout=300)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "import", *map(str, files), "--data-dir",
+         str(tmp_path / "killed"), "--no-progress"],
+        env=node_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = tmp_path / "killed" / "node.db"
+
+    def some_rows_committed() -> bool:
+        if proc.poll() is not None:
+            return True
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+            try:
+                return conn.execute("SELECT count(*) FROM matches").fetchone()[0] > 0
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return False
+
+    try:
+        wait_until(some_rows_committed, timeout=240, what="the first committed import batch")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        # The node opens the interrupted stores, and running the import again completes it.
+        cli("import", *map(str, files), "--data-dir", str(tmp_path / "killed"), "--no-progress",
+            timeout=300)
+    finally:
+        proc.kill()
+    nodes = [NodeProcess(tmp_path / name, "start") for name in ("killed", "clean")]
+    try:
+        for node in nodes:
+            node.wait_healthy()
+        assert store(nodes[0], "matches") == store(nodes[1], "matches")
+        assert store(nodes[0], "matches")[0] == 60_000
+    finally:
+        for node in nodes:
+            node.stop()

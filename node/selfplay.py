@@ -1,0 +1,294 @@
+"""Selfplay whenever idle: the worker that plays and stores games, and the idle scheduler.
+
+`SelfplayWorker.run(stop)` plays one config's games with its production model (the registry's
+`production` alias; the seeded initial model until there is one), `concurrency` games at a
+time in batches on the device (engine.selfplay), and stores each finished game through the
+games store, so it replicates like every other game row. It returns soon after `stop` is set
+(one batch, well under a second), storing what finished and dropping what did not: a game
+cut off by a stop is never stored. On CUDA it checks once that the device's policy matches
+float32 on the CPU within `PARITY_TOLERANCE`, and plays on the CPU if it does not.
+
+`IdleScheduler.run()` runs the worker while the node holds no other assignment and the
+resource guard allows it; an assignment (`assign("training")`) or a limit reached stops it
+within a second, and it resumes once both clear. A crash is logged and the worker restarted
+after a backoff that doubles up to a cap; it never takes the node down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from prometheus_client import CollectorRegistry, Counter
+
+from engine.net import Evaluator, Model, ModelBlobError, initial_model, load_model, save_model
+from engine.rules import legal_moves
+from engine.search import SearchConfig
+from engine.selfplay import PlayedGame, SelfplayRunner
+from engine.state import initial_state
+from node.config import SelfplaySection
+from node.resources import Guard
+from storage.blobs import BlobCorruptError, BlobMissingError
+from storage.database import DiskFullError
+from storage.merge import InvalidRow
+from storage.rows import MAX_MOVES
+from storage.stores import Stores
+
+log = logging.getLogger("ringrift.selfplay")
+
+STATES = ("idle", "selfplay", "training", "evaluating")
+PARITY_TOLERANCE = 0.02  # priors and values, float16 autocast against float32
+STORE_EVERY_S = 1.0  # finished games wait at most this long for their transaction
+
+
+def search_config(settings: SelfplaySection) -> SearchConfig:
+    return SearchConfig(settings.algorithm, settings.simulations, considered=settings.considered)
+
+
+class SelfplayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.games = Counter("ringrift_selfplay_games_total", "Selfplay games stored",
+                             ["board_type", "num_players"], registry=registry)
+        self.moves = Counter("ringrift_selfplay_moves_total",
+                             "Moves of stored selfplay games", registry=registry)
+        self.positions = Counter("ringrift_selfplay_positions_evaluated_total",
+                                 "Positions the selfplay network evaluated", registry=registry)
+        self.discarded = Counter("ringrift_selfplay_games_discarded_total",
+                                 "Selfplay games not stored (cut off by a stop, over the move "
+                                 "cap, or refused by the store)", registry=registry)
+        self.restarts = Counter("ringrift_selfplay_restarts_total",
+                                "Selfplay worker crashes (each restarted after a backoff)",
+                                registry=registry)
+
+
+async def production_alias(stores: Stores, board: str, n: int) -> str | None:
+    alias = await stores.models.get_alias("production", board, n)
+    return None if alias is None else alias["sha256"]
+
+
+async def production_model(stores: Stores, board: str, n: int, sha: str | None,
+                           current: tuple[Model, str] | None) -> tuple[Model, str]:
+    """The model `sha` (the production alias of the config) and its sha. A blob that is
+    missing, corrupt or not a model of this config is refused (logged) and `current` kept;
+    with no usable model at all, the seeded initial model (registered, so the games'
+    model_sha names a held blob)."""
+    if sha is not None:
+        if current is not None and current[1] == sha:
+            return current
+        try:
+            blob = await stores.models.get_blob(sha)
+            return await asyncio.to_thread(load_model, blob, board, n), sha
+        except (BlobMissingError, BlobCorruptError, ModelBlobError) as exc:
+            log.warning("production model %s of %s %dp not usable (%s); keeping %s", sha[:12],
+                        board, n, exc, "the previous model" if current else "the seeded one")
+    if current is not None:
+        return current
+    model = initial_model(board, n)
+    sha = await stores.models.put_blob(save_model(model))
+    await stores.models.register_model(sha, board, n)
+    return model, sha
+
+
+def choose_device(model: Model, device: str) -> Evaluator:
+    """An evaluator on `device`; on CUDA only if its policy passes the parity check."""
+    evaluator = Evaluator(model, device)
+    if device == "cpu":
+        return evaluator
+    state = initial_state(model.info.board_type, model.info.num_players)
+    states = [state] * 4
+    error = evaluator.parity_error(states, [legal_moves(s) for s in states])
+    if error > PARITY_TOLERANCE:
+        log.error("%s policy differs from the CPU's by %.4f (> %.2f): selfplay on the cpu",
+                  device, error, PARITY_TOLERANCE)
+        return Evaluator(model, "cpu")
+    log.info("%s policy matches the cpu within %.4f", device, error)
+    return evaluator
+
+
+class SelfplayWorker:
+    def __init__(self, stores: Stores, settings: SelfplaySection, device: str,
+                 metrics: SelfplayMetrics) -> None:
+        self.stores = stores
+        self.settings = settings
+        self.device = device
+        self.metrics = metrics
+        self.model: tuple[Model, str] | None = None
+        self.games_stored = 0
+        self._evaluator: Evaluator | None = None
+        self._alias: str | None = None  # the production alias as last looked up
+
+    @property
+    def production_sha(self) -> str | None:
+        return self.model[1] if self.model else None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Play and store games until `stop` is set. The production model is looked up again
+        every `model_check_s`; a new one replaces the old (the old one's unfinished games
+        are dropped)."""
+        s = self.settings
+        if s.torch_threads > 0:
+            torch.set_num_threads(s.torch_threads)
+        while not stop.is_set():
+            previous = self.model
+            self._alias = await production_alias(self.stores, s.board_type, s.num_players)
+            self.model = await production_model(self.stores, s.board_type, s.num_players,
+                                                self._alias, previous)
+            if self._evaluator is None or previous is None or previous[1] != self.model[1]:
+                self._evaluator = await asyncio.to_thread(choose_device, self.model[0],
+                                                          self.device)
+                log.info("selfplay %s %dp on %s with model %s (%s)", s.board_type,
+                         s.num_players, self._evaluator.device, self.model[1][:12],
+                         search_config(s).settings())
+            await self._play(stop)
+
+    async def _play(self, stop: asyncio.Event) -> None:
+        """Play with the current model until `stop` or a new production model."""
+        assert self._evaluator is not None and self.model is not None
+        s = self.settings
+        runner = SelfplayRunner(self._evaluator.evaluate, s.board_type, s.num_players,
+                                search_config(s), concurrency=s.concurrency,
+                                seed=random.getrandbits(63), max_moves=MAX_MOVES)
+        pending: list[PlayedGame] = []
+        flushed = checked = time.monotonic()
+        positions = 0
+        try:
+            while not stop.is_set():
+                pending += await asyncio.to_thread(runner.step)
+                self.metrics.positions.inc(runner.counters.positions - positions)
+                positions = runner.counters.positions
+                now = time.monotonic()
+                if pending and now - flushed >= STORE_EVERY_S:
+                    await self._store(pending)
+                    pending = []
+                    flushed = now
+                if now - checked >= s.model_check_s:
+                    checked = now
+                    # A new alias, even one whose blob turns out unusable, is looked at once.
+                    if await production_alias(self.stores, s.board_type,
+                                              s.num_players) != self._alias:
+                        return
+        finally:
+            # Finished games are stored even when the stop came; cut-off ones never are.
+            if pending:
+                await self._store(pending)
+            self.metrics.discarded.inc(runner.unfinished + runner.counters.discarded)
+
+    async def _store(self, games: list[PlayedGame]) -> None:
+        assert self.model is not None
+        rows = [{**g.row_fields(), "model_sha": self.model[1]} for g in games]
+        try:
+            await self.stores.games.add_games(rows)
+        except (InvalidRow, DiskFullError) as exc:
+            log.warning("%d selfplay games not stored: %s", len(games), exc)
+            self.metrics.discarded.inc(len(games))
+            return
+        self.games_stored += len(games)
+        s = self.settings
+        self.metrics.games.labels(s.board_type, str(s.num_players)).inc(len(games))
+        self.metrics.moves.inc(sum(len(g.moves) for g in games))
+
+
+class IdleScheduler:
+    """Runs the selfplay worker whenever the node is idle and the guard allows it."""
+
+    def __init__(self, worker: SelfplayWorker, guard: Guard, settings: SelfplaySection,
+                 metrics: SelfplayMetrics, announce: Callable[[str], None]) -> None:
+        self.worker = worker
+        self.guard = guard
+        self.settings = settings
+        self.metrics = metrics
+        self._announce = announce
+        self._assignment: str | None = None
+        self._changed = asyncio.Event()
+        self.state = "idle"
+        self.restarts = 0
+
+    def _set_state(self, state: str) -> None:
+        # The announced state is also ringrift_node_state (node.metrics_reference).
+        self.state = state
+        self._announce(state)
+
+    def assign(self, state: str) -> None:
+        """Other work for this node (training, evaluating): selfplay stops within a second."""
+        if state not in STATES or state in ("idle", "selfplay"):
+            raise ValueError(f"assignment {state!r} is not training or evaluating")
+        self._assignment = state
+        self._changed.set()
+
+    def release(self) -> None:
+        self._assignment = None
+        self._changed.set()
+
+    @contextlib.contextmanager
+    def working(self, state: str) -> Iterator[None]:
+        """`with scheduler.working("training"):` holds selfplay off for the block."""
+        self.assign(state)
+        try:
+            yield
+        finally:
+            self.release()
+
+    async def _wait_change(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        self._changed.clear()
+
+    def _may_play(self) -> bool:
+        if self._assignment is not None:
+            return False
+        verdict = self.guard.verdict()
+        if not verdict.ok:
+            log.info("selfplay held off by the resource guard: %s", verdict.reason)
+        return verdict.ok
+
+    async def run(self) -> None:
+        s = self.settings
+        backoff = s.restart_backoff_s
+        while True:
+            if not self._may_play():
+                self._set_state(self._assignment or "idle")
+                await self._wait_change(s.guard_interval_s)
+                continue
+            self._set_state("selfplay")
+            try:
+                await self._play_while_allowed()
+                backoff = s.restart_backoff_s
+            except Exception:  # a crash must not take the node down: log, back off, retry
+                self.restarts += 1
+                self.metrics.restarts.inc()
+                log.exception("selfplay crashed; restarting in %.1f s", backoff)
+                self._set_state(self._assignment or "idle")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, s.restart_backoff_max_s)
+
+    async def _play_while_allowed(self) -> None:
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            while not stop.is_set():
+                await self._wait_change(self.settings.guard_interval_s)
+                if not self._may_play():
+                    stop.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await self.worker.run(stop)
+        finally:
+            stop.set()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    def view(self) -> dict[str, Any]:
+        s = self.settings
+        return {"state": self.state, "board_type": s.board_type, "num_players": s.num_players,
+                "search": search_config(s).settings(),
+                "production_model": self.worker.production_sha,
+                "games_stored": self.worker.games_stored, "restarts": self.restarts}
