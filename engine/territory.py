@@ -39,7 +39,7 @@ class _Fill:
     step every way closes the round: when it adds nothing, the component is whole.
     """
 
-    __slots__ = ("free", "left", "right", "up", "down")
+    __slots__ = ("down", "free", "left", "right", "up")
 
     def __init__(self, free: int, shifts: tuple[int, ...], stages: int) -> None:
         self.free = free
