@@ -27,6 +27,8 @@ is worth ``rank_value(r, n)``: 1 for first, -1 for last, evenly spaced between.
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 import numpy as np
 
 from . import moves as mt
@@ -73,6 +75,7 @@ _SLOTS: dict[str, tuple[tuple[int, int], ...]] = {
 _CELL_AVERAGED = frozenset({_TYPE[mt.PROCESS_LINE], _TYPE[mt.CHOOSE_LINE_OPTION],
                             _TYPE[mt.CHOOSE_TERRITORY_OPTION]})
 _PLACE = _TYPE[mt.PLACE_RING]
+_FIRST = itemgetter(0)
 
 
 def move_terms(legal: list[list[Move]], cfg: BoardConfig) -> tuple[np.ndarray, ...]:
@@ -92,11 +95,12 @@ def move_terms(legal: list[list[Move]], cfg: BoardConfig) -> tuple[np.ndarray, .
     if not moves:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty, np.zeros(0, dtype=np.float32), offsets
-    # Move fields as columns (one C-level transpose), so the terms are found per type with
-    # array operations instead of a Python step per move.
-    columns = list(zip(*moves, strict=True))
-    types = np.fromiter(map(_TYPE.__getitem__, columns[0]), dtype=np.int64, count=len(moves))
-    field = {k: np.array(columns[k], dtype=np.int64) for k in (2, 3, 4, 5, 10)}
+    # Move fields as columns (C-level maps), so the terms are found per type with array
+    # operations instead of a Python step per move.
+    m = len(moves)
+    types = np.fromiter(map(_TYPE.__getitem__, map(_FIRST, moves)), dtype=np.int64, count=m)
+    field = {k: np.fromiter(map(itemgetter(k), moves), dtype=np.int64, count=m)
+             for k in (2, 3, 4, 5, 10)}
     base = np.repeat(np.arange(len(legal), dtype=np.int64) * POLICY_CHANNELS * area, counts)
     parts_move: list[np.ndarray] = []
     parts_index: list[np.ndarray] = []
@@ -115,11 +119,11 @@ def move_terms(legal: list[list[Move]], cfg: BoardConfig) -> tuple[np.ndarray, .
             chosen = which[field[k][which] >= 0]  # recovery's extract is optional
             add(chosen, channel, field[k][chosen])
     for j in np.flatnonzero(np.isin(types, list(_CELL_AVERAGED))).tolist():
-        m = moves[j]
-        if m.cells:
-            kind = m.type
-            channel = _C[f"line{m.option}"] if kind in _LINES else _C["region"]
-            cells = np.array(m.cells, dtype=np.int64)
+        move = moves[j]
+        if move.cells:
+            kind = move.type
+            channel = _C[f"line{move.option}"] if kind in _LINES else _C["region"]
+            cells = np.array(move.cells, dtype=np.int64)
             parts_move.append(np.full(len(cells), j, dtype=np.int64))
             parts_index.append(base[j] + channel * area + grid[cells])
             parts_weight.append(np.full(len(cells), 1.0 / len(cells), dtype=np.float32))

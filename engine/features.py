@@ -70,20 +70,31 @@ def batch_planes(states: list[GameState]) -> tuple[np.ndarray, np.ndarray]:
         owner = np.array([getattr(s, attr) for s in states], dtype=np.int64)
         b, cells = np.nonzero(owner)
         flat[b, block[b, owner[b, cells]] * PLANES_PER_PLAYER + offset, positions[cells]] = 1.0
+    # Stack entries are gathered as (position, plane, cell, value) and written in one go:
+    # a numpy item assignment per entry would cost more than the Python that finds them.
+    at_b: list[int] = []
+    at_k: list[int] = []
+    at_g: list[int] = []
+    at_v: list[float] = []
     for b, state in enumerate(states):
         seat = block[b].tolist()
-        plane = flat[b]
         for c, s in enumerate(state.stacks):
             if s:
                 g = grid[c]
                 k = seat[s[-1]] * PLANES_PER_PLAYER
-                plane[k, g] = len(s) / HEIGHT_SCALE
-                plane[k + 1, g] = cap_height(s) / HEIGHT_SCALE
+                at_b += (b, b)
+                at_k += (k, k + 1)
+                at_g += (g, g)
+                at_v += (len(s), cap_height(s))
                 if len(s) > 1:
                     buried = s[:-1]
                     for ring in set(buried):
-                        plane[seat[ring] * PLANES_PER_PLAYER + 4, g] = (
-                            buried.count(ring) / HEIGHT_SCALE)
+                        at_b.append(b)
+                        at_k.append(seat[ring] * PLANES_PER_PLAYER + 4)
+                        at_g.append(g)
+                        at_v.append(buried.count(ring))
+    if at_b:
+        flat[at_b, at_k, at_g] = np.array(at_v, dtype=np.float32) / HEIGHT_SCALE
     g = PLANES_PER_PLAYER * MAX_PLAYERS
     for extra, attr in ((1, "must_move"), (2, "chain_pos")):
         cell = np.fromiter((getattr(s, attr) for s in states), dtype=np.int64, count=batch)

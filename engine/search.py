@@ -22,8 +22,10 @@ on the root priors, the move drawn from visit counts with a temperature for the 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Generator
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 
@@ -255,9 +257,8 @@ def policy_move(
 def _draw(weights: np.ndarray, rng: np.random.Generator) -> int:
     """An index drawn in proportion to ``weights`` (Generator.choice with p checks and
     copies more than a hot loop can afford)."""
-    cumulative = np.cumsum(weights)
-    return min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], "right")),
-               len(weights) - 1)
+    cumulative = list(accumulate(weights.tolist()))
+    return min(bisect_right(cumulative, rng.random() * cumulative[-1]), len(weights) - 1)
 
 
 def _counting(gen: Generator[Request, Reply, None]) -> Generator[Request, Reply, int]:

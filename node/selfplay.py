@@ -22,17 +22,17 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from prometheus_client import CollectorRegistry, Counter
 
 from engine.net import Evaluator, Model, ModelBlobError, initial_model, load_model, save_model
-from engine.rules import legal_moves
+from engine.moves import Move
+from engine.rules import apply_move_in_place, legal_moves
 from engine.search import SearchConfig
 from engine.selfplay import PlayedGame, SelfplayRunner
-from engine.state import initial_state
+from engine.state import GameState, initial_state
 from node.config import SelfplaySection
 from node.resources import Guard
 from storage.blobs import BlobCorruptError, BlobMissingError
@@ -96,14 +96,25 @@ async def production_model(stores: Stores, board: str, n: int, sha: str | None,
     return model, sha
 
 
+def parity_batch(board: str, n: int, size: int = 16) -> tuple[list[GameState], list[list[Move]]]:
+    """A fixed batch of positions (a seeded random game's) for the device parity check."""
+    rng = random.Random(0)
+    state = initial_state(board, n)
+    states = []
+    while len(states) < size:
+        if state.status != "active":
+            state = initial_state(board, n)
+        states.append(state.copy())
+        apply_move_in_place(state, rng.choice(legal_moves(state)))
+    return states, [legal_moves(s) for s in states]
+
+
 def choose_device(model: Model, device: str) -> Evaluator:
     """An evaluator on `device`; on CUDA only if its policy passes the parity check."""
     evaluator = Evaluator(model, device)
     if device == "cpu":
         return evaluator
-    state = initial_state(model.info.board_type, model.info.num_players)
-    states = [state] * 4
-    error = evaluator.parity_error(states, [legal_moves(s) for s in states])
+    error = evaluator.parity_error(*parity_batch(model.info.board_type, model.info.num_players))
     if error > PARITY_TOLERANCE:
         log.error("%s policy differs from the CPU's by %.4f (> %.2f): selfplay on the cpu",
                   device, error, PARITY_TOLERANCE)

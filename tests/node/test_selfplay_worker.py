@@ -227,3 +227,15 @@ async def test_local_games_are_stored_only_when_signed_by_the_node_key(stores):
                 ).status == 400
     assert await stores.games.count_games("square8", 2) == 1
 
+
+
+def test_the_device_parity_batch_is_fixed_and_reduced_precision_passes_the_tolerance():
+    from engine.net import Evaluator
+    from node.selfplay import PARITY_TOLERANCE, parity_batch
+
+    states, legal = parity_batch("hex8", 3)
+    again, _ = parity_batch("hex8", 3)
+    assert [s.move_number for s in states] == [s.move_number for s in again]
+    evaluator = Evaluator(initial_model("hex8", 3))
+    # bfloat16 on the CPU stands in for float16 on CUDA: the check measures, and passes.
+    assert 0.0 < evaluator.parity_error(states, legal, autocast=True) < PARITY_TOLERANCE
