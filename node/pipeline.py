@@ -23,17 +23,25 @@ old one left it, and the match rows of games played anywhere count.
 
 Distribution needs nothing here: the production alias is a leader-written, term-fenced row that
 syncs like any other, and every node's anti-entropy pulls the blobs the registry names.
+
+Every `interval_s` the duty also writes the selfplay allocation (node.allocation: configs short
+of fresh games weigh most), a term-fenced setting row, when its value or the term changed.
+Training and the games this node plays itself run inside `hold("training")` /
+`hold("evaluating")`, which the agent points at its idle scheduler: selfplay stops for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,12 +71,16 @@ from engine.ratings import ratings
 from engine.regression import RegressionDetector, RollbackMonitor
 from engine.sprt import PairedSprt, Verdict
 from engine.training import TrainingResult, TrainingSettings, train
+from node.allocation import allocation_weights
 from node.evaluation_work import ModelCache, play_and_record
+from storage.rows import SELFPLAY_ALLOCATION
 from storage.stores import Stores
 
 log = logging.getLogger("ringrift.pipeline")
 
 Progress = Callable[[str], None]
+# Work this node does for the pipeline ("training", "evaluating") runs inside hold(work).
+Hold = Callable[[str], AbstractAsyncContextManager[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +111,11 @@ class LeaderPipeline:
     def __init__(self, stores: Stores, settings: PipelineSettings, node_id: str,
                  registry: CollectorRegistry, device: str = "cpu",
                  progress: Progress | None = None, metrics: Any = None,
-                 nodes: Callable[[], list[str]] | None = None) -> None:
+                 nodes: Callable[[], list[str]] | None = None, hold: Hold | None = None
+                 ) -> None:
         self._stores = stores
+        self._hold = hold or (lambda work: contextlib.nullcontext())
+        self._allocated_at = -math.inf  # monotonic time of the last allocation look
         self.settings = settings
         self._node_id = node_id
         self._device = device
@@ -132,6 +147,9 @@ class LeaderPipeline:
             busy = False
             for board, n in self.settings.configs:
                 busy |= await self.round(board, n, term)
+            if time.monotonic() - self._allocated_at >= self.settings.interval_s:
+                self._allocated_at = time.monotonic()
+                await self.allocate(term)
             if not busy:
                 await asyncio.sleep(self.settings.interval_s)
 
@@ -155,6 +173,26 @@ class LeaderPipeline:
         if await self._maybe_train(board, n, production["sha256"], term):
             return True
         return await self._watch(board, n, production["sha256"], events, term)
+
+    # --- selfplay allocation ---------------------------------------------------------------
+
+    async def allocate(self, term: int) -> list[list] | None:
+        """Write the selfplay allocation of the pipeline's configs when its value changed or
+        it was written in an older term; returns the value (None: no configs)."""
+        fresh = []
+        for board, n in self.settings.configs:
+            mark = await self._mark(board, n)
+            fresh.append((board, n, await self._stores.games.count_games(board, n,
+                                                                         since_hlc=mark + 1)))
+        value = allocation_weights(fresh, self.settings.training_game_threshold)
+        if not value:
+            return None
+        row = await self._stores.models.setting(SELFPLAY_ALLOCATION)
+        if row is None or row["value"] != value or row["term"] != term:
+            await self._stores.models.set_setting(SELFPLAY_ALLOCATION, value, term)
+            self._progress("selfplay allocation: " + ", ".join(
+                f"{board} {n}p x{weight}" for board, n, weight in value))
+        return value
 
     # --- production's first model ---------------------------------------------------------
 
@@ -192,11 +230,12 @@ class LeaderPipeline:
         self._progress(f"[{board} {n}p] training: {new} new games, window of {len(games)}, "
                        f"from production {production[:12]}")
         started = time.monotonic()
-        if self.settings.training_processes > 1:
-            result = await self._train_distributed(parent, production, games)
-        else:
-            result = await asyncio.to_thread(train, parent, production, games,
-                                             self.settings.training, self._device)
+        async with self._hold("training"):
+            if self.settings.training_processes > 1:
+                result = await self._train_distributed(parent, production, games)
+            else:
+                result = await asyncio.to_thread(train, parent, production, games,
+                                                 self.settings.training, self._device)
         self._m_runs.inc()
         self._m_rejected.inc(result.games_rejected)
         self._marks[(board, n)] = int(result.model.info.training["last_game_hlc"])
@@ -355,9 +394,10 @@ class LeaderPipeline:
     async def _play(self, board: str, n: int, candidate: str, opponent: str, trial: int,
                     kind: str) -> None:
         """Play a trial here (no other nodes to farm it to, or a watch game)."""
-        played = await play_and_record(self._stores, self._models, self._device, board, n,
-                                       candidate, opponent, trial, kind,
-                                       self.settings.max_game_moves)
+        async with self._hold("evaluating"):
+            played = await play_and_record(self._stores, self._models, self._device, board, n,
+                                           candidate, opponent, trial, kind,
+                                           self.settings.max_game_moves)
         self._m_games.inc(played)
 
     async def _execute(self, decision: PromotionDecision, term: int) -> None:
