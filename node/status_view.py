@@ -6,12 +6,14 @@ production model, candidates and the Elo leaderboard, drift, recent promotion an
 events, sync health, and two series for the chart (games per hour from the store, so they
 survive restarts; the leaderboard's top rating as sampled by this node since it started).
 
-The leaderboard is recomputed only when the match store's root changes: ratings are a pure
-function of the match rows, so an unchanged root means unchanged ratings.
+The leaderboard is recomputed only when the match store's root changes (ratings are a pure
+function of the match rows, so an unchanged root means unchanged ratings), at most every
+LEADERBOARD_TTL_S, in a worker thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +36,9 @@ ELO_SAMPLES = 24 * 60
 CANDIDATE_ALIASES = ("candidate", "staging")
 # Games per hour change slowly; counting them again at every poll of the page would not.
 GAME_COUNTS_TTL_S = 15.0
+# While the leader records evaluation results the match rows change many times a second; the
+# page refits its leaderboards at most this often (100k matches of 60 participants: ~0.3 s).
+LEADERBOARD_TTL_S = 10.0
 
 Leaderboard = Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]]
 
@@ -49,7 +54,8 @@ class StatusView:
         self._leaderboard = leaderboard
         self._watch = watch
         self._feed = feed
-        self._boards: tuple[str, dict[tuple[str, int], list[dict[str, Any]]]] = ("", {})
+        self._boards: tuple[str, float, dict[tuple[str, int], list[dict[str, Any]]]] = (
+            "", -LEADERBOARD_TTL_S, {})
         self._games: tuple[float, dict[int, int], dict[str, int]] = (-GAME_COUNTS_TTL_S, {}, {})
         self._elo: deque[tuple[float, str, float]] = deque(maxlen=ELO_SAMPLES)
 
@@ -91,14 +97,21 @@ class StatusView:
         return self._games[1], self._games[2]
 
     async def _leaderboards(self) -> dict[tuple[str, int], list[dict[str, Any]]]:
+        """Per-config leaderboards, refitted when the match rows changed and the last fit is
+        LEADERBOARD_TTL_S old; the fit runs in a worker thread, off the node's event loop."""
         _, root = await self._stores.matches.summary()
-        if root != self._boards[0]:
+        fitted_root, fitted_at, boards = self._boards
+        if root != fitted_root and time.monotonic() - fitted_at >= LEADERBOARD_TTL_S:
             rows = await self._stores.matches.all_matches()
-            by_config: dict[tuple[str, int], list[dict[str, Any]]] = {}
-            for row in rows:
-                by_config.setdefault((row["board_type"], row["num_players"]), []).append(row)
-            self._boards = (root, {cfg: self._leaderboard(r) for cfg, r in by_config.items()})
-        return self._boards[1]
+            boards = await asyncio.to_thread(self._fit, rows)
+            self._boards = (root, time.monotonic(), boards)
+        return boards
+
+    def _fit(self, rows: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+        by_config: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for row in rows:
+            by_config.setdefault((row["board_type"], row["num_players"]), []).append(row)
+        return {cfg: self._leaderboard(r) for cfg, r in by_config.items()}
 
     def _sample_elo(self, now: float, boards: Mapping[tuple[str, int], list[dict]]) -> None:
         if self._elo and now - self._elo[-1][0] < ELO_SAMPLE_S:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.net import initial_model, save_model
 from node.datadir import open_data_dir
 from storage.hlc import HybridClock
 from storage.stores import open_stores
@@ -30,8 +31,9 @@ def leader_history(data_dir: Path) -> None:
         stores = await open_stores(data_dir, HybridClock(lambda: time.time_ns() // 1_000_000,
                                                          60_000), files.node_id)
         try:
-            old, new = [await stores.models.put_blob(f"weights {i}".encode() * 100)
-                        for i in range(2)]
+            old, new = [await stores.models.put_blob(save_model(initial_model("square8", 2,
+                                                                              seed=seed)))
+                        for seed in (11, 12)]
             for sha in (old, new):
                 await stores.models.register_model(sha, "square8", 2)
             await stores.models.set_alias("production", new, term=1)
@@ -53,14 +55,16 @@ def test_leader_page_shows_every_member_without_console_errors(tmp_path):
                           "--host", "127.0.0.1").stdout)
     write_rows(tmp_path / "a", tag="a", games=30, matches=[])
     leader_history(tmp_path / "a")
-    # The leader checks drift against a random peer every second, so the page shows a check.
+    # The leader checks drift against a random peer every second, so the page shows a check;
+    # its pipeline works on another config, so no evaluation games load the machine meanwhile.
+    quiet = {"RINGRIFT_PIPELINE_CONFIGS": "hex8:2"}
     nodes = [NodeProcess(tmp_path / "a", "start",
-                         env={"RINGRIFT_MONITORING_DRIFT_CHECK_INTERVAL_S": "1"})]
+                         env={**quiet, "RINGRIFT_MONITORING_DRIFT_CHECK_INTERVAL_S": "1"})]
     try:
         nodes[0].wait_healthy()
         for name in ("b", "c"):
             nodes.append(NodeProcess(tmp_path / name, "join", nodes[0].address,
-                                     "--token", init["token"]))
+                                     "--token", init["token"], env=quiet))
         for node in nodes:
             node.wait_healthy()
         leader = nodes[0]
