@@ -14,8 +14,9 @@ one, the local default `[selfplay] board_type / num_players`.
 `IdleScheduler.run()` runs the worker while the node holds no other assignment and the
 resource guard allows it; an assignment (`assign("evaluating")`, `working("training")`) or a
 limit reached stops it within a second, and it resumes once both clear; `holding(state)` also
-waits for the running batch to stop, so the work has the device to itself. A crash is logged and the worker restarted
-after a backoff that doubles up to a cap; it never takes the node down.
+waits for the running batch to stop, so the work has the device to itself. A crash is logged
+and the worker restarted after a backoff that doubles up to a cap; it never takes the node
+down.
 """
 
 from __future__ import annotations
@@ -342,11 +343,15 @@ class IdleScheduler:
         try:
             await self.worker.run(stop)
         finally:
-            self._stopped.set()
             stop.set()
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            try:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            finally:
+                # Last, with no await until run() announces the work: a holder woken by it
+                # finds the work's state already announced.
+                self._stopped.set()
 
     def view(self) -> dict[str, Any]:
         s = self.settings

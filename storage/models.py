@@ -5,12 +5,12 @@ metadata, immutable), `a:<board>:<players>:<alias>` (aliases: LWW registers vers
 (term, hlc)), `p:<event id>` (promotion events, append-only), `j:<node id>` (evaluation
 assignments: LWW registers versioned (term, hlc), one per node) and `s:<name>` (cluster
 settings such as the selfplay allocation: LWW registers versioned (term, hlc)). So the
-registry's root in the manifest is also the digest of every cluster setting. Blobs live beside the
-database in `D/blobs/` and travel separately (any peer holding one can serve it).
+registry's root in the manifest is also the digest of every cluster setting. Blobs live
+beside the database in `D/blobs/` and travel separately (any peer holding one can serve it).
 
-Aliases, promotion events, assignments and settings are leader actions: their local writes carry the leader's term
-and are refused (StaleTermError, counted) when a newer term has been seen, from an election
-or from any merged alias or event.
+Aliases, promotion events, assignments and settings are leader actions: their local writes
+carry the leader's term and are refused (StaleTermError, counted) when a newer term has been
+seen, from an election or from any merged alias or event.
 """
 
 from __future__ import annotations
