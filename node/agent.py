@@ -153,9 +153,9 @@ class Agent:
                 self.files.path,
             )
             await self.mesh.start()
-            election = self.mesh.election
-            # Until leadership is proven by certificate, the term this node's election reached.
-            self.stores.models.leader_term_seen = lambda: election.term if election else 0
+            mesh = self.mesh
+            # The highest term a leader proved it won (quorum certificate, mesh/quorum.py).
+            self.stores.models.leader_term_seen = lambda: mesh.proven_term
             if self.files.founder:
                 await self.mesh.initialise_voters((self.node_id,))
             self.duties = self._build_duties(self.mesh)

@@ -304,6 +304,8 @@ class IdleScheduler:
     def _may_play(self) -> bool:
         if self._work() is not None:
             return False
+        if self.worker.stores.db.full:
+            return False  # a full disk pauses selfplay until space is back (node/disk.py)
         verdict = self.guard.verdict()
         if not verdict.ok:
             log.info("selfplay held off by the resource guard: %s", verdict.reason)
