@@ -9,12 +9,14 @@ committed rows are already durable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -255,7 +257,8 @@ class Agent:
         device = mesh.device.device
         guard = Guard(limits, lambda: read_usage(self.files.path, device))
         metrics = SelfplayMetrics(self.registry)
-        worker = SelfplayWorker(self.stores, self.config.selfplay, device, metrics)
+        worker = SelfplayWorker(self.stores, self.config.selfplay, device, metrics,
+                                node_id=self.node_id)
 
         def announce(state: str) -> None:
             mesh.set_state(state)
@@ -273,7 +276,7 @@ class Agent:
             self.stores, settings_from_config(self.config), self.node_id, self.registry,
             device=mesh.device.device,
             metrics=self.monitoring.metrics if self.monitoring is not None else None,
-            nodes=self._evaluation_nodes, pool=self._games_pool)
+            nodes=self._evaluation_nodes, pool=self._games_pool, hold=self._holding)
         duties.add("pipeline", pipeline.duty)
         return duties
 
@@ -287,6 +290,21 @@ class Agent:
             self.scheduler.release()
         else:
             self.scheduler.assign(state)
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, state: str) -> AsyncIterator[None]:
+        """Leader work on this node (training, its own evaluation and watch games): selfplay
+        stops before the block runs and the node announces the state meanwhile."""
+        assert self.mesh is not None and self.scheduler is not None
+        if self.config.selfplay.enabled:
+            async with self.scheduler.holding(state):
+                yield
+            return
+        self.mesh.set_state(state)
+        try:
+            yield
+        finally:
+            self.mesh.set_state("idle")
 
     def _evaluation_nodes(self) -> list[str]:
         """Nodes the leader may assign evaluation trials to: itself and every alive member."""

@@ -23,21 +23,29 @@ old one left it, and the match rows of games played anywhere count.
 
 Distribution needs nothing here: the production alias is a leader-written, term-fenced row that
 syncs like any other, and every node's anti-entropy pulls the blobs the registry names.
+
+Every `interval_s` the duty also writes the selfplay allocation (node.allocation: configs short
+of fresh games weigh most), a term-fenced setting row, when its value or the term changed.
+Training and the games this node plays itself run inside `hold("training")` /
+`hold("evaluating")`, which the agent points at its idle scheduler: selfplay stops for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 from prometheus_client import CollectorRegistry, Counter
@@ -64,13 +72,18 @@ from engine.ratings import ratings
 from engine.regression import RegressionDetector, RollbackMonitor
 from engine.sprt import PairedSprt, Verdict
 from engine.training import TrainingResult, TrainingSettings, train
+from node.allocation import allocation_weights
 from node.evaluation_work import ModelCache, play_and_record
 from storage.fencing import StaleTermError
+from storage.rows import SELFPLAY_ALLOCATION
 from storage.stores import Stores
 
 log = logging.getLogger("ringrift.pipeline")
 
 Progress = Callable[[str], None]
+# Work this node does for the pipeline ("training", "evaluating") runs inside hold(work).
+Hold = Callable[[str], AbstractAsyncContextManager[None]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +115,10 @@ class LeaderPipeline:
                  registry: CollectorRegistry, device: str = "cpu",
                  progress: Progress | None = None, metrics: Any = None,
                  nodes: Callable[[], list[str]] | None = None,
-                 pool: Executor | None = None) -> None:
+                 pool: Executor | None = None, hold: Hold | None = None) -> None:
         self._stores = stores
+        self._hold = hold or (lambda work: contextlib.nullcontext())
+        self._allocated_at = -math.inf  # monotonic time of the last allocation look
         self.settings = settings
         self._node_id = node_id
         self._device = device
@@ -146,6 +161,9 @@ class LeaderPipeline:
                     raise  # a newer leader exists: this term's duties are over
                 except Exception:  # one failed round must not end the pipeline for the term
                     log.exception("pipeline round of %s %dp failed; retrying", board, n)
+            if time.monotonic() - self._allocated_at >= self.settings.interval_s:
+                self._allocated_at = time.monotonic()
+                await self.allocate(term)
             if not busy:
                 await asyncio.sleep(self.settings.interval_s)
 
@@ -169,6 +187,26 @@ class LeaderPipeline:
         if await self._maybe_train(board, n, production["sha256"], term):
             return True
         return await self._watch(board, n, production["sha256"], events, term)
+
+    # --- selfplay allocation ---------------------------------------------------------------
+
+    async def allocate(self, term: int) -> list[list] | None:
+        """Write the selfplay allocation of the pipeline's configs when its value changed or
+        it was written in an older term; returns the value (None: no configs)."""
+        fresh = []
+        for board, n in self.settings.configs:
+            mark = await self._mark(board, n)
+            fresh.append((board, n, await self._stores.games.count_games(board, n,
+                                                                         since_hlc=mark + 1)))
+        value = allocation_weights(fresh, self.settings.training_game_threshold)
+        if not value:
+            return None
+        row = await self._stores.models.setting(SELFPLAY_ALLOCATION)
+        if row is None or row["value"] != value or row["term"] != term:
+            await self._stores.models.set_setting(SELFPLAY_ALLOCATION, value, term)
+            self._progress("selfplay allocation: " + ", ".join(
+                f"{board} {n}p x{weight}" for board, n, weight in value))
+        return value
 
     # --- production's first model ---------------------------------------------------------
 
@@ -210,7 +248,8 @@ class LeaderPipeline:
             # The run belongs to the pipeline, not to this term's duty: a lease that lapses
             # for a moment restarts the duties, and must not throw minutes of training away.
             # The next round of any term awaits it (and its exception, if it failed).
-            task = asyncio.get_running_loop().create_task(self._train(parent, production, games))
+            task = asyncio.get_running_loop().create_task(
+                self._holding("training", self._train(parent, production, games)))
             run = self._training[(board, n)] = (task, production, time.monotonic())
         task, parent_sha, started = run
         if not task.done():
@@ -234,6 +273,11 @@ class LeaderPipeline:
             f"{result.positions} positions, policy loss {result.policy_loss:.3f}, "
             f"value loss {result.value_loss:.3f}")
         return True
+
+    async def _holding(self, state: str, work: Awaitable[T]) -> T:
+        """`work` awaited while this node holds its selfplay off for `state`."""
+        async with self._hold(state):
+            return await work
 
     async def _train(self, parent: Model, parent_sha: str, games: list[dict]) -> TrainingResult:
         if self.settings.training_processes > 0:
@@ -391,9 +435,10 @@ class LeaderPipeline:
     async def _play(self, board: str, n: int, candidate: str, opponent: str, trial: int,
                     kind: str) -> None:
         """Play a trial here (no other nodes to farm it to, or a watch game)."""
-        played = await play_and_record(self._stores, self._models, self._device, board, n,
-                                       candidate, opponent, trial, kind,
-                                       self.settings.max_game_moves, self._pool)
+        async with self._hold("evaluating"):
+            played = await play_and_record(self._stores, self._models, self._device, board, n,
+                                           candidate, opponent, trial, kind,
+                                           self.settings.max_game_moves, self._pool)
         self._m_games.inc(played)
 
     async def _execute(self, decision: PromotionDecision, term: int) -> None:
