@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from itertools import compress
 
 SQUARE_DIRECTIONS: tuple[tuple[int, int], ...] = (
     (1, 0), (1, 1), (0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1),
@@ -54,6 +55,8 @@ class BoardConfig:
     # Steps along which a processed region's border spreads through markers (see
     # ``territory.region_border``); empty where it does not spread.
     border_shifts: tuple[int, ...]
+    step_shifts: tuple[int, ...]  # per ray direction: the shift of one step (as above)
+    position_cells: tuple[int | None, ...]  # bit position -> cell (None: padding)
 
     def line_length(self, num_players: int) -> int:
         """Markers needed for a line: 3 on the small boards with 3-4 players, else 4."""
@@ -73,6 +76,21 @@ class BoardConfig:
         """Cells strictly between ``src`` and ``dst`` on their common ray."""
         d, dist = self.between[src * self.num_cells + dst]
         return self.rays[src][d][: dist - 1]
+
+    def cells_of(self, mask: int) -> list[int]:
+        """The cells whose bits are set in ``mask``, in increasing order."""
+        if mask.bit_count() > 8:
+            # One pass in C over the binary digits, lowest first, beats a loop per bit.
+            digits = bin(mask)[:1:-1].encode("ascii").translate(_BINARY_DIGITS)
+            return sorted(compress(self.position_cells, digits))
+        bit_cell = self.bit_cell
+        out = []
+        while mask:
+            low = mask & -mask
+            out.append(bit_cell[low.bit_length() - 1])
+            mask ^= low
+        out.sort()
+        return out
 
     def position(self, cell: int) -> dict[str, int]:
         """The vector/record form of a cell: ``{"x":..,"y":..}`` (plus ``"z"`` on hex)."""
@@ -100,6 +118,8 @@ class BoardConfig:
         except KeyError:
             raise ValueError(f"position {key!r} is not on board {self.name}") from None
 
+
+_BINARY_DIGITS = bytes.maketrans(b"01", b"\x00\x01")
 
 BOARD_TYPES = ("square8", "square19", "hex8", "hexagonal")
 _PARAMS = {  # name: (hex, size or radius, rings per player)
@@ -163,6 +183,7 @@ def _build(name: str) -> BoardConfig:
         positions = [y * width + x for x, y in coords]
         shifts = (1, -1, width, -width)
         border_shifts = tuple(dy * width + dx for dx, dy in SQUARE_DIRECTIONS)
+    cell_at = {pos: c for c, pos in enumerate(positions)}
     between: dict[int, tuple[int, int]] = {}
     for src, per in enumerate(rays):
         for d, ray in enumerate(per):
@@ -183,10 +204,12 @@ def _build(name: str) -> BoardConfig:
         num_dirs=len(dirs),
         between=between,
         bits=tuple(1 << pos for pos in positions),
-        bit_cell={pos: c for c, pos in enumerate(positions)},
+        bit_cell=cell_at,
         all_bits=sum(1 << pos for pos in positions),
         territory_shifts=shifts,
         border_shifts=border_shifts,
+        step_shifts=tuple(d[1] * width + d[0] for d in dirs),
+        position_cells=tuple(cell_at.get(pos) for pos in range(max(positions) + 1)),
     )
 
 

@@ -7,6 +7,9 @@ stop a moving stack.
 
 from __future__ import annotations
 
+from functools import cache
+
+from .boards import board_config
 from .moves import MOVE_STACK, PLACE_RING, Move
 from .state import GameState, cap_height
 
@@ -42,6 +45,21 @@ def can_move_from(
     return False
 
 
+@cache
+def _slide_table(board: str, player: int) -> tuple[tuple[tuple[Move, ...], ...], ...]:
+    """``[cell][d][i]``: the ``move_stack`` from ``cell`` to the ``i``-th cell of its ray
+    ``d``, built once per board and player, so generation slices out shared moves."""
+    return tuple(
+        tuple(tuple(Move(MOVE_STACK, player, cell, c) for c in ray) for ray in per)
+        for cell, per in enumerate(board_config(board).rays)
+    )
+
+
+# Builds a Move from all its fields without NamedTuple's Python-level __new__ (a third
+# of the cost of a capture segment).
+_new_tuple = tuple.__new__
+
+
 def stack_moves(
     state: GameState, cell: int, player: int, out: list[Move], capture_type: str,
     captures_only: bool = False,
@@ -53,34 +71,55 @@ def stack_moves(
     s = stacks[cell]
     h = len(s)
     ch = cap_height(s)
+    slides = None if captures_only else _slide_table(state.board.name, player)[cell]
+    for d, ray in enumerate(state.board.rays[cell]):
+        i = 0  # ray[:i] is free, ray[i] (if any) the first collapsed space or stack
+        for c in ray:
+            if collapsed[c] or stacks[c]:
+                break
+            i += 1
+        if slides is not None and i >= h:
+            out.extend(slides[d][h - 1:i])
+        n = len(ray)
+        if i < n:
+            target = ray[i]
+            t = stacks[target]
+            if t and not collapsed[target] and cap_height(t) <= ch:
+                k = i + 1
+                while k < n:
+                    landing = ray[k]
+                    if collapsed[landing] or stacks[landing]:
+                        break
+                    if k + 1 >= h:
+                        out.append(_new_tuple(Move, (
+                            capture_type, player, cell, landing, target, 0, (), (), 0, "", -1
+                        )))
+                    k += 1
+
+
+def has_capture_from(state: GameState, cell: int) -> bool:
+    """Whether the stack at ``cell`` has a capture segment."""
+    stacks = state.stacks
+    collapsed = state.collapsed
+    s = stacks[cell]
+    h = len(s)
+    ch = cap_height(s)
     for ray in state.board.rays[cell]:
         n = len(ray)
-        i = 0
-        while i < n:
-            c = ray[i]
+        for i, c in enumerate(ray):
             if collapsed[c]:
                 break
             t = stacks[c]
             if t:
                 if cap_height(t) <= ch:
-                    k = i + 1
-                    while k < n:
+                    for k in range(i + 1, n):
                         landing = ray[k]
                         if collapsed[landing] or stacks[landing]:
                             break
                         if k + 1 >= h:
-                            out.append(Move(capture_type, player, cell, landing, c))
-                        k += 1
+                            return True
                 break
-            if not captures_only and i + 1 >= h:
-                out.append(Move(MOVE_STACK, player, cell, c))
-            i += 1
-
-
-def has_capture_from(state: GameState, cell: int) -> bool:
-    out: list[Move] = []
-    stack_moves(state, cell, 0, out, "", captures_only=True)
-    return bool(out)
+    return False
 
 
 def _fresh_stack_counts(
@@ -118,6 +157,25 @@ def _fresh_stack_counts(
     return ok
 
 
+@cache
+def _place_table(board: str, player: int) -> tuple[tuple[tuple[Move, ...], ...], ...]:
+    """``[most][cell]``: the ``place_ring`` moves of 1..``most`` rings on ``cell``, built
+    once per board and player: generation hands out these shared immutable moves instead
+    of building a few hundred per position."""
+    cells = range(board_config(board).num_cells)
+    each = [tuple(Move(PLACE_RING, player, -1, c, -1, k) for k in (1, 2, 3)) for c in cells]
+    return tuple(tuple(m[:most] for m in each) for most in range(4))
+
+
+@cache
+def _ray_heads(board: str, length: int) -> tuple[tuple[tuple[int, ...], ...], ...]:
+    """``[cell]``: the first ``length`` cells of each ray from ``cell`` that long."""
+    return tuple(
+        tuple(ray[:length] for ray in per if len(ray) >= length)
+        for per in board_config(board).rays
+    )
+
+
 def placement_moves(state: GameState, player: int, out: list[Move]) -> None:
     """Append every legal ``place_ring``: 1-3 rings on an empty cell, or one ring on any
     stack, each only if the resulting stack could then move (no dead placement), and
@@ -128,35 +186,36 @@ def placement_moves(state: GameState, player: int, out: list[Move]) -> None:
     stacks = state.stacks
     markers = state.markers
     collapsed = state.collapsed
-    rays = state.board.rays
-    full = (1 << (most + 1)) - 2
-    for cell in range(state.board.num_cells):
+    board = state.board
+    rays = board.rays
+    table = _place_table(board.name, player)
+    single = table[1]
+    every = table[3]
+    upto = table[most]
+    heads = _ray_heads(board.name, most)
+    for cell in range(board.num_cells):
         if collapsed[cell]:
             continue
         s = stacks[cell]
         if s:
             ch = cap_height(s) + 1 if s[-1] == player else 1
             if can_move_from(stacks, collapsed, rays[cell], len(s) + 1, ch):
-                out.append(Move(PLACE_RING, player, -1, cell, -1, 1))
+                out.append(single[cell][0])
         elif not markers[cell]:
             # Common case first: some ray with `most` free cells lets every count move.
-            ok = 0
-            for ray in rays[cell]:
-                if len(ray) >= most:
-                    for c in ray[:most]:
-                        if collapsed[c] or stacks[c]:
-                            break
-                    else:
-                        ok = full
+            for head in heads[cell]:
+                for c in head:
+                    if collapsed[c] or stacks[c]:
                         break
-            if not ok:
+                else:
+                    out.extend(upto[cell])
+                    break
+            else:
                 ok = _fresh_stack_counts(stacks, collapsed, rays[cell], most)
-            # Two or three rings only where one could go (departure
-            # multi-ring-placement-cells).
-            if ok & 2:
-                for k in range(1, most + 1):
-                    if ok >> k & 1:
-                        out.append(Move(PLACE_RING, player, -1, cell, -1, k))
+                # Two or three rings only where one could go (departure
+                # multi-ring-placement-cells).
+                if ok & 2:
+                    out.extend(m for k, m in enumerate(every[cell][:most], 1) if ok >> k & 1)
 
 
 def has_legal_placement(state: GameState, player: int) -> bool:

@@ -182,16 +182,17 @@ def _territory_phase(state: GameState, p: int) -> list[Move]:
 
 def _processable_regions(state: GameState, p: int) -> list[Move]:
     out: list[Move] = []
-    stacks = state.stacks
+    recovery = state.recovery_turn
+    mine = [] if recovery else state.controlled_cells(p)
+    if not recovery and not mine:
+        return out  # nothing to pay any region's cost with: no region to look for
     for cells in find_regions(state):
         inside = frozenset(cells)
         # R143: the cost must be payable from outside the region.
-        if state.recovery_turn:
+        if recovery:
             payable = bool(extraction_cells(state, p, inside))
         else:
-            payable = any(
-                s and s[-1] == p and c not in inside for c, s in enumerate(stacks)
-            )
+            payable = not inside.issuperset(mine)
         if payable:
             out.append(Move(mt.CHOOSE_TERRITORY_OPTION, p, -1, cells[0], -1, 0, cells))
     return out

@@ -7,6 +7,8 @@ reads ``in_hand[p]`` without offsets.
 
 from __future__ import annotations
 
+from itertools import compress
+
 from .boards import BoardConfig, board_config
 
 # Phases (RR-CANON-R051). GAME_OVER is terminal only.
@@ -192,7 +194,8 @@ class GameState:
         return sorted((c for c, s in enumerate(self.stacks) if s), key=seq.__getitem__)
 
     def controlled_cells(self, player: int) -> list[int]:
-        return [c for c, s in enumerate(self.stacks) if s and s[-1] == player]
+        stacks = self.stacks
+        return [c for c in compress(range(len(stacks)), stacks) if stacks[c][-1] == player]
 
     def controls_any(self, player: int) -> bool:
         for s in self.stacks:

@@ -27,10 +27,10 @@ STATES: tuple[str, ...] = ("idle", "selfplay", "training", "evaluating")
 # A typical manifest (three stores with 128-bit roots, IPv4 address) encodes to about 360 bytes,
 # about 440 signed; one with an IPv6 address and four stores to about 560 signed (tested). A
 # leader's lease announcement adds its quorum certificate: about 130 bytes per endorsement, 3 of
-# them for a 5-voter set (930 bytes signed, `python -m tools.bench signatures`), 4 for the 7
-# voters a configuration may name (about 1060). The hard cap leaves room for that without
-# letting gossip grow.
-MAX_MANIFEST_BYTES = 1280
+# them for a 5-voter set (930 bytes signed, `python -m tools.bench signatures`). The worst case,
+# every number at its maximum and a 253-character host name, is 1309 bytes (tested); the cap
+# leaves room for that without letting gossip grow.
+MAX_MANIFEST_BYTES = 1536
 # Stores are few and named by the code (games, matches, models); a peer cannot invent many.
 MAX_STORES = 8
 # Most voters a cluster has (the one cap: config, the voter set, the wire). Raft-class clusters

@@ -393,12 +393,14 @@ class MeshNode:
 
         A pull that brought rows starts the next one at once, if another peer's roots still
         differ: while news is spreading, waiting a whole sync interval between pulls would
-        make each hop of the epidemic cost an interval.
+        make each hop of the epidemic cost an interval. So does a pull that a peer ended (no
+        reply, a refusal, rows that fail validation: `outcome.reason`): it cost that pull
+        only, the peer is backed off now, and the next pull goes to another peer.
         """
         self.scheduler.finished(plan, outcome, now)
         if self._pulling == plan:
             self._pulling = None
-        if outcome.ok and outcome.rows_pulled and not self._stopping:
+        if (outcome.rows_pulled if outcome.ok else outcome.reason) and not self._stopping:
             return self._plan_pull(now)
         return []
 

@@ -22,9 +22,9 @@ from mesh.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, node_id_f
     verify_signature
 
 ENDORSEMENT_BYTES = PUBLIC_KEY_BYTES + SIGNATURE_BYTES
-# Endorsements one certificate may carry: a majority of the largest voter set (mesh/voters.py
-# caps it at 5; 7 leaves room for a configured set) is at most 4.
-MAX_QUORUM = 7
+# Endorsements one certificate may carry: every voter of the largest voter set (MAX_VOTERS in
+# mesh/manifest.py, which imports this module); a leader sends only a majority of them.
+MAX_QUORUM = 5
 # What a vote signature covers starts with this, so it can never be taken for a signature of
 # an envelope or a manifest.
 _VOTE_DOMAIN = b"ringrift-mesh v1 vote\x00"

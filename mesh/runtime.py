@@ -22,7 +22,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +205,8 @@ class MeshRuntime:
         self._m_blobs_pulled = Counter("ringrift_sync_blobs_pulled_total",
                                        "Model blobs pulled from peers and verified",
                                        registry=registry)
+        registry.register(_SyncRefusalCollector(
+            lambda: self.node.scheduler.refusals if self.node is not None else {}))
         registry.register(_FencingCollector(self.stores))
         self._m_invalid = Counter("ringrift_mesh_invalid_messages_total",
                                   "Admitted messages a core could not use, by kind",
@@ -618,3 +620,19 @@ class _FencingCollector(Collector):
             "Leader writes refused because a newer term had been seen",
             value=self._stores.models.stale_term_total,
         )
+
+
+class _SyncRefusalCollector(Collector):
+    """Pulls a peer ended by a bad or missing answer, by reason (the scheduler counts them)."""
+
+    def __init__(self, refusals: Callable[[], Mapping[str, int]]) -> None:
+        self._refusals = refusals
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("ringrift_sync_refusals",
+                                     "Pulls a peer ended by a bad or missing answer, by reason",
+                                     labels=["reason"])
+        for reason, count in sorted(self._refusals().items()):
+            family.add_metric([reason], count)
+        yield family
+

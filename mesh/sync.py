@@ -273,7 +273,8 @@ class SyncScheduler:
             self._failures.pop(plan.peer, None)
             self._retry_at.pop(plan.peer, None)
             return
-        self.refusals[outcome.reason] = self.refusals.get(outcome.reason, 0) + 1
+        if outcome.reason:  # the peer's doing (a failure of ours, a full disk, has none)
+            self.refusals[outcome.reason] = self.refusals.get(outcome.reason, 0) + 1
         failures = self._failures.get(plan.peer, 0) + 1
         self._failures[plan.peer] = failures
         cfg = self._config

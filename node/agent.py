@@ -9,10 +9,14 @@ committed rows are already durable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import multiprocessing
 import os
 import signal
 import time
+from concurrent.futures import ProcessPoolExecutor
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +66,11 @@ class Agent:
         self.registry = CollectorRegistry()
         self.clock = HybridClock(wall_ms, config.storage.max_clock_offset_ms)
         self._stop = asyncio.Event()
+        # Evaluation games are pure Python: played in a child process, they leave the
+        # interpreter lock to the mesh (heartbeats, leases). Spawned, not forked: a fork of a
+        # process running asyncio and torch threads can deadlock.
+        self._games_pool = ProcessPoolExecutor(max_workers=1,
+                                               mp_context=multiprocessing.get_context("spawn"))
         self._started_monotonic = time.monotonic()
         self.address = ""
         self.stores: Any = None
@@ -151,9 +160,9 @@ class Agent:
                 self.files.path,
             )
             await self.mesh.start()
-            election = self.mesh.election
-            # Until leadership is proven by certificate, the term this node's election reached.
-            self.stores.models.leader_term_seen = lambda: election.term if election else 0
+            mesh = self.mesh
+            # The highest term a leader proved it won (quorum certificate, mesh/quorum.py).
+            self.stores.models.leader_term_seen = lambda: mesh.proven_term
             if self.files.founder:
                 await self.mesh.initialise_voters((self.node_id,))
             self.duties = self._build_duties(self.mesh)
@@ -169,7 +178,7 @@ class Agent:
                 # Evaluation trials are this node's other work: selfplay stops while one runs.
                 evaluation = tasks.create_task(EvaluationWorker(
                     self.stores, self.node_id, self.mesh.device.device,
-                    self.config.pipeline.max_game_moves, self._work_state,
+                    self.config.pipeline.max_game_moves, self._work_state, self._games_pool,
                 ).run(self.config.pipeline.interval_s))
                 await self._stop.wait()
                 log.info("stopping node %s", self.node_id)
@@ -182,6 +191,7 @@ class Agent:
                 replay_check.cancel()
                 evaluation.cancel()
         finally:
+            self._games_pool.shutdown(wait=False, cancel_futures=True)
             if listener is not None:
                 listener.close()
             if runner is not None:
@@ -247,7 +257,8 @@ class Agent:
         device = mesh.device.device
         guard = Guard(limits, lambda: read_usage(self.files.path, device))
         metrics = SelfplayMetrics(self.registry)
-        worker = SelfplayWorker(self.stores, self.config.selfplay, device, metrics)
+        worker = SelfplayWorker(self.stores, self.config.selfplay, device, metrics,
+                                node_id=self.node_id)
 
         def announce(state: str) -> None:
             mesh.set_state(state)
@@ -265,7 +276,7 @@ class Agent:
             self.stores, settings_from_config(self.config), self.node_id, self.registry,
             device=mesh.device.device,
             metrics=self.monitoring.metrics if self.monitoring is not None else None,
-            nodes=self._evaluation_nodes)
+            nodes=self._evaluation_nodes, pool=self._games_pool, hold=self._holding)
         duties.add("pipeline", pipeline.duty)
         return duties
 
@@ -279,6 +290,21 @@ class Agent:
             self.scheduler.release()
         else:
             self.scheduler.assign(state)
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, state: str) -> AsyncIterator[None]:
+        """Leader work on this node (training, its own evaluation and watch games): selfplay
+        stops before the block runs and the node announces the state meanwhile."""
+        assert self.mesh is not None and self.scheduler is not None
+        if self.config.selfplay.enabled:
+            async with self.scheduler.holding(state):
+                yield
+            return
+        self.mesh.set_state(state)
+        try:
+            yield
+        finally:
+            self.mesh.set_state("idle")
 
     def _evaluation_nodes(self) -> list[str]:
         """Nodes the leader may assign evaluation trials to: itself and every alive member."""

@@ -430,13 +430,15 @@ def _validate_pipeline(pipe: PipelineSection, promotion: PromotionSection) -> No
                               f"one of {sorted(BOARD_TYPES)} and players 2..4")
     for key, most in (("training_game_threshold", 10_000_000), ("training_window_games",
                       10_000_000), ("training_steps", 10_000_000), ("training_batch_size", 65_536),
-                      ("watch_games", 1_000_000), ("max_game_moves", 100_000),
-                      ("training_processes", 64)):
+                      ("watch_games", 1_000_000), ("max_game_moves", 100_000)):
         if not 1 <= getattr(pipe, key) <= most:
             raise ConfigError(f"pipeline.{key} = {getattr(pipe, key)}: expected 1..{most}")
     if not 1 <= pipe.assignment_timeout_s <= 86_400:
         raise ConfigError(f"pipeline.assignment_timeout_s = {pipe.assignment_timeout_s}: "
                           "expected seconds in 1..86400")
+    if not 0 <= pipe.training_processes <= 64:
+        raise ConfigError(f"pipeline.training_processes = {pipe.training_processes}: "
+                          "expected 0..64")
     if not 0 <= pipe.seed < 2**31:
         raise ConfigError(f"pipeline.seed = {pipe.seed}: expected 0..{2**31 - 1}")
     if not 0.05 <= pipe.interval_s <= 3600:

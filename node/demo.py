@@ -32,6 +32,9 @@ from typing import Any
 
 DEMO: dict[str, dict[str, Any]] = {
     "mesh": {"sync_interval_s": 1.0},
+    # A few search simulations (policy-only play gives training no better target), small
+    # batches so games reach the store every few seconds, and a quick switch to a new model.
+    "selfplay": {"simulations": 4, "considered": 4, "concurrency": 8, "model_check_s": 5.0},
     "pipeline": {
         "training_game_threshold": 24, "training_window_games": 300, "training_steps": 100,
         "training_batch_size": 32, "interval_s": 1.0, "watch_games": 8, "max_game_moves": 300,
@@ -44,6 +47,8 @@ DEMO: dict[str, dict[str, Any]] = {
     },
 }
 STATUS_EVERY_S = 10.0
+# A node's start-up imports torch: seconds on an idle box, a minute or more on a loaded one.
+START_TIMEOUT_S = 300.0
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -151,12 +156,12 @@ def run(nodes: int, minutes: float, seed: int, keep: bool, out: Any = sys.stdout
             return 1
         token = json.loads(init.stdout)["token"]
         procs.append(_Node("n0", root, config, ["start"], env))
-        _wait(procs[0].status, 60, "the first node")
+        _wait(procs[0].status, START_TIMEOUT_S, "the first node")
         for i in range(1, nodes):
             procs.append(_Node(f"n{i}", root, config,
                                ["join", procs[0].address, "--token", token, "--voter"], env))
         for node in procs:
-            _wait(node.status, 60, f"node {node.name}")
+            _wait(node.status, START_TIMEOUT_S, f"node {node.name}")
         say(f"demo: {nodes} nodes up: " + ", ".join(n.address for n in procs))
         deadline = time.monotonic() + minutes * 60  # the loop's time, start-up aside
         last_status = 0.0
@@ -221,4 +226,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not 1 <= args.nodes <= 9 or not 0 < args.minutes <= 120:
         print("ringrift-node: demo: --nodes 1..9 and --minutes in (0, 120]", file=sys.stderr)
         return 2
-    return run(args.nodes, args.minutes, args.seed, args.keep)
+    try:
+        return run(args.nodes, args.minutes, args.seed, args.keep)
+    except RuntimeError as exc:
+        print(f"ringrift-node: {exc}", file=sys.stderr)
+        return 1

@@ -14,10 +14,12 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor
 
 from engine.evaluation import (
     HEURISTIC,
     RANDOM,
+    GameResult,
     PolicyPlayer,
     baseline_player,
     match_id,
@@ -51,26 +53,47 @@ class ModelCache:
         return self._models[sha]
 
 
-async def play_and_record(
-    stores: Stores, models: ModelCache, device: str, board: str, n: int, candidate: str,
-    opponent: str, trial: int, kind: str, max_moves: int,
-) -> int:
-    """Play one trial and store its games as match rows; returns the games played (0 when a
-    model's blob is not here yet)."""
+def play_from_blobs(blobs: dict[str, bytes], board: str, n: int, candidate: str,
+                    opponent: str, seed: int, max_moves: int, device: str) -> list[GameResult]:
+    """One trial with the models given as blobs: what a worker process runs."""
     players: dict[str, Player] = {}
     for participant in {candidate, opponent, HEURISTIC, RANDOM}:
         if participant in (RANDOM, HEURISTIC):
             players[participant] = baseline_player(participant)
         else:
-            model = await models.get(participant, board, n)
-            if model is None:
-                return 0
-            players[participant] = PolicyPlayer(model, device)
+            players[participant] = PolicyPlayer(load_model(blobs[participant], board, n), device)
+    return play_trial(players, candidate, opponent, board, n, seed, max_moves)
+
+
+async def play_and_record(
+    stores: Stores, models: ModelCache, device: str, board: str, n: int, candidate: str,
+    opponent: str, trial: int, kind: str, max_moves: int, pool: Executor | None = None,
+) -> int:
+    """Play one trial and store its games as match rows; returns the games played (0 when a
+    model's blob is not here yet).
+
+    With a `pool` (a process pool: the agent's), the games run in another process, so the
+    interpreter lock stays with the mesh; without one, in a thread of this process.
+    """
     # Seeded by what the trial is, so a reassigned trial plays the same games.
     seed = int.from_bytes(hashlib.sha256(
         f"{kind}:{candidate}:{opponent}:{trial}".encode()).digest()[:8], "little")
-    games = await asyncio.to_thread(play_trial, players, candidate, opponent, board, n, seed,
-                                    max_moves)
+    shas = [p for p in {candidate, opponent} if p not in (RANDOM, HEURISTIC)]
+    if pool is not None:
+        if not all(stores.models.has_blob(sha) for sha in shas):
+            return 0
+        blobs = {sha: await stores.models.get_blob(sha) for sha in shas}
+        games = await asyncio.get_running_loop().run_in_executor(
+            pool, play_from_blobs, blobs, board, n, candidate, opponent, seed, max_moves, device)
+    else:
+        players: dict[str, Player] = {p: baseline_player(p) for p in (RANDOM, HEURISTIC)}
+        for sha in shas:
+            model = await models.get(sha, board, n)
+            if model is None:
+                return 0
+            players[sha] = PolicyPlayer(model, device)
+        games = await asyncio.to_thread(play_trial, players, candidate, opponent, board, n, seed,
+                                        max_moves)
     for index, game in enumerate(games):
         await stores.matches.record_match(match_id(candidate, opponent, trial, index, kind),
                                           list(game.participants), board, n, list(game.result))
@@ -81,8 +104,9 @@ class EvaluationWorker:
     """Plays this node's assigned trials; runs on every node, the leader included."""
 
     def __init__(self, stores: Stores, node_id: str, device: str, max_moves: int,
-                 set_state: Callable[[str], None]) -> None:
+                 set_state: Callable[[str], None], pool: Executor | None = None) -> None:
         self._stores = stores
+        self._pool = pool
         self._node_id = node_id
         self._device = device
         self._max_moves = max_moves
@@ -111,7 +135,7 @@ class EvaluationWorker:
         try:
             played = await play_and_record(
                 self._stores, self.models, self._device, board, n, job["candidate"],
-                job["opponent"], todo[0], job["match_kind"], self._max_moves)
+                job["opponent"], todo[0], job["match_kind"], self._max_moves, self._pool)
         finally:
             self._set_state("idle")
         self.games_played += played

@@ -23,20 +23,29 @@ old one left it, and the match rows of games played anywhere count.
 
 Distribution needs nothing here: the production alias is a leader-written, term-fenced row that
 syncs like any other, and every node's anti-entropy pulls the blobs the registry names.
+
+Every `interval_s` the duty also writes the selfplay allocation (node.allocation: configs short
+of fresh games weigh most), a term-fenced setting row, when its value or the term changed.
+Training and the games this node plays itself run inside `hold("training")` /
+`hold("evaluating")`, which the agent points at its idle scheduler: selfplay stops for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 from prometheus_client import CollectorRegistry, Counter
@@ -63,12 +72,18 @@ from engine.ratings import ratings
 from engine.regression import RegressionDetector, RollbackMonitor
 from engine.sprt import PairedSprt, Verdict
 from engine.training import TrainingResult, TrainingSettings, train
+from node.allocation import allocation_weights
 from node.evaluation_work import ModelCache, play_and_record
+from storage.fencing import StaleTermError
+from storage.rows import SELFPLAY_ALLOCATION
 from storage.stores import Stores
 
 log = logging.getLogger("ringrift.pipeline")
 
 Progress = Callable[[str], None]
+# Work this node does for the pipeline ("training", "evaluating") runs inside hold(work).
+Hold = Callable[[str], AbstractAsyncContextManager[None]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +92,7 @@ class PipelineSettings:
     training_game_threshold: int
     training_window_games: int
     training: TrainingSettings
-    training_processes: int  # above 1: DDP across that many devices, via torchrun
+    training_processes: int  # 0: a thread here, 1: a child process, more: DDP via torchrun
     interval_s: float
     watch_games: int
     max_game_moves: int
@@ -99,8 +114,11 @@ class LeaderPipeline:
     def __init__(self, stores: Stores, settings: PipelineSettings, node_id: str,
                  registry: CollectorRegistry, device: str = "cpu",
                  progress: Progress | None = None, metrics: Any = None,
-                 nodes: Callable[[], list[str]] | None = None) -> None:
+                 nodes: Callable[[], list[str]] | None = None,
+                 pool: Executor | None = None, hold: Hold | None = None) -> None:
         self._stores = stores
+        self._hold = hold or (lambda work: contextlib.nullcontext())
+        self._allocated_at = -math.inf  # monotonic time of the last allocation look
         self.settings = settings
         self._node_id = node_id
         self._device = device
@@ -108,7 +126,13 @@ class LeaderPipeline:
         self._metrics = metrics  # node.metrics_reference.ReferenceMetrics, when monitoring runs
         self._models = ModelCache(stores)
         self._nodes = nodes
-        self._assigned: dict[str, tuple[str, int, float]] = {}  # node: (opponent, trial, since)
+        self._last_line = ""
+        # config: (training task, parent sha, when it started); see _maybe_train
+        self._training: dict[tuple[str, int], tuple[asyncio.Task[TrainingResult], str,
+                                                    float]] = {}
+        self._pool = pool  # where watch games run: a process pool keeps them off the mesh
+        # node: (candidate, opponent, trial, when assigned)
+        self._assigned: dict[str, tuple[str, str, int, float]] = {}
         self._tests: dict[str, _Test] = {}
         self._evidence: dict[tuple[str, str | None], Evidence] = {}
         self.controller = PromotionController(self._evidence_for, settings.criteria)
@@ -131,7 +155,15 @@ class LeaderPipeline:
         while True:
             busy = False
             for board, n in self.settings.configs:
-                busy |= await self.round(board, n, term)
+                try:
+                    busy |= await self.round(board, n, term)
+                except StaleTermError:
+                    raise  # a newer leader exists: this term's duties are over
+                except Exception:  # one failed round must not end the pipeline for the term
+                    log.exception("pipeline round of %s %dp failed; retrying", board, n)
+            if time.monotonic() - self._allocated_at >= self.settings.interval_s:
+                self._allocated_at = time.monotonic()
+                await self.allocate(term)
             if not busy:
                 await asyncio.sleep(self.settings.interval_s)
 
@@ -155,6 +187,26 @@ class LeaderPipeline:
         if await self._maybe_train(board, n, production["sha256"], term):
             return True
         return await self._watch(board, n, production["sha256"], events, term)
+
+    # --- selfplay allocation ---------------------------------------------------------------
+
+    async def allocate(self, term: int) -> list[list] | None:
+        """Write the selfplay allocation of the pipeline's configs when its value changed or
+        it was written in an older term; returns the value (None: no configs)."""
+        fresh = []
+        for board, n in self.settings.configs:
+            mark = await self._mark(board, n)
+            fresh.append((board, n, await self._stores.games.count_games(board, n,
+                                                                         since_hlc=mark + 1)))
+        value = allocation_weights(fresh, self.settings.training_game_threshold)
+        if not value:
+            return None
+        row = await self._stores.models.setting(SELFPLAY_ALLOCATION)
+        if row is None or row["value"] != value or row["term"] != term:
+            await self._stores.models.set_setting(SELFPLAY_ALLOCATION, value, term)
+            self._progress("selfplay allocation: " + ", ".join(
+                f"{board} {n}p x{weight}" for board, n, weight in value))
+        return value
 
     # --- production's first model ---------------------------------------------------------
 
@@ -180,31 +232,40 @@ class LeaderPipeline:
         return self._marks[(board, n)]
 
     async def _maybe_train(self, board: str, n: int, production: str, term: int) -> bool:
-        mark = await self._mark(board, n)
-        new = await self._stores.games.count_games(board, n, since_hlc=mark + 1)
-        if new < self.settings.training_game_threshold:
-            return False
-        parent = await self._model(production, board, n)
-        if parent is None:
-            return False  # the blob is still being pulled
-        games = await self._stores.games.recent_games(board, n,
-                                                      self.settings.training_window_games)
-        self._progress(f"[{board} {n}p] training: {new} new games, window of {len(games)}, "
-                       f"from production {production[:12]}")
-        started = time.monotonic()
-        if self.settings.training_processes > 1:
-            result = await self._train_distributed(parent, production, games)
-        else:
-            result = await asyncio.to_thread(train, parent, production, games,
-                                             self.settings.training, self._device)
+        run = self._training.get((board, n))
+        if run is None:
+            mark = await self._mark(board, n)
+            new = await self._stores.games.count_games(board, n, since_hlc=mark + 1)
+            if new < self.settings.training_game_threshold:
+                return False
+            parent = await self._model(production, board, n)
+            if parent is None:
+                return False  # the blob is still being pulled
+            games = await self._stores.games.recent_games(board, n,
+                                                          self.settings.training_window_games)
+            self._progress(f"[{board} {n}p] training: {new} new games, window of "
+                           f"{len(games)}, from production {production[:12]}")
+            # The run belongs to the pipeline, not to this term's duty: a lease that lapses
+            # for a moment restarts the duties, and must not throw minutes of training away.
+            # The next round of any term awaits it (and its exception, if it failed).
+            task = asyncio.get_running_loop().create_task(
+                self._holding("training", self._train(parent, production, games)))
+            run = self._training[(board, n)] = (task, production, time.monotonic())
+        task, parent_sha, started = run
+        if not task.done():
+            await asyncio.wait({task}, timeout=self.settings.interval_s)
+            if not task.done():
+                return False
+        del self._training[(board, n)]
+        result = task.result()
         self._m_runs.inc()
         self._m_rejected.inc(result.games_rejected)
         self._marks[(board, n)] = int(result.model.info.training["last_game_hlc"])
         sha = await self._stores.models.put_blob(result.blob)
-        await self._stores.models.register_model(sha, board, n, parent=production)
+        await self._stores.models.register_model(sha, board, n, parent=parent_sha)
         self._models.put(sha, result.model)
         await self._stores.models.set_alias("candidate", sha, term)
-        self._evidence[(sha, production)] = Evidence(
+        self._evidence[(sha, parent_sha)] = Evidence(
             value_mse=result.value_mse, baseline_value_mse=result.parent_value_mse)
         self._progress(
             f"[{board} {n}p] trained candidate {sha[:12]} in {time.monotonic() - started:.1f} s: "
@@ -213,9 +274,22 @@ class LeaderPipeline:
             f"value loss {result.value_loss:.3f}")
         return True
 
-    async def _train_distributed(self, parent: Model, parent_sha: str, games: list[dict]
-                                 ) -> TrainingResult:
-        """Train across `training_processes` devices with torchrun (node.train_worker)."""
+    async def _holding(self, state: str, work: Awaitable[T]) -> T:
+        """`work` awaited while this node holds its selfplay off for `state`."""
+        async with self._hold(state):
+            return await work
+
+    async def _train(self, parent: Model, parent_sha: str, games: list[dict]) -> TrainingResult:
+        if self.settings.training_processes > 0:
+            return await self._train_subprocess(parent, parent_sha, games)
+        return await asyncio.to_thread(train, parent, parent_sha, games, self.settings.training,
+                                       self._device)
+
+    async def _train_subprocess(self, parent: Model, parent_sha: str, games: list[dict]
+                                ) -> TrainingResult:
+        """Train in node.train_worker processes: one on this node's device, or
+        `training_processes` ranks started by torchrun (DDP). Out of this process, training
+        never holds the interpreter lock the mesh's heartbeats need."""
         info = parent.info
         t = self.settings.training
         with tempfile.TemporaryDirectory(prefix="ringrift-train-") as tmp:
@@ -223,10 +297,12 @@ class LeaderPipeline:
             (root / "games.msgpack").write_bytes(msgpack.packb(games, use_bin_type=True))
             (root / "parent.blob").write_bytes(save_model(parent))
             out = root / "candidate.blob"
+            ranks = self.settings.training_processes
+            launcher = ["-m", "torch.distributed.run", "--standalone",
+                        f"--nproc_per_node={ranks}"] if ranks > 1 else []
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={self.settings.training_processes}", "-m",
-                "node.train_worker", "--games", str(root / "games.msgpack"),
+                sys.executable, *launcher, "-m", "node.train_worker",
+                "--device", self._device, "--games", str(root / "games.msgpack"),
                 "--parent", str(root / "parent.blob"), "--parent-sha", parent_sha,
                 "--board", info.board_type, "--players", str(info.num_players),
                 "--steps", str(t.steps), "--batch-size", str(t.batch_size),
@@ -303,10 +379,14 @@ class LeaderPipeline:
                                                       PromotionType.PRODUCTION, baseline)
         gates = ", ".join(f"{k} {s:.2f} ({g})" for k, (s, g) in sorted(test.gates.items()))
         sprt = test.sprt.summary() if test.sprt is not None else "no incumbent"
-        self._progress(f"[{board} {n}p] evaluating {candidate[:12]}: {sprt}; gates {gates}")
+        line = f"[{board} {n}p] evaluating {candidate[:12]}: {sprt}; gates {gates}"
+        if line != self._last_line:  # a line per change, not per round
+            self._last_line = line
+            self._progress(line)
         if decision.final:
             await self._execute(decision, term)
-        return True
+        # Farmed out, the games arrive by sync: the next look is worth a pause.
+        return self._nodes is None
 
     async def _dispatch(self, board: str, n: int, candidate: str,
                         wanted: dict[str, int | None], test: _Test, term: int) -> None:
@@ -317,8 +397,8 @@ class LeaderPipeline:
         alive = set(self._nodes())
         busy: set[str] = set()
         orphans: list[tuple[str, int]] = []
-        for node, (opponent, trial, since) in list(self._assigned.items()):
-            if opponent not in test.done or trial in test.done[opponent] \
+        for node, (assigned_to, opponent, trial, since) in list(self._assigned.items()):
+            if assigned_to != candidate or trial in test.done.get(opponent, ()) \
                     or opponent not in wanted:
                 del self._assigned[node]  # done, or no longer needed
             elif node not in alive or now - since > self.settings.assignment_timeout_s:
@@ -328,7 +408,7 @@ class LeaderPipeline:
                                f"{node[:12]}: assigning it again")
             else:
                 busy.add(node)
-        in_flight = {(o, t) for o, t, _ in self._assigned.values()}
+        in_flight = {(o, t) for _, o, t, _ in self._assigned.values()}
         for node in sorted(alive - busy):
             job = orphans.pop(0) if orphans else self._next_trial(wanted, test, in_flight)
             if job is None:
@@ -336,7 +416,7 @@ class LeaderPipeline:
             opponent, trial = job
             await self._stores.models.assign(node, board, n, candidate, opponent, EVALUATION,
                                              trial, 1, term)
-            self._assigned[node] = (opponent, trial, now)
+            self._assigned[node] = (candidate, opponent, trial, now)
             in_flight.add((opponent, trial))
 
     def _next_trial(self, wanted: dict[str, int | None], test: _Test,
@@ -355,9 +435,10 @@ class LeaderPipeline:
     async def _play(self, board: str, n: int, candidate: str, opponent: str, trial: int,
                     kind: str) -> None:
         """Play a trial here (no other nodes to farm it to, or a watch game)."""
-        played = await play_and_record(self._stores, self._models, self._device, board, n,
-                                       candidate, opponent, trial, kind,
-                                       self.settings.max_game_moves)
+        async with self._hold("evaluating"):
+            played = await play_and_record(self._stores, self._models, self._device, board, n,
+                                           candidate, opponent, trial, kind,
+                                           self.settings.max_game_moves, self._pool)
         self._m_games.inc(played)
 
     async def _execute(self, decision: PromotionDecision, term: int) -> None:

@@ -6,12 +6,17 @@ time in batches on the device (engine.selfplay), and stores each finished game t
 games store, so it replicates like every other game row. It returns soon after `stop` is set
 (one batch, well under a second), storing what finished and dropping what did not: a game
 cut off by a stop is never stored. On CUDA it checks once that the device's policy matches
-float32 on the CPU within `PARITY_TOLERANCE`, and plays on the CPU if it does not.
+float32 on the CPU within `PARITY_TOLERANCE`, and plays on the CPU if it does not. Given its
+node's id, the worker plays the config the leader's selfplay allocation gives the node
+(node.allocation), looked at again every `model_check_s` with the production alias; without
+one, the local default `[selfplay] board_type / num_players`.
 
 `IdleScheduler.run()` runs the worker while the node holds no other assignment and the
-resource guard allows it; an assignment (`assign("training")`) or a limit reached stops it
-within a second, and it resumes once both clear. A crash is logged and the worker restarted
-after a backoff that doubles up to a cap; it never takes the node down.
+resource guard allows it; an assignment (`assign("evaluating")`, `working("training")`) or a
+limit reached stops it within a second, and it resumes once both clear; `holding(state)` also
+waits for the running batch to stop, so the work has the device to itself. A crash is logged
+and the worker restarted after a backoff that doubles up to a cap; it never takes the node
+down.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import torch
@@ -33,12 +38,13 @@ from engine.rules import apply_move_in_place, legal_moves
 from engine.search import SearchConfig
 from engine.selfplay import PlayedGame, SelfplayRunner
 from engine.state import GameState, initial_state
+from node.allocation import pick_config
 from node.config import SelfplaySection
 from node.resources import Guard
 from storage.blobs import BlobCorruptError, BlobMissingError
 from storage.database import DiskFullError
 from storage.merge import InvalidRow
-from storage.rows import MAX_MOVES
+from storage.rows import MAX_MOVES, SELFPLAY_ALLOCATION
 from storage.stores import Stores
 
 log = logging.getLogger("ringrift.selfplay")
@@ -46,6 +52,9 @@ log = logging.getLogger("ringrift.selfplay")
 STATES = ("idle", "selfplay", "training", "evaluating")
 PARITY_TOLERANCE = 0.02  # priors and values, float16 autocast against float32
 STORE_EVERY_S = 1.0  # finished games wait at most this long for their transaction
+# A stop takes one batch step (well under a second); past this the held work starts anyway
+# rather than wait on a worker that is stuck.
+STOP_WAIT_S = 10.0
 
 
 def search_config(settings: SelfplaySection) -> SearchConfig:
@@ -125,11 +134,14 @@ def choose_device(model: Model, device: str) -> Evaluator:
 
 class SelfplayWorker:
     def __init__(self, stores: Stores, settings: SelfplaySection, device: str,
-                 metrics: SelfplayMetrics) -> None:
+                 metrics: SelfplayMetrics, node_id: str | None = None) -> None:
         self.stores = stores
         self.settings = settings
         self.device = device
         self.metrics = metrics
+        self.node_id = node_id  # None: the local default config, whatever the allocation says
+        self.config = (settings.board_type, settings.num_players)
+        self.allocated = False  # the config comes from the leader's allocation
         self.model: tuple[Model, str] | None = None
         self.games_stored = 0
         self._evaluator: Evaluator | None = None
@@ -139,31 +151,47 @@ class SelfplayWorker:
     def production_sha(self) -> str | None:
         return self.model[1] if self.model else None
 
+    async def assigned_config(self) -> tuple[tuple[str, int], bool]:
+        """The config this node should play and whether the leader's allocation named it."""
+        s = self.settings
+        if self.node_id is not None:
+            row = await self.stores.models.setting(SELFPLAY_ALLOCATION)
+            picked = None if row is None else pick_config(row["value"], self.node_id)
+            if picked is not None:
+                return picked, True
+        return (s.board_type, s.num_players), False
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Play and store games until `stop` is set. The production model is looked up again
-        every `model_check_s`; a new one replaces the old (the old one's unfinished games
-        are dropped)."""
+        """Play and store games until `stop` is set. The allocation and the production model
+        are looked up again every `model_check_s`; a new config or model replaces the old
+        (the old one's unfinished games are dropped)."""
         s = self.settings
         if s.torch_threads > 0:
             torch.set_num_threads(s.torch_threads)
         while not stop.is_set():
+            config, self.allocated = await self.assigned_config()
+            if config != self.config:
+                log.info("selfplay switches from %s %dp to %s %dp (%s)", *self.config, *config,
+                         "the leader's allocation" if self.allocated else "the local default")
+                self.config, self.model = config, None  # another config's model is no fallback
+            board, n = self.config
             previous = self.model
-            self._alias = await production_alias(self.stores, s.board_type, s.num_players)
-            self.model = await production_model(self.stores, s.board_type, s.num_players,
-                                                self._alias, previous)
+            self._alias = await production_alias(self.stores, board, n)
+            self.model = await production_model(self.stores, board, n, self._alias, previous)
             if self._evaluator is None or previous is None or previous[1] != self.model[1]:
                 self._evaluator = await asyncio.to_thread(choose_device, self.model[0],
                                                           self.device)
-                log.info("selfplay %s %dp on %s with model %s (%s)", s.board_type,
-                         s.num_players, self._evaluator.device, self.model[1][:12],
+                log.info("selfplay %s %dp on %s with model %s (%s)", board, n,
+                         self._evaluator.device, self.model[1][:12],
                          search_config(s).settings())
             await self._play(stop)
 
     async def _play(self, stop: asyncio.Event) -> None:
-        """Play with the current model until `stop` or a new production model."""
+        """Play with the current model until `stop`, a new production model or a new config."""
         assert self._evaluator is not None and self.model is not None
         s = self.settings
-        runner = SelfplayRunner(self._evaluator.evaluate, s.board_type, s.num_players,
+        board, n = self.config
+        runner = SelfplayRunner(self._evaluator.evaluate, board, n,
                                 search_config(s), concurrency=s.concurrency,
                                 seed=random.getrandbits(63), max_moves=MAX_MOVES)
         pending: list[PlayedGame] = []
@@ -182,8 +210,8 @@ class SelfplayWorker:
                 if now - checked >= s.model_check_s:
                     checked = now
                     # A new alias, even one whose blob turns out unusable, is looked at once.
-                    if await production_alias(self.stores, s.board_type,
-                                              s.num_players) != self._alias:
+                    if (await production_alias(self.stores, board, n) != self._alias
+                            or (await self.assigned_config())[0] != self.config):
                         return
         finally:
             # Finished games are stored even when the stop came; cut-off ones never are.
@@ -201,8 +229,8 @@ class SelfplayWorker:
             self.metrics.discarded.inc(len(games))
             return
         self.games_stored += len(games)
-        s = self.settings
-        self.metrics.games.labels(s.board_type, str(s.num_players)).inc(len(games))
+        board, n = self.config
+        self.metrics.games.labels(board, str(n)).inc(len(games))
         self.metrics.moves.inc(sum(len(g.moves) for g in games))
 
 
@@ -217,7 +245,10 @@ class IdleScheduler:
         self.metrics = metrics
         self._announce = announce
         self._assignment: str | None = None
+        self._holds: list[str] = []  # working() blocks under way, newest last
         self._changed = asyncio.Event()
+        self._stopped = asyncio.Event()  # set while the worker is not running
+        self._stopped.set()
         self.state = "idle"
         self.restarts = 0
 
@@ -239,12 +270,31 @@ class IdleScheduler:
 
     @contextlib.contextmanager
     def working(self, state: str) -> Iterator[None]:
-        """`with scheduler.working("training"):` holds selfplay off for the block."""
-        self.assign(state)
+        """`with scheduler.working("training"):` holds selfplay off for the block. Blocks
+        nest and overlap assignments: selfplay resumes once none is left."""
+        if state not in STATES or state in ("idle", "selfplay"):
+            raise ValueError(f"work {state!r} is not training or evaluating")
+        self._holds.append(state)
+        self._changed.set()
         try:
             yield
         finally:
-            self.release()
+            self._holds.remove(state)
+            self._changed.set()
+
+    @contextlib.asynccontextmanager
+    async def holding(self, state: str) -> AsyncIterator[None]:
+        """`working(state)` whose block starts once the running batch has stopped."""
+        with self.working(state):
+            try:
+                await asyncio.wait_for(self._stopped.wait(), STOP_WAIT_S)
+            except TimeoutError:
+                log.warning("selfplay still running %.0f s after %s began", STOP_WAIT_S, state)
+            yield
+
+    def _work(self) -> str | None:
+        """The work holding selfplay off: the assignment, else the newest working() block."""
+        return self._assignment or (self._holds[-1] if self._holds else None)
 
     async def _wait_change(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -252,8 +302,10 @@ class IdleScheduler:
         self._changed.clear()
 
     def _may_play(self) -> bool:
-        if self._assignment is not None:
+        if self._work() is not None:
             return False
+        if self.worker.stores.db.full:
+            return False  # a full disk pauses selfplay until space is back (node/disk.py)
         verdict = self.guard.verdict()
         if not verdict.ok:
             log.info("selfplay held off by the resource guard: %s", verdict.reason)
@@ -264,7 +316,7 @@ class IdleScheduler:
         backoff = s.restart_backoff_s
         while True:
             if not self._may_play():
-                self._set_state(self._assignment or "idle")
+                self._set_state(self._work() or "idle")
                 await self._wait_change(s.guard_interval_s)
                 continue
             self._set_state("selfplay")
@@ -275,7 +327,7 @@ class IdleScheduler:
                 self.restarts += 1
                 self.metrics.restarts.inc()
                 log.exception("selfplay crashed; restarting in %.1f s", backoff)
-                self._set_state(self._assignment or "idle")
+                self._set_state(self._work() or "idle")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, s.restart_backoff_max_s)
 
@@ -289,17 +341,24 @@ class IdleScheduler:
                     stop.set()
 
         watcher = asyncio.create_task(watch())
+        self._stopped.clear()
         try:
             await self.worker.run(stop)
         finally:
             stop.set()
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            try:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            finally:
+                # Last, with no await until run() announces the work: a holder woken by it
+                # finds the work's state already announced.
+                self._stopped.set()
 
     def view(self) -> dict[str, Any]:
         s = self.settings
-        return {"state": self.state, "board_type": s.board_type, "num_players": s.num_players,
-                "search": search_config(s).settings(),
+        board, n = self.worker.config
+        return {"state": self.state, "board_type": board, "num_players": n,
+                "allocated": self.worker.allocated, "search": search_config(s).settings(),
                 "production_model": self.worker.production_sha,
                 "games_stored": self.worker.games_stored, "restarts": self.restarts}

@@ -14,7 +14,6 @@ import msgpack
 
 from storage.digests import NUM_BUCKETS, SUBS_PER_BUCKET, Digests, hash_rows
 from storage.hlc import HybridClock
-from storage.packed import order_keys, sub_ranges, within_budget
 from storage.merge import (
     InvalidRow,
     MergeStats,
@@ -23,6 +22,7 @@ from storage.merge import (
     plan_merge,
     validate_batch,
 )
+from storage.packed import order_keys, sub_ranges, within_budget
 from storage.rows import (
     row_hlc,
     screen_game,
@@ -38,7 +38,6 @@ from storage.sync_limits import (
     decode_state,
     encode_state,
 )
-
 
 # One reusable packer: the simulator serves many rows (msgpack.packb builds one per call).
 _pack = msgpack.Packer(use_bin_type=True).pack

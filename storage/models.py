@@ -2,13 +2,15 @@
 
 For anti-entropy the registry is one store over four tables, keyed `m:<sha>` (model
 metadata, immutable), `a:<board>:<players>:<alias>` (aliases: LWW registers versioned
-(term, hlc)), `p:<event id>` (promotion events, append-only) and `j:<node id>` (evaluation
-assignments: LWW registers versioned (term, hlc), one per node). Blobs live beside the
-database in `D/blobs/` and travel separately (any peer holding one can serve it).
+(term, hlc)), `p:<event id>` (promotion events, append-only), `j:<node id>` (evaluation
+assignments: LWW registers versioned (term, hlc), one per node) and `s:<name>` (cluster
+settings such as the selfplay allocation: LWW registers versioned (term, hlc)). So the
+registry's root in the manifest is also the digest of every cluster setting. Blobs live
+beside the database in `D/blobs/` and travel separately (any peer holding one can serve it).
 
-Aliases, promotion events and assignments are leader actions: their local writes carry the leader's term
-and are refused (StaleTermError, counted) when a newer term has been seen, from an election
-or from any merged alias or event.
+Aliases, promotion events, assignments and settings are leader actions: their local writes
+carry the leader's term and are refused (StaleTermError, counted) when a newer term has been
+seen, from an election or from any merged alias or event.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from storage.rows import (
     new_assignment,
     new_model,
     new_promotion,
+    new_setting,
+    setting_key,
     validate_registry,
 )
 from storage.synced import SyncedStore
-from storage.tables import ALIASES, ASSIGNMENTS, MODELS, PROMOTIONS, config_filter
+from storage.tables import ALIASES, ASSIGNMENTS, MODELS, PROMOTIONS, SETTINGS, config_filter
 
 
 class UnknownModelError(KeyError):
@@ -42,8 +46,8 @@ class UnknownModelError(KeyError):
 
 class ModelStore(SyncedStore):
     def __init__(self, db: Database, clock: HybridClock, node_id: str, blob_dir: Path) -> None:
-        super().__init__(db, [MODELS, ALIASES, PROMOTIONS, ASSIGNMENTS], validate_registry,
-                         clock)
+        super().__init__(db, [MODELS, ALIASES, PROMOTIONS, ASSIGNMENTS, SETTINGS],
+                         validate_registry, clock)
         self._node_id = node_id
         self.blobs = BlobStore(blob_dir)
         self.fence = TermFence()
@@ -54,7 +58,7 @@ class ModelStore(SyncedStore):
 
     async def load(self) -> None:
         await super().load()
-        for table in (ALIASES, PROMOTIONS, ASSIGNMENTS):
+        for table in (ALIASES, PROMOTIONS, ASSIGNMENTS, SETTINGS):
             records = await self._db.fetchall(f"SELECT MAX(term) FROM {table.name}")
             if records and records[0][0] is not None:
                 self.fence.observe(int(records[0][0]))
@@ -215,3 +219,17 @@ class ModelStore(SyncedStore):
     async def assignment(self, node_id: str) -> dict | None:
         """The leader's newest assignment for `node_id`, if any."""
         return await self.get(assignment_key(node_id))
+
+    # --- cluster settings ---------------------------------------------------------------
+
+    async def set_setting(self, name: str, value: object, term: int) -> dict:
+        """Write cluster setting `name` (a leader action, fenced); returns the row. Raises
+        StaleTermError for an older term than the newest seen, InvalidRow for an unknown
+        name or a value its check refuses."""
+        row = new_setting(name, value, term, self._clock.now(), self._node_id)
+        await self.put(row, guard=lambda: self.fence.check(term))
+        return row
+
+    async def setting(self, name: str) -> dict | None:
+        """The newest row of cluster setting `name`, if any."""
+        return await self.get(setting_key(name))

@@ -672,12 +672,71 @@ def _validate_assignment(row: dict) -> Row:
     return Row(assignment_key(node_id), alias_version(term, hlc), row)
 
 
+# --- cluster settings ---------------------------------------------------------------------
+
+# A setting is a leader-written, cluster-wide value, one row per name, versioned (term, hlc)
+# like an alias. Each name has its own value check; an unknown name or a bad value is refused.
+SETTING_PREFIX = "s:"
+SETTING_FIELDS = frozenset({"kind", "name", "value", "term", "hlc", "origin_node"})
+SELFPLAY_ALLOCATION = "selfplay_allocation"
+# An allocation names each config at most once: 4 boards x 3 player counts.
+MAX_ALLOCATION_ENTRIES = len(BOARD_TYPES) * (MAX_PLAYERS - MIN_PLAYERS + 1)
+MAX_ALLOCATION_WEIGHT = 1000
+
+
+def setting_key(name: str) -> str:
+    return SETTING_PREFIX + name
+
+
+def new_setting(name: str, value: object, term: int, hlc: int, origin_node: str) -> dict:
+    return {"kind": "setting", "name": name, "value": value, "term": term, "hlc": hlc,
+            "origin_node": origin_node}
+
+
+def check_allocation(value: object) -> list[tuple[str, int, int]]:
+    """A selfplay allocation's value: a list of [board_type, num_players, weight], each config
+    at most once, weights 1..MAX_ALLOCATION_WEIGHT; returned as tuples, in its order."""
+    if type(value) is not list or not 1 <= len(value) <= MAX_ALLOCATION_ENTRIES:
+        raise InvalidRow(f"allocation {value!r:.200} is not a list of 1.."
+                         f"{MAX_ALLOCATION_ENTRIES} [board_type, num_players, weight]")
+    entries: list[tuple[str, int, int]] = []
+    for entry in value:
+        if (type(entry) is not list or len(entry) != 3
+                or type(entry[0]) is not str or entry[0] not in BOARD_TYPES
+                or type(entry[1]) is not int or not MIN_PLAYERS <= entry[1] <= MAX_PLAYERS
+                or type(entry[2]) is not int or not 1 <= entry[2] <= MAX_ALLOCATION_WEIGHT):
+            raise InvalidRow(f"allocation entry {entry!r:.200} is not [board_type, "
+                             f"{MIN_PLAYERS}..{MAX_PLAYERS}, 1..{MAX_ALLOCATION_WEIGHT}]")
+        entries.append((entry[0], entry[1], entry[2]))
+    if len({e[:2] for e in entries}) != len(entries):
+        raise InvalidRow(f"allocation {value!r:.200} names a config more than once")
+    return entries
+
+
+_SETTING_VALUES = {SELFPLAY_ALLOCATION: check_allocation}
+
+
+def _validate_setting(row: dict) -> Row:
+    _fields(row, "setting", SETTING_FIELDS)
+    name = row["name"]
+    check = _SETTING_VALUES.get(name) if type(name) is str else None
+    if check is None:
+        raise InvalidRow(f"setting name {name!r:.200} is not one of {sorted(_SETTING_VALUES)}")
+    check(row["value"])
+    term = _int(row, "term", 0, MAX_TERM)
+    hlc = _int(row, "hlc", 0, MAX_HLC)
+    _ident(row, "origin_node")
+    return Row(setting_key(name), alias_version(term, hlc), row)
+
+
 _REGISTRY_KINDS = {"model": _validate_model, "alias": _validate_alias,
-                   "promotion": _validate_promotion, "assignment": _validate_assignment}
+                   "promotion": _validate_promotion, "assignment": _validate_assignment,
+                   "setting": _validate_setting}
 
 
 def validate_registry(obj: object) -> Row:
-    """A model-registry row: its `kind` field says model, alias or promotion."""
+    """A model-registry row: its `kind` field says model, alias, promotion, assignment or
+    setting."""
     if type(obj) is not dict:
         raise InvalidRow(f"registry row {type(obj).__name__} is not a map")
     kind = obj.get("kind")

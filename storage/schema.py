@@ -14,7 +14,7 @@ import numpy as np
 
 from storage.digests import key_hashes
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class SchemaTooNewError(Exception):
@@ -135,7 +135,16 @@ _V5 = [
     "CREATE INDEX assignments_khash ON assignments (khash)",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
+# Version 6: cluster settings (the selfplay allocation), leader-written rows of the model
+# registry, one per name, versioned (term, hlc) like aliases.
+_V6 = [
+    """CREATE TABLE settings (key TEXT NOT NULL, khash INTEGER NOT NULL,
+        version BLOB NOT NULL, h INTEGER NOT NULL, body BLOB NOT NULL, name TEXT NOT NULL,
+        term INTEGER NOT NULL)""",
+    "CREATE INDEX settings_khash ON settings (khash)",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6]
 
 
 def _key_hash(key: str) -> int:

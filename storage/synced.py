@@ -326,8 +326,20 @@ class SyncedStore:
         self, valid: list[Row], invalid: int, strategy: Strategy,
         guard: Callable[[], None] | None,
     ) -> MergeStats:
+        # Sorted by key hash (stable: a key repeated in the batch keeps its order), the rows'
+        # index entries go in one sweep, not all over the index; and what a single-table batch
+        # of new rows will insert is made before the lock, while another batch may be writing.
+        hashed = key_hashes([r[0] for r in valid])
+        order = np.argsort(hashed.view(np.int64), kind="stable")
+        valid = [valid[i] for i in order.tolist()]
+        hashed = hashed[order]
         keys = [r[0] for r in valid]
         groups = self._by_table(keys)
+        ready: tuple[np.ndarray, np.ndarray, list[tuple]] | None = None
+        if len(self._tables) == 1:
+            buckets, hashes = row_hashes(hashed, [r[1] for r in valid])
+            ready = (buckets, hashes, self._tables[0].params_many(
+                valid, hashed.view(np.int64).tolist(), hashes.view(np.int64).tolist()))
         async with self._db.transaction() as conn:
             if guard is not None:
                 guard()
@@ -363,30 +375,33 @@ class SyncedStore:
             if not plan.writes:
                 return plan.stats
             writes = list(plan.writes.values())
-            hashed = key_hashes(list(plan.writes))
-            new_buckets, new_hashes = row_hashes(hashed, [w[1] for w in writes])
-            khashes, signed = hashed.view(np.int64).tolist(), new_hashes.view(np.int64).tolist()
-            parts: dict[Table, tuple[list[Row], list[int], list[int]]] = {}
-            if len(self._tables) == 1:
-                parts[self._tables[0]] = (writes, khashes, signed)
+            parts: dict[Table, tuple[list[Row], list[tuple]]] = {}
+            if ready is not None and len(writes) == len(valid):
+                # Every row written, in batch order: what was made before the lock holds.
+                new_buckets, new_hashes, params = ready
+                parts[self._tables[0]] = (writes, params)
             else:
+                hashed = key_hashes(list(plan.writes))
+                new_buckets, new_hashes = row_hashes(hashed, [w[1] for w in writes])
+                khashes, signed = hashed.view(np.int64).tolist(), new_hashes.view(np.int64).tolist()
+                split: dict[Table, tuple[list[Row], list[int], list[int]]] = {}
                 for row, khash, h in zip(writes, khashes, signed, strict=True):
                     table = self._table_of(row.key)
                     assert table is not None  # validated keys always carry a known prefix
-                    part = parts.setdefault(table, ([], [], []))
+                    part = split.setdefault(table, ([], [], []))
                     part[0].append(row)
                     part[1].append(khash)
                     part[2].append(h)
-            for table, (rows, table_khashes, table_hashes) in parts.items():
+                for table, (rows, table_khashes, table_hashes) in split.items():
+                    parts[table] = (rows, table.params_many(rows, table_khashes, table_hashes))
+            for table, (rows, params) in parts.items():
                 replaced = [rowids[row.key] for row in rows if row.key in plan.replaced]
                 if replaced:
                     await conn.execute(
                         f"DELETE FROM {table.name} WHERE rowid IN (SELECT value FROM json_each(?))",
                         (json.dumps(replaced),),
                     )
-                await conn.executemany(
-                    table.insert_sql, table.params_many(rows, table_khashes, table_hashes)
-                )
+                await conn.executemany(table.insert_sql, params)
             # Inside the transaction: a guard of a later write then sees what this one holds.
             self._merged(writes)
         old_keys = list(plan.replaced)

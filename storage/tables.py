@@ -21,6 +21,7 @@ from storage.rows import (
     ASSIGNMENT_PREFIX,
     MODEL_PREFIX,
     PROMOTION_PREFIX,
+    SETTING_PREFIX,
     unpack_moves,
 )
 
@@ -116,6 +117,7 @@ ALIASES = Table(
 ASSIGNMENTS = Table(
     "assignments", ("node_id", "board_type", "num_players", "term"), prefix=ASSIGNMENT_PREFIX,
 )
+SETTINGS = Table("settings", ("name", "term"), prefix=SETTING_PREFIX)
 PROMOTIONS = Table(
     "promotion_events", ("board_type", "num_players", "term", "hlc"), prefix=PROMOTION_PREFIX,
     content_addressed=True,

@@ -73,3 +73,23 @@ def test_positions_accept_keys_and_coordinate_mappings_and_refuse_off_board_cell
         cfg.cell_of({"x": 1, "y": 1, "z": 1})
     with pytest.raises(ValueError, match="unknown board type"):
         board_config("square9")
+
+
+@pytest.mark.parametrize("name", BOARD_TYPES)
+def test_a_step_along_a_ray_shifts_the_cell_bit_by_the_step_shift_and_never_wraps(name):
+    cfg = board_config(name)
+    for cell, per in enumerate(cfg.rays):
+        for d, ray in enumerate(per):
+            s = cfg.step_shifts[d]
+            moved = cfg.bits[cell] << s if s > 0 else cfg.bits[cell] >> -s
+            # Off the board the step lands on padding, outside every cell's bit.
+            assert moved == (cfg.bits[ray[0]] if ray else moved & ~cfg.all_bits)
+
+
+@pytest.mark.parametrize("name", BOARD_TYPES)
+def test_cells_of_a_mask_are_its_cells_in_increasing_order(name):
+    cfg = board_config(name)
+    everything = list(range(cfg.num_cells))
+    for cells in ([], [5], [0, 3, 9, 40], everything[::3], everything):
+        mask = sum(cfg.bits[c] for c in cells)
+        assert cfg.cells_of(mask) == cells

@@ -8,14 +8,12 @@ import random
 import numpy as np
 import pytest
 
-from engine.boards import BOARD_TYPES
 from engine.records import (
     InvalidRecord,
     check_finished,
     decode_move,
     decode_policy,
     decode_values,
-    encode_move,
     encode_policy,
     encode_value,
     positions,

@@ -15,8 +15,16 @@ from hypothesis import strategies as st
 from mesh.election import MAX_TERM, MAX_TERM_STEP, Election, ElectionConfig, Heartbeat, \
     HeartbeatAck, RequestVote, Role, VoteReply
 from mesh.identity import Identity
-from mesh.manifest import Manifest, StoreSummary, sign_manifest
-from mesh.membership import MAX_INCARNATION_STEP, verify_manifest
+from mesh.manifest import (
+    MAX_MANIFEST_BYTES,
+    MAX_VOTERS,
+    Manifest,
+    StoreSummary,
+    encode_manifest,
+    sign_manifest,
+)
+from mesh.core import Send
+from mesh.membership import MAX_INCARNATION_STEP, Renew, verify_manifest
 from mesh.membership_messages import Gossip, SyncRequest, Update
 from mesh.quorum import Notary
 from mesh.sim.election import KeyDirectory
@@ -199,16 +207,16 @@ def test_a_node_told_it_is_dead_at_a_huge_incarnation_keeps_running_and_answers(
     for claim in (Update(victim.node_id, "dead", U64_MAX),
                   Update(victim.node_id, "dead", MAX_INCARNATION_STEP + 1)):
         out = victim.core.handle(mallory.node_id, Gossip([claim]), 1.0)
-        assert victim.core.incarnation == 0  # not pushed to the maximum
-        answer = [s.msg for s in out if s.to == mallory.node_id][0]
+        assert not [o for o in out if isinstance(o, Renew)]  # not pushed to the maximum
+        answer = [s.msg for s in out if isinstance(s, Send) and s.to == mallory.node_id][0]
         assert answer.updates[0].state == "alive"
     digest = [(victim.node_id, "alive", 0, U64_MAX, 0)]
-    victim.core.handle(mallory.node_id, SyncRequest(digest), 1.0)
-    assert victim.core.incarnation == 0
+    out = victim.core.handle(mallory.node_id, SyncRequest(digest), 1.0)
+    assert not [o for o in out if isinstance(o, Renew)]
     assert victim.core.stats.refused["self_claim"] == 3
     # A claim within the step is refuted as SWIM says.
-    victim.core.handle(mallory.node_id, Gossip([Update(victim.node_id, "dead", 3)]), 1.0)
-    assert victim.core.incarnation == 4
+    out = victim.core.handle(mallory.node_id, Gossip([Update(victim.node_id, "dead", 3)]), 1.0)
+    assert [o.incarnation for o in out if isinstance(o, Renew)] == [4]
 
 
 def test_a_forged_manifest_of_this_node_is_not_taken_for_a_previous_life() -> None:
@@ -218,8 +226,8 @@ def test_a_forged_manifest_of_this_node_is_not_taken_for_a_previous_life() -> No
     forged = sign_manifest(victim.identity, fake)
     forged = dataclasses.replace(forged, sig=bytes(64))
     claim = Update(victim.node_id, "alive", U64_MAX - 1, forged, (U64_MAX - 1, 0))
-    victim.core.handle(mallory.node_id, Gossip([claim]), 1.0)
-    assert victim.core.incarnation == 0
+    out = victim.core.handle(mallory.node_id, Gossip([claim]), 1.0)
+    assert not [o for o in out if isinstance(o, Renew)]
     assert victim.core.stats.refused["self_claim"] == 1
 
 
@@ -239,17 +247,21 @@ def test_shared_verifier_is_the_real_one() -> None:
 
 
 def test_a_leader_manifest_with_the_largest_certificate_fits_the_manifest_cap() -> None:
-    # Seven configured voters: a majority of four endorsements, with an IPv6 address.
+    # The largest voter set and a majority of its endorsements, every field at its maximum.
     leader = Identity.from_seed(b"\x11" * 32)
-    voters = [Identity.from_seed(bytes([i]) * 32) for i in range(20, 27)]
-    quorum = {v.node_id: Notary(v).endorse(MAX_TERM, leader.node_id) for v in voters[:4]}
-    manifest = _manifest(leader, address="[2001:db8::1234:5678:9abc]:65535", leader=leader.node_id,
+    voters = [Identity.from_seed(bytes([i]) * 32) for i in range(20, 20 + MAX_VOTERS)]
+    backers = voters[:MAX_VOTERS // 2 + 1]
+    quorum = {v.node_id: Notary(v).endorse(MAX_TERM, leader.node_id) for v in backers}
+    host = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # 253 characters, a DNS maximum
+    manifest = _manifest(leader, address=f"{host}:65535", leader=leader.node_id,
+                         version="v" * 32, production_model="ab" * 32,
                          term=MAX_TERM, lease_until_ms=U64_MAX, incarnation=U64_MAX,
                          seq=U64_MAX, voters=tuple(sorted(v.node_id for v in voters)),
                          voters_version=(MAX_TERM, MAX_TERM), quorum=quorum, stores={
                              s: StoreSummary(U64_MAX, "ab" * 16)
                              for s in ("games", "matches", "models", "settings")})
     assert verify_manifest(sign_manifest(leader, manifest)) == manifest
+    assert len(encode_manifest(manifest)) <= MAX_MANIFEST_BYTES
 
 
 _terms = st.one_of(st.integers(0, 5), st.just(MAX_TERM), st.integers(0, MAX_TERM))

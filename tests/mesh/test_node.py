@@ -256,6 +256,25 @@ def test_a_pull_that_brought_rows_starts_the_next_at_once() -> None:
     assert node.pulling is None
 
 
+def test_a_pull_a_peer_ended_moves_to_another_peer_at_once() -> None:
+    node = started(0, sync_interval_s=30.0)
+    node.set_local({"games": StoreSummary(1, "00" * 16)}, blobs_missing=False)
+    for i in (1, 2):  # both hold the same rows we lack
+        theirs = peer_manifest(i, stores={"games": StoreSummary(5, "11" * 16)})
+        node.handle(IDS[i].node_id, Gossip([signed_update(IDS[i], theirs)]), 0.1)
+    pulls: list[Pull] = []
+    now = 0.0
+    while not pulls:
+        now += 0.05
+        pulls = of(answered(node, node.tick(now), now), Pull)
+    first = pulls[0].plan
+    ended = PullOutcome(first.peer, (), failed="games", error="rows that fail validation",
+                        reason="invalid_rows")
+    (moved,) = of(node.pull_finished(first, ended, now), Pull)
+    assert moved.plan.peer != first.peer and node.pulling == moved.plan
+    assert node.scheduler.refusals["invalid_rows"] == 1
+
+
 def test_alive_peers_are_remembered_for_the_next_start() -> None:
     node = started(0)
     node.handle(IDS[1].node_id, Gossip([signed_update(IDS[1], peer_manifest(1))]), 0.1)

@@ -7,7 +7,6 @@ import asyncio
 import random
 import time
 
-import msgpack
 import pytest
 from prometheus_client import CollectorRegistry
 

@@ -48,7 +48,10 @@ async def _pipeline_with_candidate(stores, alive: list[str], lines: list[str] | 
                           nodes=lambda: list(alive))
     await pipe.round(BOARD, N, term=1)
     await stores.games.add_games([_game_args(i) for i in range(4)])
-    await pipe.round(BOARD, N, term=1)  # trains the candidate
+    for _ in range(600):  # training runs in the background: rounds wait on it briefly
+        await pipe.round(BOARD, N, term=1)
+        if await stores.models.get_alias("candidate", BOARD, N) is not None:
+            break
     assert await stores.models.get_alias("candidate", BOARD, N) is not None
     return pipe
 
@@ -57,7 +60,7 @@ async def test_nodes_play_their_assigned_trials_and_the_leader_decides(stores):
     alive = ["leader-node", "node-b", "node-c"]
     pipe = await _pipeline_with_candidate(stores, alive)
     workers = [EvaluationWorker(stores, node, "cpu", 30, lambda _: None) for node in alive]
-    for _ in range(20):
+    for _ in range(60):
         await pipe.round(BOARD, N, term=1)
         if await stores.models.promotion_events(BOARD, N):
             break

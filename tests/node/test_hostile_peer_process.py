@@ -134,8 +134,13 @@ def test_a_key_holder_cannot_take_over_or_evict_and_every_refusal_is_counted(tmp
             assert sorted(status["voters"]) == voters
             states = {m["node_id"]: m["state"] for m in status["members"]}
             assert states[ids[victim]] == "alive"
-        roots = [{k: v["root"] for k, v in n.status()["stores"].items()} for n in nodes]
-        assert roots[0] == roots[1] == roots[2]
+
+        def equal_roots() -> bool:
+            roots = [{k: v["root"] for k, v in n.status()["stores"].items()} for n in nodes]
+            return roots[0] == roots[1] == roots[2]
+
+        # The leader's own writes (its pipeline seeds models) spread by anti-entropy.
+        wait_until(equal_roots, timeout=60, what="equal roots on every node")
         assert all(n.proc.poll() is None for n in nodes)
     finally:
         for node in nodes:

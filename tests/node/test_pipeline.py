@@ -35,7 +35,7 @@ CRITERIA = PromotionCriteria(min_games_played=2, sprt_min_games=2, sprt_max_game
 
 def _settings(threshold: int = 4, watch_games: int = 4) -> PipelineSettings:
     return PipelineSettings(((BOARD, N),), threshold, 100, TrainingSettings(steps=2, batch_size=8),
-                            1, 0.05, watch_games, 30, CRITERIA)
+                            0, 0.05, watch_games, 30, CRITERIA)
 
 
 def _clock() -> HybridClock:
@@ -67,7 +67,7 @@ async def test_the_loop_trains_evaluates_and_records_a_decision_with_its_reasons
     assert await pipe.round(BOARD, N, term=1)  # bootstraps production
     production = (await stores.models.get_alias("production", BOARD, N))["sha256"]
     await stores.games.add_games([_game_args(i) for i in range(4)])
-    for _ in range(12):
+    for _ in range(600):  # training runs in the background: rounds wait on it briefly
         await pipe.round(BOARD, N, term=1)
         if await stores.models.promotion_events(BOARD, N):
             break
@@ -92,10 +92,10 @@ async def test_a_stale_term_leaders_promotion_is_refused_by_storage(stores):
                           progress=lambda _: None)
     await pipe.round(BOARD, N, term=1)
     await stores.games.add_games([_game_args(i) for i in range(4)])
-    await pipe.round(BOARD, N, term=1)  # trains: the candidate alias is written in term 1
+    await pipe.round(BOARD, N, term=1)  # starts training, in term 1
     stores.models.observe_term(2)  # a newer leader exists
     with pytest.raises(StaleTermError):
-        for _ in range(12):
+        for _ in range(600):
             await pipe.round(BOARD, N, term=1)
     assert await stores.models.promotion_events(BOARD, N) == []
 

@@ -15,7 +15,8 @@ from storage.hlc import HybridClock
 from storage.stores import open_stores
 from tests.node.procs import NodeProcess, cli, wait_until
 
-SELFPLAY_ON = {"RINGRIFT_SELFPLAY_ENABLED": "true", "RINGRIFT_SELFPLAY_CONCURRENCY": "4"}
+SELFPLAY_ON = {"RINGRIFT_SELFPLAY_ENABLED": "true", "RINGRIFT_SELFPLAY_CONCURRENCY": "4",
+               "RINGRIFT_SELFPLAY_MODEL_CHECK_S": "1"}
 
 
 async def _games(data_dir: Path) -> list[dict]:
@@ -42,6 +43,8 @@ def test_a_fresh_node_stores_selfplay_games_and_keeps_doing_so(tmp_path):
         assert status["state"] == "selfplay" and status["device"] == "cpu"
         assert re.fullmatch(r"[0-9a-f]{64}", status["production_model"])
         assert status["selfplay"]["board_type"] == "square8"
+        # The node leads itself: its pipeline writes the allocation, its selfplay follows it.
+        wait_until(lambda: node.status()["selfplay"]["allocated"], 60, "the leader's allocation")
         wait_until(lambda: node.status()["stores"]["games"]["count"] > first, 120,
                    "more games")
         metrics = node.get("/metrics")[1].decode()

@@ -152,6 +152,22 @@ async def test_the_resource_guard_stops_selfplay_at_its_limit_and_resumes_below(
         await _cancel(task)
 
 
+async def test_a_full_disk_pauses_selfplay_and_space_coming_back_resumes_it(stores):
+    await _production(stores, "square8", 2)
+    sched, _announced = scheduler(stores)
+    task = asyncio.create_task(sched.run())
+    try:
+        await until(lambda: sched.state == "selfplay", "selfplay")
+        stores.db.full = True  # what a write that found no space leaves (storage.database)
+        await until(lambda: sched.state == "idle", "selfplay paused by the full disk")
+        stored = await stores.games.count_games()
+        stores.db.full = False  # what DiskWatch's check of space clears
+        await until(lambda: sched.state == "selfplay", "selfplay resumed")
+        await until(lambda: sched.worker.games_stored > stored, "games after the pause")
+    finally:
+        await _cancel(task)
+
+
 def test_guard_verdicts_name_the_resource_and_limits_are_checked():
     limits = {name: Limits(0.7, 0.8) for name in ("disk", "ram", "gpu")}
     assert check({"disk": 0.1, "ram": 0.79, "gpu": None}, limits).warnings == (

@@ -88,7 +88,7 @@ async def test_rows_stamped_past_the_clock_window_are_refused_until_the_clock_ca
     ahead = new_match("m2", ["a", "b"], "square8", 2, [0.0, 1.0], stamp(NOW_MS + 120_000), "x")
     fine = new_match("m3", ["a", "b"], "square8", 2, [0.5, 0.5], stamp(NOW_MS + 59_000), "x")
     stats = await stores.matches.merge([poisoned, ahead, fine])
-    assert (stats.added, stats.invalid) == (1, 2)
+    assert (stats.added, stats.refused) == (1, 2)
     assert stores.refusals.counts[("matches", "clock_ahead")] == 2
     entries = [("m1", MAX_HLC.to_bytes(8, "big") + b"evil"),
                ("m2", stamp(NOW_MS + 120_000).to_bytes(8, "big") + b"x")]
@@ -109,7 +109,7 @@ async def test_a_model_claiming_an_implausible_size_is_refused(tmp_path: Path) -
     big = new_model("c" * 64, "square8", 2, stamp(NOW_MS), "evil", (1 << 30) + 1)
     fine = new_model("d" * 64, "square8", 2, stamp(NOW_MS), "n", 40 << 20)
     stats = await stores.models.merge([huge, big, fine])
-    assert (stats.added, stats.invalid) == (1, 2)
+    assert (stats.added, stats.invalid, stats.refused) == (1, 1, 1)  # past a blob, past the cap
     assert stores.refusals.counts[("models", "too_large")] == 2
     await stores.close()
 
@@ -123,7 +123,7 @@ async def test_an_alias_past_the_newest_leader_term_is_refused_and_cannot_pin_th
     early = new_alias("candidate", "square8", 2, SHA, 4, stamp(NOW_MS), "leader")
     honest = new_alias("staging", "square8", 2, SHA, 3, stamp(NOW_MS), "leader")
     stats = await stores.models.merge([evil, early, honest])
-    assert (stats.added, stats.invalid) == (1, 2)
+    assert (stats.added, stats.refused) == (1, 2)
     assert stores.refusals.counts[("models", "term_ahead")] == 2
     assert stores.models.newest_term == 3  # the fence was not moved by the refused rows
     term[0] = 4  # this node hears of term 4: the early alias is taken when offered again

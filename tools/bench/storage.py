@@ -2,7 +2,9 @@
 
 `python -m tools.bench storage [--quick] [--json]`. Rows are built before the clock starts;
 the timed part is what the mesh pays: validation, merge planning, hashing, the SQLite
-transaction with its fsync (synchronous=FULL) and the digest update.
+transaction with its fsync (synchronous=FULL) and the digest update. Beside the match import
+stands the floor under it, measured in the same run: SQLite alone storing the same rows as a
+plain last-write-wins upsert (`sqlite_floor_match_rows_per_s`), and the import's ratio to it.
 """
 
 from __future__ import annotations
@@ -10,17 +12,21 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
 
+import msgpack
+
 from storage.digests import Digests, hash_rows
 from storage.hlc import HybridClock
+from storage.merge import match_version
 from storage.rows import new_game, new_match
 from storage.stores import open_stores
 
 GOALS = {"match_import_rows_per_s": 500_000, "game_import_games_per_s": 50_000}
-MESH_BATCH = 64  # mesh.sync_messages.MAX_KEYS_PER_REQUEST: rows per pulled batch today
+MESH_BATCH = 64  # rows per merge of a pull before pulls were pipelined: the per-batch cost
 
 
 def _matches(n: int, rnd: random.Random) -> list[dict]:
@@ -69,6 +75,35 @@ async def _import(
         await stores.close()
 
 
+def _sqlite_floor(rows: list[dict], batch: int, tmp: Path) -> float:
+    """Seconds SQLite itself takes to store `rows` as a plain last-write-wins upsert: one
+    table keyed by the row key, the version and the encoded row beside it, keys sorted in
+    each transaction of `batch` rows, WAL with synchronous=FULL and a 256 MB cache. The
+    parameters are built before the clock starts: what is timed is SQLite's work alone, the
+    floor under any merge path that stores the same rows as durably."""
+    params = [(r["match_id"], match_version(r["hlc"], r["origin_node"]),
+               msgpack.packb(r, use_bin_type=True)) for r in rows]
+    batches = [sorted(params[i:i + batch]) for i in range(0, len(params), batch)]
+    conn = sqlite3.connect(tmp / "floor.db", isolation_level=None)
+    try:
+        for pragma in ("PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL",
+                       "PRAGMA cache_size = -262144"):
+            conn.execute(pragma)
+        conn.execute("CREATE TABLE floor (key TEXT PRIMARY KEY, version BLOB NOT NULL, "
+                     "body BLOB NOT NULL)")
+        upsert = ("INSERT INTO floor (key, version, body) VALUES (?, ?, ?) "
+                  "ON CONFLICT (key) DO UPDATE SET version = excluded.version, "
+                  "body = excluded.body WHERE excluded.version > floor.version")
+        start = time.perf_counter()
+        for chunk in batches:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(upsert, chunk)
+            conn.execute("COMMIT")
+        return time.perf_counter() - start
+    finally:
+        conn.close()
+
+
 async def _open_seconds(tmp: Path) -> float:
     """Seconds to open the stores (rebuilding every store's digests from stored row hashes)."""
     start = time.perf_counter()
@@ -115,8 +150,12 @@ def run(quick: bool) -> dict[str, float | int | str]:
         t, again = asyncio.run(_import(matches, "matches", 10_000, root / "m"))
         figures["match_import_rows_per_s"] = round(n_matches / t)
         figures["match_reimport_rows_per_s"] = round(n_matches / again)
+        floor = _sqlite_floor(matches, 10_000, root)
+        figures["sqlite_floor_match_rows_per_s"] = round(n_matches / floor)
+        figures["match_import_ratio_to_sqlite_floor"] = round(floor / t, 3)
         # Rows per merge call: each call is one transaction and one fsync (synchronous=FULL),
-        # a cost per batch that small batches cannot spread. MESH_BATCH is what a pull merges.
+        # a cost per batch that small batches cannot spread (a pull's merges now take whatever
+        # arrived while the previous one wrote: thousands of rows).
         few = matches[: n_matches // 4]
         for batch in (MESH_BATCH, 512, 2048):
             t, _ = asyncio.run(_import(few, "matches", batch, root / f"m{batch}"))

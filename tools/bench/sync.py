@@ -142,10 +142,11 @@ class _Node:
         self.port = port
         self.log_path = data_dir.with_suffix(".log")
         env = {k: v for k, v in os.environ.items() if not k.startswith("RINGRIFT_")}
-        # No leader pipeline: the loaded node leads, and would train on the games it holds.
+        # The nodes only sync: no leader pipeline (the loaded node leads, and would train on
+        # the games it holds) and no selfplay (an idle node plays, and both are idle here).
         env.update(RINGRIFT_NODE_HOST="127.0.0.1", RINGRIFT_MESH_SYNC_INTERVAL_S=str(
-            SYNC_INTERVAL_S), RINGRIFT_PIPELINE_CONFIGS="", PYTHONUNBUFFERED="1",
-            PYTHONPATH=str(_REPO))
+            SYNC_INTERVAL_S), RINGRIFT_PIPELINE_CONFIGS="", RINGRIFT_SELFPLAY_ENABLED="false",
+            PYTHONUNBUFFERED="1", PYTHONPATH=str(_REPO))
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "node.cli", "start", "--data-dir", str(data_dir),
