@@ -51,8 +51,9 @@ async def stores(tmp_path):
 
 
 def _pipeline_settings(configs, threshold: int = 4) -> PipelineSettings:
+    # Training in a thread (0 processes): the tests look at the holds, not at the process.
     return PipelineSettings(tuple(configs), threshold, 4,
-                            TrainingSettings(steps=2, batch_size=8), 1, 0.05, 4, 30, CRITERIA)
+                            TrainingSettings(steps=2, batch_size=8), 0, 0.05, 4, 30, CRITERIA)
 
 
 def _selfplay(**changes):
@@ -182,10 +183,11 @@ async def test_training_and_the_leaders_own_games_hold_selfplay_off(stores):
     task = asyncio.create_task(sched.run())
     try:
         await until(lambda: worker.games_stored >= 4, "the training threshold's games")
-        for _ in range(4):
+        # Training runs in the background of the rounds: round until both holds were seen.
+        deadline = time.monotonic() + 120
+        while not {"training", "evaluating"} <= {h[0] for h in held}:
+            assert time.monotonic() < deadline, f"holds seen: {held}"
             await pipe.round("square8", 2, term=1)
-            if {"training", "evaluating"} <= {h[0] for h in held}:
-                break
         await until(lambda: sched.state == "selfplay", "selfplay resumed")
     finally:
         await _cancel(task)

@@ -4,6 +4,7 @@ work and for the resource guard and resumes, a crash restarts, a bad model is re
 from __future__ import annotations
 
 import asyncio
+import types
 import contextlib
 import dataclasses
 import time
@@ -183,6 +184,8 @@ class Crashing:
 
     production_sha = None
     games_stored = 0
+    # The scheduler asks the worker's stores whether the disk is full (it is not here).
+    stores = types.SimpleNamespace(db=types.SimpleNamespace(full=False))
 
     def __init__(self) -> None:
         self.runs = 0
