@@ -116,7 +116,13 @@ class EvaluationWorker:
 
     async def run(self, interval_s: float) -> None:
         while True:
-            if not await self.step():
+            try:
+                played = await self.step()
+            except Exception:  # a bad blob or a failed game must not take the node down
+                log.exception("evaluation trial failed; retrying in %.1f s", interval_s)
+                self._set_state("idle")
+                played = False
+            if not played:
                 await asyncio.sleep(interval_s)
 
     async def step(self) -> bool:

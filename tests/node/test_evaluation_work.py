@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -86,3 +89,27 @@ async def test_a_trial_on_a_node_that_vanished_is_assigned_again(stores):
     again = await stores.models.assignment("node-c")
     assert (again["opponent"], again["first_trial"]) == (first["opponent"], first["first_trial"])
     assert any("lost on node-b" in line for line in lines)
+
+
+async def test_a_failing_trial_is_logged_and_retried_without_ending_the_worker(stores, caplog):
+    states: list[str] = []
+    worker = EvaluationWorker(stores, "node-a", "cpu", 100, states.append)
+    calls = 0
+    done = asyncio.Event()
+
+    async def step() -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("model blob is not a model")  # what a corrupt production blob does
+        done.set()
+        return False
+
+    worker.step = step  # type: ignore[method-assign]
+    task = asyncio.create_task(worker.run(0.01))
+    await asyncio.wait_for(done.wait(), 10)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert calls >= 2 and states[0] == "idle"
+    assert "evaluation trial failed" in caplog.text
