@@ -453,10 +453,18 @@ class LeaderPipeline:
             decision.board_type, decision.num_players, restored, removed,
             decision.decision.value, decision.reorder_applied, decision.games_played,
             decision.win_rate, decision.elo_improvement, term, reason)
-        for move in execution.alias_moves:
-            await models.set_alias(move.name, move.model_id, term)
-        if self._metrics is not None:
-            kind = "rollback" if decision.decision is Decision.ROLLBACK else "production"
+        kind = "rollback" if decision.decision is Decision.ROLLBACK else "production"
+        try:
+            for move in execution.alias_moves:
+                await models.set_alias(move.name, move.model_id, term)
+        except Exception:
+            # A fenced-off or failed alias move is a failed execution (the
+            # PromotionExecutionFailures alert watches this); the duty then ends as before.
+            if self._metrics is not None and execution.alias_moves:
+                self._metrics.promotion_executed(kind, "failure")
+            raise
+        # Only an execution that moved aliases is one; a retained production moves none.
+        if self._metrics is not None and execution.alias_moves:
             self._metrics.promotion_executed(kind, "success")
         self._progress(f"[{decision.board_type} {decision.num_players}p] decision "
                        f"{decision.decision.value} for {decision.model_id[:12]}: {reason}")
