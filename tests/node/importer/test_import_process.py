@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.node.importer.sources import copy_seed
 from tests.node.procs import NodeProcess, cli, wait_until
 
@@ -47,6 +49,7 @@ def test_two_nodes_importing_different_files_converge_through_the_mesh(tmp_path)
             node.stop()
 
 
+@pytest.mark.slow  # 25 s of real processes; the default run interrupts an import in-process
 def test_an_import_killed_midway_leaves_consistent_stores_and_a_rerun_completes(tmp_path):
     import signal
     import sqlite3
