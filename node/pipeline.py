@@ -492,8 +492,13 @@ class LeaderPipeline:
         scores = trial_scores(rows, production, previous, n, WATCH)
         games = len(scores) * n
         win_rate = sum(scores.values()) / len(scores) if scores else None
-        now_table = ratings(rows)
-        then_table = ratings([r for r in rows if r["hlc"] <= event["hlc"]])
+        # The fall is measured where production met the model it replaced (its evaluation, then
+        # the watch games): over the whole pool, other participants joining or playing (the next
+        # candidate's evaluation) move its offset from the pool mean although it plays as well.
+        met = [r for r in rows if production in r["participants"]
+               and previous in r["participants"]]
+        now_table = ratings(met)
+        then_table = ratings([r for r in met if r["hlc"] <= event["hlc"]])
         # A model without games before its promotion has no rating to fall from: its watch
         # then judges by the win rate alone.
         change = 0.0

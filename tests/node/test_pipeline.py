@@ -168,3 +168,33 @@ async def test_training_across_two_processes_with_torchrun_makes_the_candidate(s
     assert (await stores.models.get_model(candidate["sha256"]))["parent"] == production
 
 
+
+
+async def test_a_promoted_model_is_judged_against_the_model_it_replaced_not_the_whole_pool(stores):
+    pipe = LeaderPipeline(stores, _settings(threshold=10_000, watch_games=100), "leader-node",
+                          CollectorRegistry(), progress=lambda _: None)
+    await pipe.round(BOARD, N, term=1)
+    old = (await stores.models.get_alias("production", BOARD, N))["sha256"]
+    new = await stores.models.put_blob(save_model(initial_model(BOARD, N, seed=1)))
+    await stores.models.register_model(new, BOARD, N, parent=old)
+    for i in range(10):  # its evaluation: it beat its predecessor before the promotion
+        await stores.matches.record_match(f"eval-{i}", [new, old], BOARD, N, [1.0, 0.0])
+    await stores.models.append_promotion_event(BOARD, N, new, old, "swap_production", False,
+                                               100, 0.6, 40.0, 1, "test")
+    await stores.models.set_alias("previous", old, 1)
+    await stores.models.set_alias("production", new, 1)
+    for trial in range(15):  # the promoted model wins every watch game against its predecessor
+        for game, seats in enumerate(((new, old), (old, new))):
+            result = [1.0, 0.0] if seats[0] == new else [0.0, 1.0]
+            await stores.matches.record_match(match_id(new, old, 100 + trial, game, WATCH),
+                                              list(seats), BOARD, N, result)
+    # Meanwhile a stronger next candidate beats it (its own evaluation): that moves the promoted
+    # model's place in the pool, not its standing against the model it replaced.
+    for i in range(60):
+        await stores.matches.record_match(f"next-{i}", ["next-candidate", new], BOARD, N,
+                                          [1.0, 0.0])
+    for _ in range(5):
+        await pipe.round(BOARD, N, term=1)
+    assert (await stores.models.get_alias("production", BOARD, N))["sha256"] == new
+    assert not [e for e in await stores.models.promotion_events(BOARD, N)
+                if e["decision"] == "rollback"]
