@@ -31,7 +31,7 @@ from mesh.transport import TransportConfig
 from node import __version__
 from node.address import advertise_address
 from node.config import Config
-from node.datadir import DataDirError, NodeFiles, read_cluster
+from node.datadir import PID_FILE, DataDirError, NodeFiles, read_cluster
 from node.disk import DiskWatch
 from node.importer.ops_action import ImportAction
 from node.http import add_read_only_routes
@@ -134,7 +134,7 @@ class Agent:
         self.registry.register(RefusalCollector(self.stores, lambda: disk.pauses))
         runner: web.AppRunner | None = None
         listener: asyncio.Server | None = None
-        pid_file = self.files.path / "node.pid"
+        pid_file = self.files.path / PID_FILE
         try:
             app = web.Application(client_max_size=64 * 1024 * 1024)
             add_read_only_routes(app, self.status, self.registry)

@@ -38,6 +38,7 @@ from node.config import (
     load_config,
 )
 from node.datadir import (
+    PID_FILE,
     DataDirError,
     NodeFiles,
     init_data_dir,
@@ -228,7 +229,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_leave(args: argparse.Namespace) -> int:
     """SIGTERM the local agent: its shutdown hands off leadership and announces leave."""
     config = load(args)
-    pid_file = config.node.data_dir / "node.pid"
+    pid_file = config.node.data_dir / PID_FILE
     try:
         pid = int(pid_file.read_text(encoding="ascii").strip())
     except (OSError, ValueError) as exc:

@@ -11,6 +11,7 @@ Layout of a data dir D:
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from storage.files import atomic_write_bytes
 # does not understand rather than half-read it.
 FORMAT_VERSION = 1
 SECRET_BYTES = 32
+PID_FILE = "node.pid"  # written by a running agent, removed as it stops
 
 
 class DataDirError(RuntimeError):
@@ -54,6 +56,16 @@ class NodeFiles:
 
 def is_initialised(path: Path) -> bool:
     return (path / "node.json").exists()
+
+
+def running_node(path: Path) -> int | None:
+    """The pid of a live agent holding data dir `path` (from its pid file), or None."""
+    try:
+        pid = int((path / PID_FILE).read_text(encoding="ascii").strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
 
 
 def init_data_dir(

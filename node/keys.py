@@ -17,7 +17,14 @@ import signal
 from pathlib import Path
 
 from mesh.keyring import Keyring, KeyringError
-from node.datadir import SECRET_BYTES, ClusterCredentials, DataDirError, read_cluster, write_cluster
+from node.datadir import (
+    SECRET_BYTES,
+    ClusterCredentials,
+    DataDirError,
+    read_cluster,
+    running_node,
+    write_cluster,
+)
 
 
 def generate_secret() -> str:
@@ -43,10 +50,12 @@ def change_keys(data_dir: Path, action: str, secret_hex: str) -> ClusterCredenti
 
 def signal_running_node(data_dir: Path) -> int | None:
     """SIGHUP the node running in `data_dir` so it reloads its keys; its pid, or None."""
+    pid = running_node(data_dir)
+    if pid is None:
+        return None
     try:
-        pid = int((data_dir / "node.pid").read_text(encoding="ascii").strip())
         os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError):
+    except OSError:
         return None
     return pid
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from storage.hlc import HybridClock
 from storage.stores import open_stores
 
 from node.config import Config
-from node.datadir import is_initialised, open_data_dir
+from node.datadir import is_initialised, open_data_dir, running_node
 from node.importer.ops_action import STRATEGIES, with_ratings
 from node.importer.report import ImportReport
 from node.importer.run import import_files
@@ -86,16 +85,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
         for line in _ratings_lines(report):
             print(line)
     return EXIT_FAILURE if report.failed_files or report.refused_conflicts else 0
-
-
-def running_node(data_dir: Path) -> int | None:
-    """The pid of a live agent holding `data_dir`, or None."""
-    try:
-        pid = int((data_dir / "node.pid").read_text(encoding="ascii").strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
 
 
 async def _import(args: argparse.Namespace, config: Config, node_id: str) -> ImportReport:
