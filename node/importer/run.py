@@ -151,21 +151,20 @@ async def import_files(
                 pool.add(item, index, match_counts)
         if progress:
             progress("matches read", len(items))
-    versions = {p.match.match_id: p.match.ts_ms for p in pool.by_id.values()}
     folded = await asyncio.to_thread(fold, pool.matches())
-    await _merge_matches(folded, pool, versions, stores, report, progress)
+    await _merge_matches(folded, pool, stores, report, progress)
     return report
 
 
 async def _merge_matches(
-    imports: list[MatchImport], pool: _MatchPool, versions: dict[str, int], stores: Stores,
+    imports: list[MatchImport], pool: _MatchPool, stores: Stores,
     report: ImportReport, progress: Progress | None,
 ) -> None:
     strategy = pool.strategy
     rows: list[dict] = []
     for start in range(0, len(imports), MERGE_BATCH):
         batch = imports[start:start + MERGE_BATCH]
-        batch = [_with_version(mi, versions) for mi in batch]
+        batch = [_with_version(mi, pool) for mi in batch]
         held = {r["match_id"]: r for r in await stores.matches.rows(
             [mi.row["match_id"] for mi in batch])}
         for mi in batch:
@@ -209,8 +208,8 @@ async def _merge_matches(
             progress("matches merged", len(chunk))
 
 
-def _with_version(mi: MatchImport, versions: dict[str, int]) -> MatchImport:
+def _with_version(mi: MatchImport, pool: _MatchPool) -> MatchImport:
     """A row's version is the time of the version of its source rows that resolution kept
     (the latest of them for a folded game), not the game time grouping used."""
-    latest = pack(max(versions[s.match_id] for s in mi.sources), 0)
+    latest = pack(max(pool.by_id[s.match_id].match.ts_ms for s in mi.sources), 0)
     return mi if latest == mi.row["hlc"] else MatchImport({**mi.row, "hlc": latest}, mi.sources)
