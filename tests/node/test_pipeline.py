@@ -100,17 +100,26 @@ async def test_a_stale_term_leaders_promotion_is_refused_by_storage(stores):
     assert await stores.models.promotion_events(BOARD, N) == []
 
 
-async def test_a_promoted_model_that_loses_every_watch_game_is_rolled_back(stores):
+async def _watched_promotion(stores, evaluation_wins: int = 0) -> tuple[LeaderPipeline, str, str]:
+    """A pipeline whose production was just swapped from the seeded model (`old`) to `new`,
+    after `new` beat `old` in `evaluation_wins` evaluation games; the watch comes next."""
     pipe = LeaderPipeline(stores, _settings(threshold=10_000, watch_games=100), "leader-node",
                           CollectorRegistry(), progress=lambda _: None)
     await pipe.round(BOARD, N, term=1)
     old = (await stores.models.get_alias("production", BOARD, N))["sha256"]
     new = await stores.models.put_blob(save_model(initial_model(BOARD, N, seed=1)))
     await stores.models.register_model(new, BOARD, N, parent=old)
+    for i in range(evaluation_wins):
+        await stores.matches.record_match(f"eval-{i}", [new, old], BOARD, N, [1.0, 0.0])
     await stores.models.append_promotion_event(BOARD, N, new, old, "swap_production", False,
                                                100, 0.6, 40.0, 1, "test")
     await stores.models.set_alias("previous", old, 1)
     await stores.models.set_alias("production", new, 1)
+    return pipe, old, new
+
+
+async def test_a_promoted_model_that_loses_every_watch_game_is_rolled_back(stores):
+    pipe, old, new = await _watched_promotion(stores)
     # After the promotion the new model loses every game to its predecessor.
     for trial in range(15):
         for game, seats in enumerate(((new, old), (old, new))):
@@ -171,18 +180,7 @@ async def test_training_across_two_processes_with_torchrun_makes_the_candidate(s
 
 
 async def test_a_promoted_model_is_judged_against_the_model_it_replaced_not_the_whole_pool(stores):
-    pipe = LeaderPipeline(stores, _settings(threshold=10_000, watch_games=100), "leader-node",
-                          CollectorRegistry(), progress=lambda _: None)
-    await pipe.round(BOARD, N, term=1)
-    old = (await stores.models.get_alias("production", BOARD, N))["sha256"]
-    new = await stores.models.put_blob(save_model(initial_model(BOARD, N, seed=1)))
-    await stores.models.register_model(new, BOARD, N, parent=old)
-    for i in range(10):  # its evaluation: it beat its predecessor before the promotion
-        await stores.matches.record_match(f"eval-{i}", [new, old], BOARD, N, [1.0, 0.0])
-    await stores.models.append_promotion_event(BOARD, N, new, old, "swap_production", False,
-                                               100, 0.6, 40.0, 1, "test")
-    await stores.models.set_alias("previous", old, 1)
-    await stores.models.set_alias("production", new, 1)
+    pipe, old, new = await _watched_promotion(stores, evaluation_wins=10)
     for trial in range(15):  # the promoted model wins every watch game against its predecessor
         for game, seats in enumerate(((new, old), (old, new))):
             result = [1.0, 0.0] if seats[0] == new else [0.0, 1.0]
