@@ -165,7 +165,9 @@ def half_sent_body(port: int, declared: int, sent: int) -> socket.socket:
 def test_half_sent_bodies_and_idle_connections_leave_the_node_answering_in_bounded_memory(
         tmp_path, senders, idle):
     cli("init", "--data-dir", str(tmp_path / "a"), "--host", "127.0.0.1")
-    env = {"RINGRIFT_MESH_BODY_TIMEOUT_S": "3", "RINGRIFT_MESH_BODIES_IN_FLIGHT_MIB": "8",
+    # The body timeout must outlast the senders' loop, or early bodies are cut off before later
+    # ones arrive and the in-flight budget is never reached (a race on a loaded machine).
+    env = {"RINGRIFT_MESH_BODY_TIMEOUT_S": "10", "RINGRIFT_MESH_BODIES_IN_FLIGHT_MIB": "8",
            "RINGRIFT_NODE_MAX_CONNECTIONS": "128"}
     node = NodeProcess(tmp_path / "a", "start", env=env)
     socks: list[socket.socket] = []
