@@ -26,6 +26,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mesh.defaults import default
 from mesh.manifest import StoreSummary
 from mesh.sync_messages import (
     BLOB_STORE,
@@ -70,66 +71,56 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class SyncConfig:
-    """Every knob of the sync core, with the reason for its default."""
+    """Every knob of the sync core. Defaults and the reason for each: config/node.toml [sync],
+    the one place they live; the bounds are checked here, for the node and the simulator."""
 
-    # Tries per request before the pull from that peer is given up. Requests are reads, so a
-    # repeat is harmless; three rides out a lost packet or a busy peer without hammering a
-    # dead one (its manifest will soon be gone from membership anyway).
-    request_attempts: int = 3
-    # How long a shell waits for one reply. A sync reply is at most a few MB: on a LAN that is
-    # tens of milliseconds; 5 s leaves room for a loaded peer or a slow WAN link.
-    request_timeout_s: float = 5.0
-    # Back-off after a failed pull: base * 2**(failures-1), capped, with +-50% jitter so a
-    # crowd of pullers does not return to a recovering peer in lockstep.
-    backoff_base_s: float = 2.0
-    backoff_max_s: float = 60.0
-    # Expected entries per reply that bucket grouping aims for, below the hard cap so that a
-    # stale (low) row count in a manifest still rarely needs a second page.
-    entries_target: int = MAX_ENTRIES_PER_REPLY * 3 // 4
-    # Expected entries per bucket above which differing buckets are compared by sub-bucket
-    # digests before listing: a sub-digest reply costs ~2.3 KB a bucket, a listing ~100 bytes
-    # an entry, so past ~25 entries a bucket the sub-digests win; 64 (a 16k-row store) keeps
-    # small stores on the one-step path.
-    subdivide_above: int = 64
-    # A peer that held none of the blobs we lack is not asked for blobs again for this long:
-    # a new model reaches peers as they fetch it, which takes a while for a large one.
-    blob_retry_s: float = 30.0
-    # Requests of one pull in flight at once. One at a time, a catch-up waited a round trip
-    # plus the peer's read for every batch; 3 keep both ends busy (the responder reads the next
-    # batch while we merge the last) and stay below the transport's 4 connections a peer, so
-    # gossip always finds one free.
-    window: int = 3
-    # Merges in flight: one batch being written by SQLite while the next is validated.
-    merges_in_flight: int = 2
-    # Rows (and bytes of them, as received) waiting while both merges are busy, beyond which
-    # no new request goes out; they then go in one batch (one transaction, one fsync). 10,000
-    # rows are the batch size of the storage benchmark's local imports; 16 MiB bounds the
-    # decoded rows held at once (~3,000 long games).
-    buffer_rows: int = 10_000
-    buffer_bytes: int = 16 * 1024 * 1024
-    # Rows a range request (rows of sub-buckets we hold nothing in) aims at, by the peer's row
-    # count; a range holding more is paged. Half a reply's row cap: ranges stay few, and a
-    # count that grew since the manifest still rarely needs a second page of small rows.
-    range_rows: int = MAX_ROWS_PER_REPLY // 2
-    # Rows a run of (sub-)buckets we hold nothing in must be expected to hold for a range
-    # request of its own; shorter runs are listed with the rest. A listing costs ~170 bytes a
-    # row more (the entry, then the key asked for) but covers scattered buckets in one request;
-    # past ~64 rows a run's own request is the cheaper. A small store is then listed as before.
-    range_min_rows: int = 64
+    request_attempts: int = default("sync", "request_attempts")
+    request_timeout_s: float = default("sync", "request_timeout_s")
+    backoff_base_s: float = default("sync", "backoff_base_s")
+    backoff_max_s: float = default("sync", "backoff_max_s")
+    entries_target: int = default("sync", "entries_target")
+    subdivide_above: int = default("sync", "subdivide_above")
+    blob_retry_s: float = default("sync", "blob_retry_s")
+    window: int = default("sync", "window")
+    merges_in_flight: int = default("sync", "merges_in_flight")
+    buffer_rows: int = default("sync", "buffer_rows")
+    buffer_mib: int = default("sync", "buffer_mib")
+    range_rows: int = default("sync", "range_rows")
+    range_min_rows: int = default("sync", "range_min_rows")
 
     def __post_init__(self) -> None:
-        if self.request_attempts < 1:
-            raise ValueError(f"request_attempts must be >= 1, got {self.request_attempts}")
-        if not 0 < self.backoff_base_s <= self.backoff_max_s:
-            raise ValueError(f"need 0 < backoff_base_s <= backoff_max_s, got "
-                             f"{self.backoff_base_s} and {self.backoff_max_s}")
-        if not 0 < self.entries_target <= MAX_ENTRIES_PER_REPLY:
-            raise ValueError(f"entries_target must be in 1..{MAX_ENTRIES_PER_REPLY}, "
-                             f"got {self.entries_target}")
-        for name in ("window", "merges_in_flight", "buffer_rows", "buffer_bytes", "range_rows",
-                     "range_min_rows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        # Errors start with the knob's name, as config/node.toml spells it (node.config adds
+        # the section).
+        for name, lo, hi in _BOUNDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not lo <= value <= hi:
+                raise ValueError(f"{name} = {value!r}: expected a number in {lo}..{hi}")
+        if self.backoff_base_s > self.backoff_max_s:
+            raise ValueError(f"backoff_base_s = {self.backoff_base_s}: expected at most "
+                             f"backoff_max_s ({self.backoff_max_s})")
+
+    @property
+    def buffer_bytes(self) -> int:
+        return self.buffer_mib << 20
+
+
+# (knob, lowest, highest): wide enough for any sane cluster, narrow enough that a typo (a
+# window of 10,000 requests, a zero timeout) stops start-up instead of the mesh.
+_BOUNDS = (
+    ("request_attempts", 1, 10),
+    ("request_timeout_s", 0.01, 600),
+    ("backoff_base_s", 0.01, 3600),
+    ("backoff_max_s", 0.01, 3600),
+    ("entries_target", 1, MAX_ENTRIES_PER_REPLY),
+    ("subdivide_above", 0, 1_000_000),
+    ("blob_retry_s", 0, 86_400),
+    ("window", 1, 32),
+    ("merges_in_flight", 1, 8),
+    ("buffer_rows", 1, 1_000_000),
+    ("buffer_mib", 1, 4096),
+    ("range_rows", 1, MAX_ROWS_PER_REPLY),
+    ("range_min_rows", 1, 10_000_000),
+)
 
 
 # --- responder -----------------------------------------------------------------------------
