@@ -87,6 +87,7 @@ class SyncConfig:
     buffer_mib: int = default("sync", "buffer_mib")
     range_rows: int = default("sync", "range_rows")
     range_min_rows: int = default("sync", "range_min_rows")
+    behind_defer_s: float = default("sync", "behind_defer_s")
 
     def __post_init__(self) -> None:
         # Errors start with the knob's name, as config/node.toml spells it (node.config adds
@@ -120,6 +121,7 @@ _BOUNDS = (
     ("buffer_mib", 1, 4096),
     ("range_rows", 1, MAX_ROWS_PER_REPLY),
     ("range_min_rows", 1, 10_000_000),
+    ("behind_defer_s", 0, 3600),
 )
 
 
@@ -207,6 +209,14 @@ class SyncScheduler:
     hold everything P held at R (stores only grow, in merge order). Until P's root for S
     changes, pulling S from P again could bring nothing, so P is not a candidate for S even
     though its root differs from ours (it is P that lacks our rows; P pulls them from us).
+
+    Behind: a peer holding fewer rows of S than we do is most likely catching up, from us or
+    from another node. Pulling S from it would have it list back, page by page, the rows it
+    has just taken, on the very node that is behind, and again each round while it catches
+    up. Such a pull is put off for `behind_defer_s`: the peer meanwhile pulls what it lacks,
+    and once it holds as many rows as we do, its rows are pulled at once. A pull from a peer
+    still behind after that goes ahead (and the wait starts again), so rows only it holds
+    always arrive, if later.
     """
 
     def __init__(self, rng: random.Random, config: SyncConfig | None = None) -> None:
@@ -216,6 +226,9 @@ class SyncScheduler:
         self._failures: dict[str, int] = {}
         self._retry_at: dict[str, float] = {}
         self._no_blobs_until: dict[str, float] = {}
+        # (peer, store) -> when pulls of a store from a peer holding fewer of its rows were
+        # first put off (or last allowed): see the class docstring.
+        self._behind_since: dict[tuple[str, str], float] = {}
         # Pulls a peer ended by a bad or missing answer, by reason (`mesh.sync_pull.REASONS`):
         # each cost only its own pull, and the peer is backed off so the next goes elsewhere.
         self.refusals: dict[str, int] = dict.fromkeys(REASONS, 0)
@@ -231,15 +244,16 @@ class SyncScheduler:
         """
         self._forget_absent(peers)
         candidates: list[tuple[str, tuple[str, ...]]] = []
-        mine = [(name, local[name].root) for name in sorted(local)]
+        mine = [(name, local[name]) for name in sorted(local)]
         covered = self._covered
         for peer in sorted(peers):  # sorted: the rng alone decides, so a seed replays a run
             if not self._may_ask(peer, now):
                 continue
             theirs = peers[peer]
-            stores = tuple(name for name, root in mine
-                           if (t := theirs.get(name)) is not None and t.root != root
-                           and covered.get((peer, name)) != t.root)
+            stores = tuple(name for name, ours in mine
+                           if (t := theirs.get(name)) is not None and t.root != ours.root
+                           and covered.get((peer, name)) != t.root
+                           and not self._put_off(peer, name, t.count < ours.count, now))
             if stores:
                 candidates.append((peer, stores))
         if not candidates and blobs_missing:
@@ -248,6 +262,9 @@ class SyncScheduler:
         if not candidates:
             return None
         peer, stores = self._rng.choice(candidates)
+        for store in stores:
+            if (peer, store) in self._behind_since:
+                self._behind_since[(peer, store)] = now  # allowed once: the wait starts again
         theirs = peers[peer]
         return PullPlan(peer, stores, tuple(theirs[s].root for s in stores),
                         tuple(theirs[s].count for s in stores),
@@ -278,6 +295,15 @@ class SyncScheduler:
         for key in [k for k in self._covered if k[1] == store]:
             del self._covered[key]
 
+    def _put_off(self, peer: str, store: str, behind: bool, now: float) -> bool:
+        """Whether pulling `store` from `peer`, which differs from ours, waits for now."""
+        key = (peer, store)
+        if not behind:
+            self._behind_since.pop(key, None)
+            return False
+        since = self._behind_since.setdefault(key, now)
+        return now - since < self._config.behind_defer_s
+
     def _may_ask(self, peer: str, now: float) -> bool:
         return self._retry_at.get(peer, -math.inf) <= now
 
@@ -297,3 +323,5 @@ class SyncScheduler:
             self._retry_at.pop(peer, None)
         for peer in [p for p in self._no_blobs_until if p not in peers]:
             del self._no_blobs_until[peer]
+        for key in [k for k in self._behind_since if k[0] not in peers]:
+            del self._behind_since[key]

@@ -152,6 +152,15 @@ class _Node:
                 [sys.executable, "-m", "node.cli", "start", "--data-dir", str(data_dir),
                  "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
 
+    def cpu_s(self) -> float | None:
+        """CPU seconds the node process has used (user + system, all its threads), or None
+        where /proc is not there to tell."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
@@ -195,7 +204,8 @@ def _wait(predicate: Callable[[], object], timeout: float, what: str,
 
 def catch_up(root: Path, games: list[dict], matches: list[dict], timeout: float
              ) -> dict[str, float]:
-    """Seconds for an empty node to reach a loaded node's games and match rows."""
+    """Seconds for an empty node to reach a loaded node's games and match rows (and, where
+    /proc tells, the CPU seconds each node spent meanwhile)."""
     loaded, empty = root / "loaded", root / "empty"
     founder = init_data_dir(loaded)
     port = _free_port()
@@ -208,6 +218,7 @@ def catch_up(root: Path, games: list[dict], matches: list[dict], timeout: float
         nodes[0].wait_up(timeout=60)
         nodes.append(_Node(empty, _free_port()))
         nodes[1].wait_up(timeout=60)
+        cpu_before = [node.cpu_s() for node in nodes]
         start = time.perf_counter()
         done: dict[str, float] = {}
         # The status page would do (a leaderboard over all match rows each time they change,
@@ -225,6 +236,8 @@ def catch_up(root: Path, games: list[dict], matches: list[dict], timeout: float
             _wait(caught_up, timeout, "the empty node to catch up")
         finally:
             db.close()
+        cpu = [None if b is None or (a := node.cpu_s()) is None else a - b
+               for node, b in zip(nodes, cpu_before, strict=True)]
         # Not timed: the rows are the same ones (equal roots), not merely as many.
         _wait(lambda: _roots(nodes[0]) == _roots(nodes[1]), 300, "equal roots")
     finally:
@@ -233,9 +246,14 @@ def catch_up(root: Path, games: list[dict], matches: list[dict], timeout: float
     games_s = done["games"]
     # The pull takes the stores one after the other, games first.
     matches_s = done["matches"] - games_s if done["matches"] > games_s else done["matches"]
-    return {"local_games_s": local_games_s, "local_matches_s": local_matches_s,
-            "sync_games_s": games_s, "sync_matches_s": matches_s,
-            "sync_total_s": max(done.values())}
+    times = {"local_games_s": local_games_s, "local_matches_s": local_matches_s,
+             "sync_games_s": games_s, "sync_matches_s": matches_s,
+             "sync_total_s": max(done.values())}
+    # CPU the two processes spent while the clock ran: what the catch-up costs, which a
+    # machine shared with other work does not change as much as it changes the wall clock.
+    if cpu[0] is not None and cpu[1] is not None:
+        times.update(responder_cpu_s=cpu[0], puller_cpu_s=cpu[1])
+    return times
 
 
 def _roots(node: _Node) -> dict[str, str]:
@@ -264,6 +282,7 @@ def run(quick: bool) -> dict[str, float | int | str]:
         "sync_game_rows_per_s": round(sync_games),
         "sync_match_rows_per_s": round(sync_matches),
         "sync_total_s": round(t["sync_total_s"], 2),
+        **{key: round(t[key], 2) for key in ("responder_cpu_s", "puller_cpu_s") if key in t},
         "game_ratio_to_local_merge": round(sync_games / local_games, 3),
         "match_ratio_to_local_merge": round(sync_matches / local_matches, 3),
     }
