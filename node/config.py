@@ -293,6 +293,9 @@ def _build(merged: Mapping[str, Mapping[str, Any]]) -> Config:
     for name, cls in _SECTIONS.items():
         values = merged[name]
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        if set(values) != set(fields):  # node.toml and the section's fields name the same keys
+            raise AssertionError(f"[{name}] keys {sorted(set(values) ^ set(fields))} are in one "
+                                 "of config/node.toml and its section class, not both")
         kwargs = {key: _typed(f"{name}.{key}", values[key], fields[key].type) for key in fields}
         try:
             sections[name] = cls(**kwargs)
