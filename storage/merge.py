@@ -128,6 +128,7 @@ def validate_batch(
     rows: Sequence[object], validate: Callable[[object], Row],
     screen: Callable[[object], Row | None] | None = None,
     on_invalid: Callable[[object, InvalidRow], None] | None = None,
+    screen_all: Callable[[Sequence[object]], list[Row] | None] | None = None,
 ) -> tuple[list[Row], int, list[str]]:
     """Validate each row; returns (valid rows, invalid count, the first few error messages).
 
@@ -135,10 +136,13 @@ def validate_batch(
     a row it can vouch for, and None for anything else, which then takes the detailed path
     (so a batch of good rows never pays for building error messages, and a bad row still gets
     one). A screen must never accept a row that `validate` refuses. `on_invalid(row, error)`
-    is told of each row refused.
+    is told of each row refused. `screen_all`, a kind's fast path for a whole batch, returns
+    the Rows `screen` would make of a batch it accepts whole, and None otherwise.
     """
     if not isinstance(rows, (list, tuple)):
         raise TypeError(f"a merge batch must be a list of rows, got {type(rows).__name__}")
+    if screen_all is not None and (whole := screen_all(rows)) is not None:
+        return whole, 0, []
     if screen is not None:
         screened = list(map(screen, rows))
         if None not in screened:
