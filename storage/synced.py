@@ -337,12 +337,11 @@ class SyncedStore:
         # per field (it tripled the cost of making the parameters of a 10,000-row batch).
         hashed = key_hashes([r[0] for r in valid])
         order = np.argsort(hashed.view(np.int64), kind="stable").tolist()
-        ready: tuple[np.ndarray, np.ndarray, list[tuple]] | None = None
+        ready: tuple[np.ndarray, np.ndarray, list[tuple[str, list]]] | None = None
         if len(self._tables) == 1:
             buckets, hashes = row_hashes(hashed, [r[1] for r in valid])
-            params = self._tables[0].params_many(
-                valid, hashed.view(np.int64).tolist(), hashes.view(np.int64).tolist())
-            ready = (buckets[order], hashes[order], [params[i] for i in order])
+            ready = (buckets, hashes, self._tables[0].inserts(
+                valid, hashed.view(np.int64).tolist(), hashes.view(np.int64).tolist(), order))
         valid = [valid[i] for i in order]
         keys = [r[0] for r in valid]
         groups = self._by_table(keys)
@@ -381,11 +380,11 @@ class SyncedStore:
             if not plan.writes:
                 return plan.stats
             writes = list(plan.writes.values())
-            parts: dict[Table, tuple[list[Row], list[tuple]]] = {}
+            parts: dict[Table, tuple[list[Row], list[tuple[str, list]]]] = {}
             if ready is not None and len(writes) == len(valid):
                 # Every row written, in batch order: what was made before the lock holds.
-                new_buckets, new_hashes, params = ready
-                parts[self._tables[0]] = (writes, params)
+                new_buckets, new_hashes, statements = ready
+                parts[self._tables[0]] = (writes, statements)
             else:
                 hashed = key_hashes(list(plan.writes))
                 new_buckets, new_hashes = row_hashes(hashed, [w[1] for w in writes])
@@ -399,15 +398,15 @@ class SyncedStore:
                     part[1].append(khash)
                     part[2].append(h)
                 for table, (rows, table_khashes, table_hashes) in split.items():
-                    parts[table] = (rows, table.params_many(rows, table_khashes, table_hashes))
-            for table, (rows, params) in parts.items():
+                    parts[table] = (rows, table.inserts(rows, table_khashes, table_hashes))
+            for table, (rows, statements) in parts.items():
                 replaced = [rowids[row.key] for row in rows if row.key in plan.replaced]
                 if replaced:
                     await conn.execute(
                         f"DELETE FROM {table.name} WHERE rowid IN (SELECT value FROM json_each(?))",
                         (json.dumps(replaced),),
                     )
-                for sql, flat in table.insert_statements(params):
+                for sql, flat in statements:
                     await conn.execute(sql, flat)
             # Inside the transaction: a guard of a later write then sees what this one holds.
             self._merged(writes)

@@ -10,7 +10,6 @@ not encoded twice and queries over games never decode them.
 from __future__ import annotations
 
 import functools
-import itertools
 import operator
 import sqlite3
 from dataclasses import dataclass, field
@@ -85,32 +84,40 @@ class Table:
         object.__setattr__(self, "size_sql", size)
         object.__setattr__(self, "_getters", tuple(map(operator.itemgetter, self.columns)))
 
-    def params_many(self, rows: list[Row], khashes: list[int], hashes: list[int]) -> list[tuple]:
-        """The insert statement's parameters for a batch of rows, with their key hashes and
-        row hashes as signed ints (the bulk path: column by column, each one C-level pass)."""
+    def inserts(self, rows: list[Row], khashes: list[int], hashes: list[int],
+                order: list[int] | None = None) -> list[tuple[str, list]]:
+        """Multi-row INSERT statements, each with its flat parameter list, storing `rows`
+        with their key hashes and row hashes (signed ints); in the order `order` gives (row
+        indexes), else as they come. The bulk path, column by column: each column is one
+        C-level pass (and is put in order as a whole), then dealt into the parameter lists
+        by slice assignment, so no tuple is made per row."""
         data = list(map(_DATA, rows))
-        columns = [map(getter, data) for getter in self._getters]
         if self.payload_field is None:
-            bodies = map(_pack, data)
-            return list(zip(map(_KEY, rows), khashes, map(_VERSION, rows), hashes, bodies,
-                            *columns, strict=True))
-        leave_out = self.payload_field
-        encoded = []
-        for body in data:
-            body = body.copy()  # a C-level copy, then one delete: cheaper than a comprehension
-            del body[leave_out]
-            encoded.append(_pack(body))
-        return list(zip(map(_KEY, rows), khashes, map(_VERSION, rows), hashes, encoded,
-                        map(_PAYLOAD, rows), *columns, strict=True))
-
-    def insert_statements(self, params: list[tuple]) -> list[tuple[str, list]]:
-        """`params_many`'s rows as multi-row INSERT statements, each with its flat
-        parameter list, in the rows' order."""
-        width = len(params[0]) if params else 1
+            bodies = list(map(_pack, data))
+            stored = [bodies]
+        else:
+            leave_out = self.payload_field
+            bodies = []
+            for body in data:
+                body = body.copy()  # a C-level copy, then one delete: cheaper than a comprehension
+                del body[leave_out]
+                bodies.append(_pack(body))
+            stored = [bodies, list(map(_PAYLOAD, rows))]
+        columns: list[list] = [list(map(_KEY, rows)), khashes, list(map(_VERSION, rows)), hashes,
+                               *stored, *(list(map(getter, data)) for getter in self._getters)]
+        if order is not None and len(order) > 1:  # itemgetter of one index returns no tuple
+            pick = operator.itemgetter(*order)
+            columns = [pick(column) for column in columns]
+        width, n = len(columns), len(rows)
         per = max(1, min(ROWS_PER_INSERT, MAX_PARAMETERS // width))
-        chain = itertools.chain.from_iterable
-        return [(self._insert_rows_sql(len(chunk)), list(chain(chunk)))
-                for chunk in (params[i:i + per] for i in range(0, len(params), per))]
+        statements = []
+        for first in range(0, n, per):
+            count = min(per, n - first)
+            flat: list = [None] * (count * width)
+            for j, column in enumerate(columns):
+                flat[j::width] = column[first:first + count]
+            statements.append((self._insert_rows_sql(count), flat))
+        return statements
 
     def _insert_rows_sql(self, rows: int) -> str:
         return _insert_rows_sql(self.insert_sql, rows)
