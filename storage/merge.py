@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import msgpack
+
+
+_KEY = operator.itemgetter(0)  # a Row's key
 
 
 class Strategy(enum.Enum):
@@ -198,7 +202,7 @@ def plan_merge(
     if not held_versions:
         # Nothing held (an import into new keys): every row is added unless a key repeats
         # within the batch, which the general loop below then orders.
-        writes = {row[0]: row for row in batch}
+        writes = dict(zip(map(_KEY, batch), batch))
         if len(writes) == len(batch):
             plan.writes = writes
             plan.stats = MergeStats(added=len(batch), invalid=invalid)
