@@ -67,7 +67,7 @@ def hash_bytes(items: Sequence[bytes], seed: np.uint64 = _KEY_SEED) -> np.ndarra
 
 def key_hashes(keys: Sequence[str]) -> np.ndarray:
     """64-bit hashes (uint64 array) of keys; a key's bucket is its hash's top byte."""
-    return hash_bytes([k.encode() for k in keys], _KEY_SEED)
+    return hash_bytes(list(map(str.encode, keys)), _KEY_SEED)
 
 
 def row_hashes(

@@ -6,14 +6,14 @@ from collections.abc import Sequence
 
 from storage.database import Database
 from storage.hlc import HybridClock
-from storage.rows import new_match, screen_match, validate_match
+from storage.rows import new_match, screen_match, screen_matches, validate_match
 from storage.synced import SyncedStore
 from storage.tables import MATCHES, config_filter
 
 
 class MatchStore(SyncedStore):
     def __init__(self, db: Database, clock: HybridClock, node_id: str) -> None:
-        super().__init__(db, [MATCHES], validate_match, clock, screen_match)
+        super().__init__(db, [MATCHES], validate_match, clock, screen_match, screen_matches)
         self._node_id = node_id
 
     async def record_match(

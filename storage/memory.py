@@ -27,6 +27,7 @@ from storage.rows import (
     row_hlc,
     screen_game,
     screen_match,
+    screen_matches,
     validate_game,
     validate_match,
     validate_registry,
@@ -49,9 +50,11 @@ class MemoryStore:
     def __init__(
         self, validate: Callable[[object], Row], clock: HybridClock | None = None,
         screen: Callable[[object], Row | None] | None = None,
+        screen_all: Callable[[Sequence[object]], list[Row] | None] | None = None,
     ):
         self._validate = validate
         self._screen = screen
+        self._screen_all = screen_all
         self._clock = clock
         self._rows: dict[str, Row] = {}
         self._buckets: list[dict[str, bytes]] = [{} for _ in range(NUM_BUCKETS)]
@@ -107,7 +110,8 @@ class MemoryStore:
 
     def merge(self, rows: Sequence[object], strategy: Strategy = Strategy.LAST_WRITE_WINS) -> MergeStats:
         """Validate and merge a batch; invalid rows are counted and skipped."""
-        valid, invalid, self.last_errors = validate_batch(rows, self._validate, self._screen)
+        valid, invalid, self.last_errors = validate_batch(rows, self._validate, self._screen,
+                                                          screen_all=self._screen_all)
         held = self._rows
         versions = {r.key: held[r.key].version for r in valid if r.key in held}
         plan = plan_merge(strategy, valid, versions, lambda k: held[k].data, invalid)
@@ -171,7 +175,7 @@ class MemoryStores:
 
     def __init__(self, clock: HybridClock | None = None) -> None:
         self.games = MemoryStore(validate_game, clock, screen_game)
-        self.matches = MemoryStore(validate_match, clock, screen_match)
+        self.matches = MemoryStore(validate_match, clock, screen_match, screen_matches)
         self.models = MemoryStore(validate_registry, clock)
         self.state = MemoryState()
 

@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import msgpack
+
+
+_KEY = operator.itemgetter(0)  # a Row's key
 
 
 class Strategy(enum.Enum):
@@ -128,6 +132,7 @@ def validate_batch(
     rows: Sequence[object], validate: Callable[[object], Row],
     screen: Callable[[object], Row | None] | None = None,
     on_invalid: Callable[[object, InvalidRow], None] | None = None,
+    screen_all: Callable[[Sequence[object]], list[Row] | None] | None = None,
 ) -> tuple[list[Row], int, list[str]]:
     """Validate each row; returns (valid rows, invalid count, the first few error messages).
 
@@ -135,10 +140,13 @@ def validate_batch(
     a row it can vouch for, and None for anything else, which then takes the detailed path
     (so a batch of good rows never pays for building error messages, and a bad row still gets
     one). A screen must never accept a row that `validate` refuses. `on_invalid(row, error)`
-    is told of each row refused.
+    is told of each row refused. `screen_all`, a kind's fast path for a whole batch, returns
+    the Rows `screen` would make of a batch it accepts whole, and None otherwise.
     """
     if not isinstance(rows, (list, tuple)):
         raise TypeError(f"a merge batch must be a list of rows, got {type(rows).__name__}")
+    if screen_all is not None and (whole := screen_all(rows)) is not None:
+        return whole, 0, []
     if screen is not None:
         screened = list(map(screen, rows))
         if None not in screened:
@@ -194,7 +202,7 @@ def plan_merge(
     if not held_versions:
         # Nothing held (an import into new keys): every row is added unless a key repeats
         # within the batch, which the general loop below then orders.
-        writes = {row[0]: row for row in batch}
+        writes = dict(zip(map(_KEY, batch), batch))
         if len(writes) == len(batch):
             plan.writes = writes
             plan.stats = MergeStats(added=len(batch), invalid=invalid)

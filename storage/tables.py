@@ -9,10 +9,13 @@ not encoded twice and queries over games never decode them.
 
 from __future__ import annotations
 
+import functools
 import operator
+import sqlite3
 from dataclasses import dataclass, field
 
 import msgpack
+import msgspec
 
 from storage.merge import Row
 from storage.packed import with_field
@@ -25,12 +28,26 @@ from storage.rows import (
     unpack_moves,
 )
 
-# One reusable packer: msgpack.packb builds a new Packer per call, a large share of a row's cost.
-_pack = msgpack.Packer(use_bin_type=True).pack
+# msgspec's encoder writes the same bytes as msgpack's Packer(use_bin_type=True) for the
+# values rows hold (str, int, float, bool, None, bytes, lists and str-keyed maps) at a third
+# of the cost per row; reused, as building one per call is a large share of a small row's cost.
+_pack = msgspec.msgpack.Encoder().encode
+
+
+_KEY, _VERSION, _DATA, _PAYLOAD = map(operator.itemgetter, range(4))  # a Row's fields
 
 
 def _unpack(blob: bytes) -> dict:
     return msgpack.unpackb(blob, raw=False)
+
+
+# Rows per INSERT statement in a bulk write: one statement of many VALUES rows is bound and
+# stepped once, where executemany binds and steps each row and gives the interpreter lock up
+# and back for every one; SQLite compiles each size once (the statement cache). 500 rows
+# measured best here (100 and 3,000 both slower); the parameter limit caps it on an SQLite
+# older than 3.32, whose default limit is 999 parameters.
+ROWS_PER_INSERT = 500
+MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +62,10 @@ class Table:
     select_sql: str = field(init=False)
     stored_columns: str = field(init=False)  # what select_sql selects: key and stored blobs
     size_sql: str = field(init=False)  # SQL for the stored bytes of a row (its wire size)
-    _getter: operator.itemgetter = field(init=False, repr=False, compare=False)
+    _getters: tuple[operator.itemgetter, ...] = field(init=False, repr=False, compare=False)
     _field_name: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if len(self.columns) < 2:
-            raise ValueError(f"table {self.name}: itemgetter of one column returns no tuple")
         stored = ("body",) if self.payload_field is None else ("body", self.payload_field)
         columns = ("key", "khash", "version", "h", *stored, *self.columns)
         marks = ", ".join("?" * len(columns))
@@ -67,24 +82,45 @@ class Table:
         if self.payload_field is not None:
             size += f" + {len(field_name)}"
         object.__setattr__(self, "size_sql", size)
-        object.__setattr__(self, "_getter", operator.itemgetter(*self.columns))
+        object.__setattr__(self, "_getters", tuple(map(operator.itemgetter, self.columns)))
 
-    def params_many(self, rows: list[Row], khashes: list[int], hashes: list[int]) -> list[tuple]:
-        """The insert statement's parameters for a batch of rows, with their key hashes and
-        row hashes as signed ints (the bulk path: one comprehension, no call per row)."""
-        getter, pack = self._getter, _pack
+    def inserts(self, rows: list[Row], khashes: list[int], hashes: list[int],
+                order: list[int] | None = None) -> list[tuple[str, list]]:
+        """Multi-row INSERT statements, each with its flat parameter list, storing `rows`
+        with their key hashes and row hashes (signed ints); in the order `order` gives (row
+        indexes), else as they come. The bulk path, column by column: each column is one
+        C-level pass (and is put in order as a whole), then dealt into the parameter lists
+        by slice assignment, so no tuple is made per row."""
+        data = list(map(_DATA, rows))
         if self.payload_field is None:
-            return [
-                (row[0], khash, row[1], h, pack(row[2]), *getter(row[2]))
-                for row, khash, h in zip(rows, khashes, hashes, strict=True)
-            ]
-        params = []
-        leave_out = self.payload_field
-        for row, khash, h in zip(rows, khashes, hashes, strict=True):
-            body = row[2].copy()  # a C-level copy, then one delete: cheaper than a comprehension
-            del body[leave_out]
-            params.append((row[0], khash, row[1], h, pack(body), row[3], *getter(row[2])))
-        return params
+            bodies = list(map(_pack, data))
+            stored = [bodies]
+        else:
+            leave_out = self.payload_field
+            bodies = []
+            for body in data:
+                body = body.copy()  # a C-level copy, then one delete: cheaper than a comprehension
+                del body[leave_out]
+                bodies.append(_pack(body))
+            stored = [bodies, list(map(_PAYLOAD, rows))]
+        columns: list[list] = [list(map(_KEY, rows)), khashes, list(map(_VERSION, rows)), hashes,
+                               *stored, *(list(map(getter, data)) for getter in self._getters)]
+        if order is not None and len(order) > 1:  # itemgetter of one index returns no tuple
+            pick = operator.itemgetter(*order)
+            columns = [pick(column) for column in columns]
+        width, n = len(columns), len(rows)
+        per = max(1, min(ROWS_PER_INSERT, MAX_PARAMETERS // width))
+        statements = []
+        for first in range(0, n, per):
+            count = min(per, n - first)
+            flat: list = [None] * (count * width)
+            for j, column in enumerate(columns):
+                flat[j::width] = column[first:first + count]
+            statements.append((self._insert_rows_sql(count), flat))
+        return statements
+
+    def _insert_rows_sql(self, rows: int) -> str:
+        return _insert_rows_sql(self.insert_sql, rows)
 
     def packed(self, record: tuple) -> bytes:
         """A stored record (the columns of `select_sql`) as the msgpack of its wire dict,
@@ -100,6 +136,13 @@ class Table:
         if self.payload_field is not None:
             data[self.payload_field] = unpack_moves(record[2])
         return data
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_rows_sql(insert_sql: str, rows: int) -> str:
+    """`insert_sql` (one VALUES row) made into an insert of `rows` rows."""
+    head, marks = insert_sql.split(" VALUES ")
+    return f"{head} VALUES {', '.join([marks] * rows)}"
 
 
 GAMES = Table(
