@@ -55,7 +55,7 @@ log = logging.getLogger("ringrift.agent")
 
 STORE_NAMES = ("games", "matches", "models")
 # Container allocations between young collections (see `Agent.run`).
-GC_YOUNG_THRESHOLD = 50_000
+GC_YOUNG_THRESHOLD = 200_000
 
 
 def wall_ms() -> int:
@@ -170,14 +170,15 @@ class Agent:
                 await self.mesh.initialise_voters((self.node_id,))
             self.duties = self._build_duties(self.mesh)
             self.mesh.on_leadership_change(self.duties.update)
-            # The cyclic collector, tuned for a process that takes rows in bulk. A catch-up
-            # makes millions of containers (decoded rows, their validated and bound forms),
-            # none in a cycle; at the default young threshold (700) the collector ran about
-            # 8,000 times and fully about 20 times in the benchmark's catch-up (20,000 games,
-            # 200,000 match rows), 1.6 to 5 s of the puller's time. At 50,000 it ran about a
-            # hundred times, under a second, and cyclic garbage (asyncio's, aiohttp's) is
-            # still collected within moments. What start-up made (modules, torch, the app)
-            # lives as long as the agent: frozen, out of every collection's walk.
+            # The cyclic collector, tuned for a process that takes rows in bulk. A young
+            # collection comes each time the tracked objects grew by the threshold, and walks
+            # all of them: a catch-up holds tens of thousands of decoded rows at a time (none
+            # in a cycle), so at the default threshold (700) the collector ran about 8,000
+            # times in the benchmark's catch-up (20,000 games, 200,000 match rows), 1.6 to 5 s
+            # of the puller's time; at 50,000, 27 times, 1 s; at 200,000, 5 times, 0.3 s.
+            # Cyclic garbage (asyncio's, aiohttp's) waits for at most that many objects, tens
+            # of MB. What start-up made (modules, torch, the app) lives as long as the agent:
+            # frozen, out of every collection's walk.
             gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
             gc.freeze()
             async with asyncio.TaskGroup() as tasks:
