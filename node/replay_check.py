@@ -20,6 +20,7 @@ not seen it replay legally), so one poisoned row cannot stop the checker for eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -72,9 +73,16 @@ def judge_batch(batch: list[Pending]) -> list[Judged]:
     return out
 
 
-def _lower_priority(nice: int) -> None:
-    """Worker start-up: yield the CPU to the agent (and selfplay) whenever they want it."""
-    os.nice(nice)
+def _lower_priority(nice: int, pid: int = 0) -> None:
+    """Give process `pid` (0: this one) niceness `nice`: it yields the CPU to the agent (and
+    selfplay) whenever they want it."""
+    os.setpriority(os.PRIO_PROCESS, pid, nice)
+
+
+def _processes(pool: ProcessPoolExecutor) -> list[multiprocessing.process.BaseProcess]:
+    # The executor does not expose its processes; they are needed to lower their priority
+    # before they import anything and to stop one mid-call.
+    return list((getattr(pool, "_processes", None) or {}).values())
 
 
 class ReplayChecker:
@@ -141,9 +149,20 @@ class ReplayChecker:
         """The worker's verdicts on `batch`; None when the worker died on it (the batch is then
         queued one game at a time, after a backoff)."""
         pending = [(version, record) for _, version, record in batch]
+        fresh = self._pool is None
+        pool = self._worker()
         try:
-            judged = await asyncio.get_running_loop().run_in_executor(
-                self._worker(), self._judge, pending)
+            judged_later = asyncio.get_running_loop().run_in_executor(pool, self._judge, pending)
+            if fresh:
+                # The worker exists once a call was submitted. Lowered from here, at once: its
+                # initializer runs only after the worker imported the agent's main module and
+                # the engine, a second of CPU that would otherwise compete at full priority with
+                # the catch-up that brought the games.
+                for process in _processes(pool):
+                    if process.pid is not None:
+                        with contextlib.suppress(OSError):  # it may have died already
+                            _lower_priority(self._settings.nice, process.pid)
+            judged = await judged_later
         except BrokenProcessPool:
             return await self._worker_died(batch)
         self._crashes_in_a_row = 0
@@ -189,9 +208,9 @@ class ReplayChecker:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        # The executor has no public way to stop a running call: without this, the agent's exit
-        # would wait for the batch in hand (seconds of long games) before it could end.
-        workers = list((getattr(pool, "_processes", None) or {}).values())
+        # Without terminating it, the agent's exit would wait for the batch in hand (seconds of
+        # long games) before it could end.
+        workers = _processes(pool)
         pool.shutdown(wait=False, cancel_futures=True)
         for process in workers:
             process.terminate()
