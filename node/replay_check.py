@@ -146,8 +146,8 @@ class ReplayChecker:
                                         f"{v.reason}")
 
     async def _judged(self, batch: list[tuple[int, bytes, tuple]]) -> list[Verdict] | None:
-        """The worker's verdicts on `batch`; None when the worker died on it (the batch is then
-        queued one game at a time, after a backoff)."""
+        """The worker's verdicts on `batch`; None, after a backoff, when the worker died on it
+        (the batch is then queued one game at a time) or could not be started."""
         pending = [(version, record) for _, version, record in batch]
         fresh = self._pool is None
         pool = self._worker()
@@ -165,20 +165,21 @@ class ReplayChecker:
             judged = await judged_later
         except BrokenProcessPool:
             return await self._worker_died(batch)
+        except OSError as exc:
+            # The worker could not be started (no memory, no process slots): not the games'
+            # doing; they stay unchecked and are taken again on the next pass.
+            log.warning("replay worker not started: %s", exc)
+            await self._restart_later()
+            return None
         self._crashes_in_a_row = 0
         return [Verdict(key, version, bool(ok), origin, reason)
                 for key, version, ok, origin, reason in judged]
 
     async def _worker_died(self, batch: list[tuple[int, bytes, tuple]]
                            ) -> list[Verdict] | None:
-        self.close()
         self.worker_crashes += 1
-        self._crashes_in_a_row += 1
-        s = self._settings
-        delay = min(s.restart_max_s, s.restart_s * 2 ** min(self._crashes_in_a_row - 1, 30))
-        log.warning("replay worker died judging %d game(s); restarting it in %.1f s",
-                    len(batch), delay)
-        await asyncio.sleep(delay)
+        log.warning("replay worker died judging %d game(s); restarting it", len(batch))
+        await self._restart_later()
         if len(batch) > 1:
             self._suspects.extend(batch)
             return None
@@ -194,6 +195,15 @@ class ReplayChecker:
         except Exception:  # noqa: BLE001 - a record that does not even decode has no origin
             origin = ""
         return [Verdict(record[0], version, False, origin, CRASH_REASON)]
+
+    async def _restart_later(self) -> None:
+        """Drop the worker and wait before the next is started: the backoff doubles with each
+        failure in a row, so a worker that cannot live does not spin the node."""
+        self.close()
+        self._crashes_in_a_row += 1
+        s = self._settings
+        await asyncio.sleep(min(s.restart_max_s,
+                                s.restart_s * 2 ** min(self._crashes_in_a_row - 1, 30)))
 
     def _worker(self) -> ProcessPoolExecutor:
         if self._pool is None:
