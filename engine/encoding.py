@@ -27,13 +27,14 @@ is worth ``rank_value(r, n)``: 1 for first, -1 for last, evenly spaced between.
 
 from __future__ import annotations
 
-from operator import itemgetter
+from functools import cache
+from itertools import chain
 
 import numpy as np
 
 from . import moves as mt
-from .boards import BoardConfig
-from .features import batch_planes, grid_positions
+from .boards import BoardConfig, board_config
+from .features import RowCache, batch_planes, grid_positions
 from .moves import Move
 from .state import MAX_PLAYERS, GameState
 
@@ -44,8 +45,6 @@ POLICY_CHANNELS = len(CHANNELS)
 NUM_MOVE_TYPES = len(mt.MOVE_TYPES)
 _C = {name: i for i, name in enumerate(CHANNELS)}
 _TYPE = {t: i for i, t in enumerate(mt.MOVE_TYPES)}
-_CAPTURES = frozenset({mt.OVERTAKING_CAPTURE, mt.CONTINUE_CAPTURE_SEGMENT})
-_ELIMINATIONS = frozenset({mt.ELIMINATE_RINGS_FROM_STACK, mt.FORCED_ELIMINATION})
 _LINES = frozenset({mt.PROCESS_LINE, mt.CHOOSE_LINE_OPTION})
 
 
@@ -61,7 +60,6 @@ def input_batch(states: list[GameState]) -> tuple[np.ndarray, np.ndarray]:
 
 # Per move type: the (channel, Move field) pairs whose map values add to its logit.
 _SLOTS: dict[str, tuple[tuple[int, int], ...]] = {
-    mt.PLACE_RING: (),  # its channel depends on the count: handled apart
     mt.MOVE_STACK: ((_C["move_from"], 2), (_C["move_to"], 3)),
     mt.OVERTAKING_CAPTURE: ((_C["capture_from"], 2), (_C["capture_over"], 4),
                             (_C["capture_to"], 3)),
@@ -72,14 +70,82 @@ _SLOTS: dict[str, tuple[tuple[int, int], ...]] = {
     mt.ELIMINATE_RINGS_FROM_STACK: ((_C["eliminate"], 3),),
     mt.FORCED_ELIMINATION: ((_C["eliminate"], 3),),
 }
-_CELL_AVERAGED = frozenset({_TYPE[mt.PROCESS_LINE], _TYPE[mt.CHOOSE_LINE_OPTION],
-                            _TYPE[mt.CHOOSE_TERRITORY_OPTION]})
-_PLACE = _TYPE[mt.PLACE_RING]
-_FIRST = itemgetter(0)
+MAX_SLOTS = 3  # map terms of a move with fixed cells (captures, recovery slides)
+_CELL_AVERAGED = np.zeros(NUM_MOVE_TYPES, dtype=bool)
+_CELL_AVERAGED[[_TYPE[mt.PROCESS_LINE], _TYPE[mt.CHOOSE_LINE_OPTION],
+                _TYPE[mt.CHOOSE_TERRITORY_OPTION]]] = True
+MOVE_TABLE_LIMIT = 1 << 16  # distinct moves remembered per board (~200 bytes each)
+
+
+@cache
+def _move_table(board_type: str) -> RowCache:
+    """Per board: each distinct move's row ``(type, slot, slot, slot)``, a slot being the
+    index of a map value in a position's maps flattened to ``POLICY_CHANNELS * area`` and
+    padded with one zero, which unused slots (and cell-averaged moves) point at."""
+    area = board_config(board_type).size ** 2
+    grid = grid_positions(board_type).tolist()
+    pad = POLICY_CHANNELS * area
+
+    def row(move: Move) -> np.ndarray:
+        out = [_TYPE[move.type], pad, pad, pad]
+        if move.type == mt.PLACE_RING:
+            out[1] = (_C["place1"] + move.count - 1) * area + grid[move.dst]
+        else:
+            k = 1
+            for channel, field in _SLOTS.get(move.type, ()):
+                cell = move[field]
+                if cell >= 0:  # recovery's extract is optional
+                    out[k] = channel * area + grid[cell]
+                    k += 1
+        return np.array(out, dtype=np.int64)
+
+    return RowCache((1 + MAX_SLOTS,), np.int64, row, MOVE_TABLE_LIMIT)
+
+
+def _averaged_terms(move: Move, cfg: BoardConfig) -> tuple[np.ndarray, float]:
+    """A line or region move's map slots (one per cell) and the weight of each."""
+    channel = _C[f"line{move.option}"] if move.type in _LINES else _C["region"]
+    cells = grid_positions(cfg.name)[np.array(move.cells, dtype=np.int64)]
+    return channel * cfg.size * cfg.size + cells, 1.0 / len(move.cells)
+
+
+def move_rows(legal: list[list[Move]], cfg: BoardConfig
+              ) -> tuple[np.ndarray, np.ndarray, list[Move]]:
+    """The batch's legal moves as rows ``(M, 1 + MAX_SLOTS)`` of ``(type, slots...)``
+    (see ``_move_table``), position b's moves being ``offsets[b]:offsets[b + 1]``, and the
+    moves themselves in that order."""
+    moves = list(chain.from_iterable(legal))
+    counts = np.fromiter(map(len, legal), dtype=np.int64, count=len(legal))
+    offsets = np.zeros(len(legal) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    ids, table = _move_table(cfg.name).lookup(moves, len(moves))
+    return table[ids], offsets, moves
+
+
+def policy_logits(maps: np.ndarray, type_logits: np.ndarray, legal: list[list[Move]],
+                  cfg: BoardConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Every legal move's logit ``(M,)`` from the policy head's outputs, maps ``(B,
+    POLICY_CHANNELS, size, size)`` and type logits ``(B, NUM_MOVE_TYPES)``, with the offsets
+    of each position's moves (as ``move_rows``)."""
+    batch = len(legal)
+    pad = POLICY_CHANNELS * cfg.size * cfg.size
+    padded = np.zeros((batch, pad + 1), dtype=np.float32)
+    padded[:, :pad] = maps.reshape(batch, pad)
+    rows, offsets, moves = move_rows(legal, cfg)
+    position = np.repeat(np.arange(batch), np.diff(offsets))
+    logits = type_logits[position, rows[:, 0]]
+    for k in range(1, 1 + MAX_SLOTS):
+        logits += padded[position, rows[:, k]]
+    for j in np.flatnonzero(_CELL_AVERAGED[rows[:, 0]]).tolist():
+        if moves[j].cells:
+            slots, weight = _averaged_terms(moves[j], cfg)
+            logits[j] += padded[position[j], slots].sum() * weight
+    return logits, offsets
 
 
 def move_terms(legal: list[list[Move]], cfg: BoardConfig) -> tuple[np.ndarray, ...]:
-    """Index arrays scoring a batch's legal moves from the policy head's outputs.
+    """Index arrays scoring a batch's legal moves from the policy head's outputs (what
+    ``policy_logits`` computes, as arrays a differentiable scorer can use).
 
     Returns ``(types, term_move, term_index, term_weight, offsets)``: move j (numbered
     across the batch) has type logit ``types[j]``, plus ``term_weight[t] *
@@ -87,47 +153,20 @@ def move_terms(legal: list[list[Move]], cfg: BoardConfig) -> tuple[np.ndarray, .
     the batch's policy maps flattened to ``(B * POLICY_CHANNELS * size * size)``; position
     b's moves are ``offsets[b]:offsets[b + 1]``.
     """
-    grid = grid_positions(cfg.name)
-    area = cfg.size * cfg.size
-    counts = np.fromiter(map(len, legal), dtype=np.int64, count=len(legal))
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    moves = [m for ms in legal for m in ms]
-    if not moves:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty, np.zeros(0, dtype=np.float32), offsets
-    # Move fields as columns (C-level maps), so the terms are found per type with array
-    # operations instead of a Python step per move.
-    m = len(moves)
-    types = np.fromiter(map(_TYPE.__getitem__, map(_FIRST, moves)), dtype=np.int64, count=m)
-    field = {k: np.fromiter(map(itemgetter(k), moves), dtype=np.int64, count=m)
-             for k in (2, 3, 4, 5, 10)}
-    base = np.repeat(np.arange(len(legal), dtype=np.int64) * POLICY_CHANNELS * area, counts)
-    parts_move: list[np.ndarray] = []
-    parts_index: list[np.ndarray] = []
-    parts_weight: list[np.ndarray] = []
-
-    def add(which: np.ndarray, channel: np.ndarray | int, cells: np.ndarray) -> None:
-        parts_move.append(which)
-        parts_index.append(base[which] + channel * area + grid[cells])
-        parts_weight.append(np.ones(len(which), dtype=np.float32))
-
-    place = np.flatnonzero(types == _PLACE)
-    add(place, _C["place1"] + field[5][place] - 1, field[3][place])
-    for kind, slots in _SLOTS.items():
-        which = np.flatnonzero(types == _TYPE[kind])
-        for channel, k in slots:
-            chosen = which[field[k][which] >= 0]  # recovery's extract is optional
-            add(chosen, channel, field[k][chosen])
-    for j in np.flatnonzero(np.isin(types, list(_CELL_AVERAGED))).tolist():
-        move = moves[j]
-        if move.cells:
-            kind = move.type
-            channel = _C[f"line{move.option}"] if kind in _LINES else _C["region"]
-            cells = np.array(move.cells, dtype=np.int64)
+    pad = POLICY_CHANNELS * cfg.size * cfg.size
+    rows, offsets, moves = move_rows(legal, cfg)
+    position = np.repeat(np.arange(len(legal)), np.diff(offsets))
+    which, slots = np.nonzero(rows[:, 1:] != pad)
+    parts_move = [which]
+    parts_index = [position[which] * pad + rows[which, 1 + slots]]
+    parts_weight = [np.ones(len(which), dtype=np.float32)]
+    for j in np.flatnonzero(_CELL_AVERAGED[rows[:, 0]]).tolist():
+        if moves[j].cells:
+            cells, weight = _averaged_terms(moves[j], cfg)
             parts_move.append(np.full(len(cells), j, dtype=np.int64))
-            parts_index.append(base[j] + channel * area + grid[cells])
-            parts_weight.append(np.full(len(cells), 1.0 / len(cells), dtype=np.float32))
-    return (types, np.concatenate(parts_move), np.concatenate(parts_index),
+            parts_index.append(position[j] * pad + cells)
+            parts_weight.append(np.full(len(cells), weight, dtype=np.float32))
+    return (rows[:, 0].copy(), np.concatenate(parts_move), np.concatenate(parts_index),
             np.concatenate(parts_weight), offsets)
 
 

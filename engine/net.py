@@ -33,16 +33,18 @@ import msgpack
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .boards import BOARD_TYPES, board_config
-from .encoding import (
-    NUM_MOVE_TYPES,
-    POLICY_CHANNELS,
-    input_batch,
-    move_terms,
-    seat_values,
+from .encoding import NUM_MOVE_TYPES, POLICY_CHANNELS, policy_logits, seat_values
+from .features import (
+    NUM_PLANES,
+    NUM_SCALARS,
+    ON_BOARD,
+    batch_planes,
+    live_planes,
+    on_board_plane,
 )
-from .features import NUM_PLANES, NUM_SCALARS
 from .moves import Move
 from .state import MAX_PLAYERS, GameState
 
@@ -124,8 +126,8 @@ class PolicyValueNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.stem_bn(self.stem(planes)) + self.scalars(scalars)[:, :, None, None]
         x = self.tower(torch.relu(x))
-        # Pool over the board's own cells only (plane 20 marks them): hex corners stay out.
-        on_board = planes[:, NUM_PLANES - 3:NUM_PLANES - 2]
+        # Pool over the board's own cells only (on_board marks them): hex corners stay out.
+        on_board = planes[:, ON_BOARD:ON_BOARD + 1]
         pooled = (x * on_board).sum((2, 3)) / on_board.sum((2, 3)).clamp(min=1.0)
         summary = torch.cat([pooled, scalars], 1)
         values = torch.tanh(self.value_out(torch.relu(self.value_hidden(summary))))
@@ -258,6 +260,59 @@ def load_model(blob: bytes, board_type: str, num_players: int) -> Model:
     return model
 
 
+class _Inference:
+    """``PolicyValueNet.forward`` as the evaluator runs it: batch norm folded into the
+    convolutions, and the stem reading only the planes a player count can make non-zero
+    (``features.live_planes``). The other planes are zero, or ``on_board``, a constant of
+    the board whose convolution is folded into the stem's bias map, so the outputs equal
+    the module's in eval mode up to float rounding. A snapshot of the weights it is built
+    from (an evaluator serves one model; training works on a copy)."""
+
+    def __init__(self, net: PolicyValueNet, board_type: str, num_players: int,
+                 device: torch.device) -> None:
+        with torch.no_grad():
+            stem_w, stem_b = _fold(net.stem, net.stem_bn)
+            on_board = torch.from_numpy(on_board_plane(board_type))[None, None]
+            bias_map = F.conv2d(on_board, stem_w[:, ON_BOARD:ON_BOARD + 1], padding=1)[0]
+            self.stem_w = stem_w[:, torch.from_numpy(live_planes(num_players))].contiguous()
+            self.stem_bias = (bias_map + (stem_b + net.scalars.bias)[:, None, None])[None]
+            self.scalar_w = net.scalars.weight.detach().t().contiguous()
+            self.blocks = [(*_fold(b.conv1, b.bn1), *_fold(b.conv2, b.bn2)) for b in net.tower]
+            mask = on_board.flatten()
+            self.pool = (mask / mask.sum().clamp(min=1.0))[:, None]  # (area, 1): a mean
+            self.linear = {name: (m.weight.detach().clone(), m.bias.detach().clone())
+                           for name, m in (("maps", net.policy_maps), ("types", net.policy_types),
+                                           ("hidden", net.value_hidden),
+                                           ("value", net.value_out))}
+        for name in ("stem_w", "stem_bias", "scalar_w", "pool"):
+            setattr(self, name, getattr(self, name).to(device))
+        self.blocks = [tuple(t.to(device) for t in b) for b in self.blocks]
+        self.linear = {k: (w.to(device), b.to(device)) for k, (w, b) in self.linear.items()}
+
+    def __call__(self, planes: torch.Tensor, scalars: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = F.conv2d(planes, self.stem_w, padding=1)
+        x += self.stem_bias
+        x += (scalars @ self.scalar_w.to(x.dtype))[:, :, None, None]
+        x = torch.relu_(x)
+        for w1, b1, w2, b2 in self.blocks:
+            y = torch.relu_(F.conv2d(x, w1, b1, padding=1))
+            x = torch.relu_(F.conv2d(y, w2, b2, padding=1).add_(x))
+        pooled = (x.flatten(2) @ self.pool.to(x.dtype))[:, :, 0]
+        summary = torch.cat([pooled, scalars.to(x.dtype)], 1)
+        lin = self.linear
+        hidden = torch.relu_(F.linear(summary, *lin["hidden"]))
+        values = torch.tanh(F.linear(hidden, *lin["value"]))
+        return F.conv2d(x, *lin["maps"]), F.linear(summary, *lin["types"]), values
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight and bias of ``bn(conv(x))`` (eval mode) as one convolution."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    weight = conv.weight * scale[:, None, None, None]
+    return weight.detach().contiguous(), (bn.bias - bn.running_mean * scale).detach()
+
+
 class Evaluator:
     """Scores batches of positions with one model on one device."""
 
@@ -266,18 +321,24 @@ class Evaluator:
         self.device = torch.device(device)
         self.net = model.net.to(self.device).eval()
         self.cfg = board_config(model.info.board_type)
+        self._inference = _Inference(self.net, model.info.board_type, model.info.num_players,
+                                     self.device)
         self.positions_evaluated = 0
 
-    def _forward(self, planes: np.ndarray, scalars: np.ndarray, autocast: bool
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, planes: np.ndarray, scalars: np.ndarray, autocast: bool
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The network's outputs (policy maps, type logits, seat values) as float32 arrays
+        for ``features.batch_planes(states, live_only=True)``."""
         p = torch.from_numpy(planes).to(self.device, non_blocking=True)
         s = torch.from_numpy(scalars).to(self.device, non_blocking=True)
-        with torch.inference_mode(), torch.autocast(
-            self.device.type, dtype=torch.float16 if self.device.type == "cuda"
-            else torch.bfloat16, enabled=autocast,
-        ):
-            maps, types, values = self.net(p, s)
-        return maps.float().flatten().cpu(), types.float().cpu(), values.float().cpu()
+        with torch.inference_mode():
+            if autocast:
+                with torch.autocast(self.device.type, dtype=torch.float16
+                                    if self.device.type == "cuda" else torch.bfloat16):
+                    out = self._inference(p, s)
+            else:
+                out = self._inference(p, s)
+            return tuple(t.float().cpu().numpy() for t in out)  # type: ignore[return-value]
 
     def evaluate(
         self, states: list[GameState], legal: list[list[Move]], *, autocast: bool | None = None,
@@ -286,24 +347,21 @@ class Evaluator:
         players 1..n for each position, ``(B, num_players)``. Mixed precision on CUDA."""
         if not states:
             return [], np.zeros((0, self.model.info.num_players), dtype=np.float32)
-        planes, scalars = input_batch(states)
-        maps, type_logits, values = self._forward(
+        planes, scalars = batch_planes(states, live_only=True)
+        maps, type_logits, values = self.forward(
             planes, scalars, self.device.type == "cuda" if autocast is None else autocast)
-        types, t_move, t_index, t_weight, offsets = move_terms(legal, self.cfg)
+        logits, offsets = policy_logits(maps, type_logits, legal, self.cfg)
         counts = np.diff(offsets)
-        batch_of_move = torch.from_numpy(np.repeat(np.arange(len(states)), counts))
-        logits = type_logits[batch_of_move, torch.from_numpy(types)]
-        logits.index_add_(0, torch.from_numpy(t_move),
-                          maps[torch.from_numpy(t_index)] * torch.from_numpy(t_weight))
-        # Softmax within each position's moves (every active position has at least one).
-        peak = torch.full((len(states),), -torch.inf).scatter_reduce(
-            0, batch_of_move, logits, "amax")
-        e = torch.exp(logits - peak[batch_of_move])
-        total = torch.zeros(len(states)).index_add_(0, batch_of_move, e)
-        flat = (e / total[batch_of_move]).numpy()
-        priors = [flat[offsets[b]:offsets[b + 1]] for b in range(len(states))]
+        if not counts.all():
+            raise ValueError(f"position {int(np.argmin(counts))} has no legal moves to score")
+        # Softmax within each position's moves, as segment reductions over the flat logits.
+        starts = offsets[:-1]
+        e = np.exp(logits - np.repeat(np.maximum.reduceat(logits, starts), counts))
+        flat = e / np.repeat(np.add.reduceat(e, starts), counts)
+        bounds = offsets.tolist()
+        priors = [flat[a:b] for a, b in zip(bounds, bounds[1:])]
         current = np.fromiter((s.current for s in states), dtype=np.int64, count=len(states))
-        absolute = seat_values(values.numpy(), current, self.model.info.num_players)
+        absolute = seat_values(values, current, self.model.info.num_players)
         self.positions_evaluated += len(states)
         return priors, absolute
 

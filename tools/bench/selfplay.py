@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from engine.encoding import input_batch
+from engine.features import batch_planes
 from engine.net import CPU_DEFAULT, GPU_DEFAULT, Arch, Evaluator, initial_model
 from engine.rules import apply_move_in_place, legal_moves
 from engine.search import SearchConfig
@@ -67,12 +67,12 @@ def _net_rate(arch: Arch, device: str, rounds: int) -> float:
             state = initial_state(BOARD, PLAYERS)
         states.append(state.copy())
         apply_move_in_place(state, rng.choice(legal_moves(state)))
-    planes, scalars = input_batch(states)
-    evaluator._forward(planes, scalars, device == "cuda")  # warm-up
+    planes, scalars = batch_planes(states, live_only=True)
+    evaluator.forward(planes, scalars, device == "cuda")  # warm-up
     clock = time.perf_counter if device == "cuda" else time.process_time
     start = clock()
     for _ in range(rounds):
-        evaluator._forward(planes, scalars, device == "cuda")
+        evaluator.forward(planes, scalars, device == "cuda")
     if device == "cuda":
         torch.cuda.synchronize()
     return len(states) * rounds / (clock() - start)
