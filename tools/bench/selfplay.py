@@ -19,7 +19,14 @@ import time
 import torch
 
 from engine.features import batch_planes
-from engine.net import CPU_DEFAULT, GPU_DEFAULT, Arch, Evaluator, initial_model
+from engine.net import (
+    CPU_DEFAULT,
+    GPU_DEFAULT,
+    Arch,
+    Evaluator,
+    initial_model,
+    retain_freed_memory,
+)
 from engine.rules import apply_move_in_place, legal_moves
 from engine.search import SearchConfig
 from engine.selfplay import SelfplayRunner
@@ -81,6 +88,9 @@ def _net_rate(arch: Arch, device: str, rounds: int) -> float:
 def run(quick: bool) -> dict[str, float | int | str]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    # The evaluators set the allocator up for the process; do it first so the random
+    # playouts run under the same settings as the selfplay they are compared with.
+    retain_freed_memory()
     try:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         games = 32 if quick else 256
