@@ -77,17 +77,26 @@ _CELL_AVERAGED[[_TYPE[mt.PROCESS_LINE], _TYPE[mt.CHOOSE_LINE_OPTION],
 MOVE_TABLE_LIMIT = 1 << 16  # distinct moves remembered per board (~200 bytes each)
 
 
+def _score_layout(cfg: BoardConfig) -> tuple[int, int]:
+    """A position's score vector: its policy maps flattened (``POLICY_CHANNELS * area``
+    values), one zero, then its type logits. Returns (the zero's index, the width)."""
+    zero = POLICY_CHANNELS * cfg.size * cfg.size
+    return zero, zero + 1 + NUM_MOVE_TYPES
+
+
 @cache
 def _move_table(board_type: str) -> RowCache:
-    """Per board: each distinct move's row ``(type, slot, slot, slot)``, a slot being the
-    index of a map value in a position's maps flattened to ``POLICY_CHANNELS * area`` and
-    padded with one zero, which unused slots (and cell-averaged moves) point at."""
-    area = board_config(board_type).size ** 2
+    """Per board: each distinct move's row of ``1 + MAX_SLOTS`` indices into a position's
+    score vector (``_score_layout``), whose values add up to the move's logit: its type
+    logit, then its map values (unused slots, and cell-averaged moves' slots, point at the
+    zero)."""
+    cfg = board_config(board_type)
+    area = cfg.size * cfg.size
     grid = grid_positions(board_type).tolist()
-    pad = POLICY_CHANNELS * area
+    zero, _ = _score_layout(cfg)
 
     def row(move: Move) -> np.ndarray:
-        out = [_TYPE[move.type], pad, pad, pad]
+        out = [zero + 1 + _TYPE[move.type], zero, zero, zero]
         if move.type == mt.PLACE_RING:
             out[1] = (_C["place1"] + move.count - 1) * area + grid[move.dst]
         else:
@@ -110,16 +119,17 @@ def _averaged_terms(move: Move, cfg: BoardConfig) -> tuple[np.ndarray, float]:
 
 
 def move_rows(legal: list[list[Move]], cfg: BoardConfig
-              ) -> tuple[np.ndarray, np.ndarray, list[Move]]:
-    """The batch's legal moves as rows ``(M, 1 + MAX_SLOTS)`` of ``(type, slots...)``
-    (see ``_move_table``), position b's moves being ``offsets[b]:offsets[b + 1]``, and the
-    moves themselves in that order."""
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Move]]:
+    """The batch's legal moves as rows ``(M, 1 + MAX_SLOTS)`` of score-vector indices
+    (see ``_move_table``), their types ``(M,)``, the offsets of each position's moves
+    (position b's are ``offsets[b]:offsets[b + 1]``) and the moves in that order."""
     moves = list(chain.from_iterable(legal))
     counts = np.fromiter(map(len, legal), dtype=np.int64, count=len(legal))
     offsets = np.zeros(len(legal) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     ids, table = _move_table(cfg.name).lookup(moves, len(moves))
-    return table[ids], offsets, moves
+    rows = table[ids]
+    return rows, rows[:, 0] - (_score_layout(cfg)[0] + 1), offsets, moves
 
 
 def policy_logits(maps: np.ndarray, type_logits: np.ndarray, legal: list[list[Move]],
@@ -128,18 +138,19 @@ def policy_logits(maps: np.ndarray, type_logits: np.ndarray, legal: list[list[Mo
     POLICY_CHANNELS, size, size)`` and type logits ``(B, NUM_MOVE_TYPES)``, with the offsets
     of each position's moves (as ``move_rows``)."""
     batch = len(legal)
-    pad = POLICY_CHANNELS * cfg.size * cfg.size
-    padded = np.zeros((batch, pad + 1), dtype=np.float32)
-    padded[:, :pad] = maps.reshape(batch, pad)
-    rows, offsets, moves = move_rows(legal, cfg)
-    position = np.repeat(np.arange(batch), np.diff(offsets))
-    logits = type_logits[position, rows[:, 0]]
-    for k in range(1, 1 + MAX_SLOTS):
-        logits += padded[position, rows[:, k]]
-    for j in np.flatnonzero(_CELL_AVERAGED[rows[:, 0]]).tolist():
+    zero, width = _score_layout(cfg)
+    scores = np.empty((batch, width), dtype=np.float32)
+    scores[:, :zero] = maps.reshape(batch, zero)
+    scores[:, zero] = 0.0
+    scores[:, zero + 1:] = type_logits
+    rows, types, offsets, moves = move_rows(legal, cfg)
+    base = np.repeat(np.arange(0, batch * width, width), np.diff(offsets))
+    flat = scores.reshape(-1)
+    logits = flat.take(rows + base[:, None]).sum(axis=1)
+    for j in np.flatnonzero(_CELL_AVERAGED[types]).tolist():
         if moves[j].cells:
             slots, weight = _averaged_terms(moves[j], cfg)
-            logits[j] += padded[position[j], slots].sum() * weight
+            logits[j] += flat[base[j] + slots].sum() * weight
     return logits, offsets
 
 
@@ -153,20 +164,20 @@ def move_terms(legal: list[list[Move]], cfg: BoardConfig) -> tuple[np.ndarray, .
     the batch's policy maps flattened to ``(B * POLICY_CHANNELS * size * size)``; position
     b's moves are ``offsets[b]:offsets[b + 1]``.
     """
-    pad = POLICY_CHANNELS * cfg.size * cfg.size
-    rows, offsets, moves = move_rows(legal, cfg)
+    zero, _ = _score_layout(cfg)
+    rows, types, offsets, moves = move_rows(legal, cfg)
     position = np.repeat(np.arange(len(legal)), np.diff(offsets))
-    which, slots = np.nonzero(rows[:, 1:] != pad)
+    which, slots = np.nonzero(rows[:, 1:] != zero)
     parts_move = [which]
-    parts_index = [position[which] * pad + rows[which, 1 + slots]]
+    parts_index = [position[which] * zero + rows[which, 1 + slots]]
     parts_weight = [np.ones(len(which), dtype=np.float32)]
-    for j in np.flatnonzero(_CELL_AVERAGED[rows[:, 0]]).tolist():
+    for j in np.flatnonzero(_CELL_AVERAGED[types]).tolist():
         if moves[j].cells:
             cells, weight = _averaged_terms(moves[j], cfg)
             parts_move.append(np.full(len(cells), j, dtype=np.int64))
-            parts_index.append(position[j] * pad + cells)
+            parts_index.append(position[j] * zero + cells)
             parts_weight.append(np.full(len(cells), weight, dtype=np.float32))
-    return (rows[:, 0].copy(), np.concatenate(parts_move), np.concatenate(parts_index),
+    return (types, np.concatenate(parts_move), np.concatenate(parts_index),
             np.concatenate(parts_weight), offsets)
 
 

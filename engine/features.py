@@ -160,18 +160,19 @@ def batch_planes(states: list[GameState], live_only: bool = False
     n = states[0].num_players
     batch, cells, area = len(states), cfg.num_cells, cfg.size * cfg.size
     positions, identity = _grid(cfg.name)
-    scalars, current = _scalars(states, n)
+    scalars, current, cells_set = _scalars(states, n)
     # seat_player[b, k]: the player sitting k seats after position b's player to move.
     seat_player = (current[:, None] - 1 + np.arange(n)[None, :]) % n + 1
 
     seat_planes = PLANES_PER_PLAYER * n
     live = np.zeros((batch, seat_planes + 2, area), dtype=np.float32)
     blocks = live[:, :seat_planes].reshape(batch, n, PLANES_PER_PLAYER, area)  # a view
-    for attr, plane in (("markers", _MARKER), ("collapsed", _TERRITORY)):
-        owner = np.frombuffer(b"".join([bytes(getattr(s, attr)) for s in states]),
-                              dtype=np.uint8).reshape(batch, 1, cells)
-        blocks[:, :, plane, slice(None) if identity else positions] = (
-            owner == seat_player[:, :, None])
+    # Markers and collapsed spaces (owners 0..4) as bytes: one C pass per list.
+    owners = np.frombuffer(b"".join([bytes(s.markers + s.collapsed) for s in states]),
+                           dtype=np.uint8).reshape(batch, 1, 2, cells)
+    at = slice(None) if identity else positions
+    blocks[:, :, _MARKER, at] = owners[:, :, 0] == seat_player[:, :, None]
+    blocks[:, :, _TERRITORY, at] = owners[:, :, 1] == seat_player[:, :, None]
     # Stacks: only the occupied cells (a C-level pass finds them) are looked up.
     occupied = np.fromiter(chain.from_iterable(
         compress(range(b * cells, (b + 1) * cells), s.stacks) for b, s in enumerate(states)),
@@ -181,10 +182,9 @@ def batch_planes(states: list[GameState], live_only: bool = False
     b, cell = np.divmod(occupied, cells)
     blocks[b[:, None], np.arange(n)[None, :], :, positions[cell][:, None]] = table[
         ids[:, None], seat_player[b]]  # (occupied, n, PLANES_PER_PLAYER)
-    for k, attr in enumerate(("must_move", "chain_pos")):
-        cell = np.fromiter((getattr(s, attr) for s in states), dtype=np.int64, count=batch)
-        b = np.flatnonzero(cell >= 0)
-        live[b, seat_planes + k, positions[cell[b]]] = 1.0
+    # The must-move and capturing-stack cells (-1: none).
+    b, k = np.nonzero(cells_set >= 0)
+    live[b, seat_planes + k, positions[cells_set[b, k]]] = 1.0
     if live_only:
         return live.reshape(batch, seat_planes + 2, cfg.size, cfg.size), scalars
     planes = np.zeros((batch, NUM_PLANES, area), dtype=np.float32)
@@ -193,18 +193,20 @@ def batch_planes(states: list[GameState], live_only: bool = False
     return planes.reshape(batch, NUM_PLANES, cfg.size, cfg.size), scalars
 
 
-def _scalars(states: list[GameState], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The scalars ``(B, NUM_SCALARS)`` and each position's player to move ``(B,)``."""
+def _scalars(states: list[GameState], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The scalars ``(B, NUM_SCALARS)``, each position's player to move ``(B,)`` and its
+    must-move and capturing-stack cells ``(B, 2)`` (-1: none)."""
     cfg = states[0].board
     batch = len(states)
     # One row of ints per state, in one pass: player to move, phase, pending, swap
-    # available, then in hand, eliminated and territory of players 1..n.
+    # available, must-move cell, capturing stack, then in hand, eliminated and territory
+    # of players 1..n.
     raw = np.array([(s.current, _PHASE[s.phase], s.pending,
-                     s.swap_eligible and n == 2 and s.turn == 2,
+                     s.swap_eligible and n == 2 and s.turn == 2, s.must_move, s.chain_pos,
                      *s.in_hand[1:], *s.eliminated[1:], *s.territory[1:]) for s in states],
                    dtype=np.int64)
     current = raw[:, 0]
-    per_player = raw[:, 4:].reshape(batch, 3, n).transpose(0, 2, 1)  # (B, player - 1, 3)
+    per_player = raw[:, 6:].reshape(batch, 3, n).transpose(0, 2, 1)  # (B, player - 1, 3)
     seats = (current[:, None] - 1 + np.arange(n)[None, :]) % n  # player - 1 at each seat
     scale = np.array([cfg.rings_per_player, cfg.victory_threshold(n),
                       cfg.territory_minimum(n)], dtype=np.float32)
@@ -219,4 +221,4 @@ def _scalars(states: list[GameState], n: int) -> tuple[np.ndarray, np.ndarray]:
     k += PENDING_EXTRACTION + 1
     scalars[:, k + n - 2] = 1.0
     scalars[:, k + 3] = raw[:, 3]
-    return scalars, current
+    return scalars, current, raw[:, 4:6]

@@ -282,7 +282,7 @@ class _Inference:
             self.blocks = [(*_fold(b.conv1, b.bn1), *_fold(b.conv2, b.bn2)) for b in net.tower]
             mask = on_board.flatten()
             self.pool = (mask / mask.sum().clamp(min=1.0))[:, None]  # (area, 1): a mean
-            self.linear = {name: (m.weight.detach().clone(), m.bias.detach().clone())
+            self.linear = {name: (m.weight.detach().flatten(1).clone(), m.bias.detach().clone())
                            for name, m in (("maps", net.policy_maps), ("types", net.policy_types),
                                            ("hidden", net.value_hidden),
                                            ("value", net.value_out))}
@@ -305,7 +305,13 @@ class _Inference:
         lin = self.linear
         hidden = torch.relu_(F.linear(summary, *lin["hidden"]))
         values = torch.tanh(F.linear(hidden, *lin["value"]))
-        return F.conv2d(x, *lin["maps"]), F.linear(summary, *lin["types"]), values
+        # The 1x1 policy convolution as one batched product (half oneDNN's time here).
+        w, b = (t.to(x.dtype) for t in lin["maps"])
+        batch, _, height, width = x.shape
+        maps = torch.baddbmm(b[None, :, None].expand(batch, -1, height * width),
+                             w.expand(batch, -1, -1), x.flatten(2))
+        return (maps.view(batch, len(w), height, width), F.linear(summary, *lin["types"]),
+                values)
 
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -334,6 +340,13 @@ def retain_freed_memory() -> bool:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
+def padded_batch(batch: int) -> int:
+    """The batch size a forward pass of ``batch`` positions runs at: exact up to 8, then
+    rounded up to a multiple of 8 (to 64), 16 (to 256) or 64: at most 1/8 more work."""
+    step = 1 if batch <= 8 else 8 if batch <= 64 else 16 if batch <= 256 else 64
+    return -(-batch // step) * step
+
+
 class Evaluator:
     """Scores batches of positions with one model on one device (``retain_freed_memory``
     is applied to the process when the first one is built)."""
@@ -351,7 +364,18 @@ class Evaluator:
     def forward(self, planes: np.ndarray, scalars: np.ndarray, autocast: bool
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The network's outputs (policy maps, type logits, seat values) as float32 arrays
-        for ``features.batch_planes(states, live_only=True)``."""
+        for ``features.batch_planes(states, live_only=True)``.
+
+        The batch is padded with empty positions to ``padded_batch`` size: oneDNN compiles
+        a kernel per input shape (milliseconds each), and selfplay's batch shrinks one game
+        at a time as a run ends; padding bounds the shapes it ever sees."""
+        batch = len(planes)
+        size = padded_batch(batch)
+        if size > batch:
+            planes = np.concatenate([planes, np.zeros((size - batch, *planes.shape[1:]),
+                                                      dtype=planes.dtype)])
+            scalars = np.concatenate([scalars, np.zeros((size - batch, *scalars.shape[1:]),
+                                                        dtype=scalars.dtype)])
         p = torch.from_numpy(planes).to(self.device, non_blocking=True)
         s = torch.from_numpy(scalars).to(self.device, non_blocking=True)
         with torch.inference_mode():
@@ -361,7 +385,7 @@ class Evaluator:
                     out = self._inference(p, s)
             else:
                 out = self._inference(p, s)
-            return tuple(t.float().cpu().numpy() for t in out)  # type: ignore[return-value]
+            return tuple(t[:batch].float().cpu().numpy() for t in out)  # type: ignore[return-value]
 
     def evaluate(
         self, states: list[GameState], legal: list[list[Move]], *, autocast: bool | None = None,

@@ -18,7 +18,7 @@ draw as ``search.policy_move`` without a search generator and a Python loop per 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,7 +111,14 @@ def play(
 class _Game:
     gen: Generator[Request, Reply, PlayedGame | None]
     request: Request
-    rng: np.random.Generator
+    uniforms: Iterator[float]  # policy-only picks' draws from the game's generator
+
+
+def _uniforms(rng: np.random.Generator) -> Iterator[float]:
+    """``rng.random()`` draws, taken from it 64 at a time (the same stream: a call per
+    draw costs more than the pick it serves)."""
+    while True:
+        yield from rng.random(64).tolist()
 
 
 @dataclass(slots=True)
@@ -147,7 +154,7 @@ class SelfplayRunner:
             gen = play(self.board_type, self.num_players, swap, self.config, rng,
                        self.max_moves, self.counters)
             try:
-                self._active.append(_Game(gen, next(gen), rng))
+                self._active.append(_Game(gen, next(gen), _uniforms(rng)))
             except StopIteration as stop:
                 if stop.value is not None:
                     ended.append(stop.value)
@@ -189,7 +196,8 @@ class SelfplayRunner:
         """Each active game's policy-only move and root value (its mover's value)."""
         offsets = np.zeros(len(priors) + 1, dtype=np.int64)
         np.cumsum([len(p) for p in priors], out=offsets[1:])
-        uniforms = np.array([g.rng.random() for g in self._active])
+        uniforms = np.fromiter((next(g.uniforms) for g in self._active), dtype=np.float64,
+                               count=len(self._active))
         picks = policy_picks(np.concatenate(priors), offsets, uniforms, self.config.temperature)
         current = np.fromiter((s.current for s in states), dtype=np.int64, count=len(states))
         roots = values[np.arange(len(states)), current - 1]
