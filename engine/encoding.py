@@ -20,6 +20,11 @@ type's logit plus the map values at the cells that define it (``move_terms``):
 So one head fits every board (the maps are as big as the grid), every legal move has a
 logit however many there are, and moves differing only in cells are told apart by them.
 
+Scoring a batch: each distinct move's terms are worked out once per board (``_move_table``,
+an interned row of indices into a position's score vector); a batch's moves become rows by
+one dict pass and their logits one gather and sum (``policy_logits``; ``move_terms`` gives
+the same terms as index arrays for a differentiable scorer).
+
 Value: one value in [-1, 1] per seat, seats ordered as in the input (0: the player to move);
 ``seat_values`` turns them into values of players 1..n. A final ranking r among n players
 is worth ``rank_value(r, n)``: 1 for first, -1 for last, evenly spaced between.

@@ -14,7 +14,9 @@ API (what selfplay, training and evaluation use):
   ``parent`` set to the sha it started from.
 - ``Evaluator(model, device)``: ``evaluate(states, legal) -> (priors, values)`` scores a batch
   of positions in one forward pass (mixed precision on CUDA); ``parity_error`` measures the
-  device path against float32 CPU on a fixed batch.
+  device path against float32 CPU on a fixed batch. It runs ``_Inference``, the module's
+  forward pass with batch norm folded and only the live input planes (same outputs up to
+  float rounding; tests/engine/test_net.py holds it to the module on all 12 configs).
 
 Network: a residual tower (3x3 convolutions, batch norm) over the input planes, the scalar
 features added as a per-channel bias after the stem; heads as ``engine.encoding`` describes.
@@ -76,8 +78,10 @@ class Arch:
                 raise ModelBlobError(f"arch {name} {value!r} is not an int in {lo}..{hi}")
 
 
-# 16 channels x 1 block: ~0.9 MFLOP a square8 position, ~30 us on one core, which keeps
-# policy-only selfplay within 3x of bare random playouts (tools.bench selfplay).
+# 16 channels x 1 block: ~0.85 MFLOP a square8 2p position as the evaluator runs it, ~11 us
+# on one core in batches of 128 (tools.bench selfplay: net_cpu_default_positions_per_s),
+# which keeps policy-only selfplay within 3x of bare random playouts. Narrower towers gain
+# little on this path (8 and 12 channels: ~8 and ~9 us a position, measured alike).
 # 128 x 10: the usual small AlphaZero-style tower, for GPUs.
 CPU_DEFAULT = Arch(channels=16, blocks=1)
 GPU_DEFAULT = Arch(channels=128, blocks=10, value_hidden=128)
