@@ -333,8 +333,12 @@ def retain_freed_memory() -> bool:
     128 square8 positions x 16 channels) to the kernel, so every forward pass faults its
     pages back in: a tenth of policy-only selfplay's CPU time went to page faults (system
     time, tools.bench selfplay). Process-wide, once; the cost is up to 64 MiB of freed
-    memory kept. Returns whether the C library took the settings (False off glibc)."""
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    memory kept per malloc arena. Returns whether the C library took the settings (False
+    off glibc)."""
+    try:
+        mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    except (OSError, TypeError):  # no C library to load by that name (Windows)
+        return False
     if mallopt is None:
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD,
