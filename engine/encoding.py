@@ -132,7 +132,7 @@ def move_rows(legal: list[list[Move]], cfg: BoardConfig
     counts = np.fromiter(map(len, legal), dtype=np.int64, count=len(legal))
     offsets = np.zeros(len(legal) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    ids, table = _move_table(cfg.name).lookup(moves, len(moves))
+    ids, table = _move_table(cfg.name).lookup_objects(moves)
     rows = table[ids]
     return rows, rows[:, 0] - (_score_layout(cfg)[0] + 1), offsets, moves
 

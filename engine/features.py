@@ -45,9 +45,11 @@ class RowCache:
 
     ``lookup(keys, count)`` returns the keys' row ids and the table holding their rows: the
     ids come from one ``map`` over a dict (C speed for keys seen before; ``make(key)``
-    computes a new row). Thread-safe: a lookup holds a lock, and a table once returned is
-    never written at the returned rows (growing copies it), so it stays valid after another
-    thread's lookup. Bounded: past ``limit`` keys it starts over, at the start of a lookup.
+    computes a new row). ``lookup_objects`` first finds keys that are the very objects
+    stored (by address, without hashing them). Thread-safe: a lookup holds a lock, and a
+    table once returned is never written at the returned rows (growing copies it), so it
+    stays valid after another thread's lookup. Bounded: past ``limit`` keys it starts over,
+    at the start of a lookup.
     """
 
     def __init__(self, shape: tuple[int, ...], dtype: type, make: Callable[[Hashable],
@@ -70,6 +72,10 @@ class RowCache:
 
         self._ids: dict[Hashable, int] = _Ids()
         self._table = np.zeros((64, *self._shape), dtype=self._dtype)
+        # The stored keys' addresses, sorted, and their row ids: the dict keeps the keys
+        # alive, so an address found here is that very key (never a reused address).
+        self._addresses = np.zeros(0, dtype=np.uint64)
+        self._address_ids = np.zeros(0, dtype=np.int64)
         for key, row in self._seed:
             self._add(key, row)
 
@@ -89,6 +95,38 @@ class RowCache:
                 self._start()
             ids = np.fromiter(map(self._ids.__getitem__, keys), dtype=np.int64, count=count)
             return ids, self._table
+
+    def lookup_objects(self, keys: list[Hashable]) -> tuple[np.ndarray, np.ndarray]:
+        """``lookup`` for keys that mostly recur as the same objects (the rules engine hands
+        out its placement moves from a table of them): those are found by their address in
+        a sorted array, which neither hashes a key nor reads it; the others (equal keys
+        that are other objects, new keys) go through the dict."""
+        with self._lock:
+            if len(self._ids) > self._limit:
+                self._start()
+            if len(self._ids) - len(self._addresses) > len(self._addresses) // 8 + 64:
+                self._index_addresses()
+            addresses = np.fromiter(map(id, keys), dtype=np.uint64, count=len(keys))
+            known = self._addresses
+            if len(known):
+                at = np.minimum(np.searchsorted(known, addresses), len(known) - 1)
+                ids = self._address_ids[at]
+                miss = np.flatnonzero(known[at] != addresses)
+            else:
+                ids = np.zeros(len(keys), dtype=np.int64)
+                miss = np.arange(len(keys))
+            if len(miss):
+                ids[miss] = np.fromiter(map(self._ids.__getitem__,
+                                            map(keys.__getitem__, miss.tolist())),
+                                        dtype=np.int64, count=len(miss))
+            return ids, self._table
+
+    def _index_addresses(self) -> None:
+        addresses = np.fromiter(map(id, self._ids), dtype=np.uint64, count=len(self._ids))
+        order = np.argsort(addresses)
+        self._addresses = addresses[order]
+        self._address_ids = np.fromiter(self._ids.values(), dtype=np.int64,
+                                        count=len(self._ids))[order]
 
     def __len__(self) -> int:
         return len(self._ids)

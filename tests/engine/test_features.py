@@ -154,3 +154,17 @@ def test_a_row_cache_shared_by_threads_gives_every_thread_its_own_keys_rows():
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_a_row_cache_finds_stored_key_objects_by_address_and_equal_copies_by_value():
+    cache = RowCache((1,), np.int64, lambda key: np.array([key[0] * 10]), limit=1 << 20)
+    stored = [(k, "x") for k in range(300)]
+    ids, table = cache.lookup_objects(stored)  # all new: through the dict
+    assert table[ids, 0].tolist() == [10 * k for k in range(300)]
+    copies = [tuple([k, "x"]) for k in range(300)]  # equal keys, other objects
+    new = [(k, "y") for k in range(300, 310)]
+    mixed = stored[::-1] + copies + new
+    ids, table = cache.lookup_objects(mixed)  # indexed by address now, plus misses
+    assert table[ids, 0].tolist() == [10 * k for k in range(299, -1, -1)] + [
+        10 * k for k in range(300)] + [10 * k for k in range(300, 310)]
+    assert np.array_equal(ids, cache.lookup(mixed, len(mixed))[0])
