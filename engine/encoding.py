@@ -20,6 +20,11 @@ type's logit plus the map values at the cells that define it (``move_terms``):
 So one head fits every board (the maps are as big as the grid), every legal move has a
 logit however many there are, and moves differing only in cells are told apart by them.
 
+Scoring a batch: each distinct move's terms are worked out once per board (``_move_table``,
+an interned row of indices into a position's score vector); a batch's moves become rows by
+one dict pass and their logits one gather and sum (``policy_logits``; ``move_terms`` gives
+the same terms as index arrays for a differentiable scorer).
+
 Value: one value in [-1, 1] per seat, seats ordered as in the input (0: the player to move);
 ``seat_values`` turns them into values of players 1..n. A final ranking r among n players
 is worth ``rank_value(r, n)``: 1 for first, -1 for last, evenly spaced between.
@@ -27,13 +32,14 @@ is worth ``rank_value(r, n)``: 1 for first, -1 for last, evenly spaced between.
 
 from __future__ import annotations
 
-from operator import itemgetter
+from functools import cache
+from itertools import chain
 
 import numpy as np
 
 from . import moves as mt
-from .boards import BoardConfig
-from .features import batch_planes, grid_positions
+from .boards import BoardConfig, board_config
+from .features import RowCache, batch_planes, grid_positions
 from .moves import Move
 from .state import MAX_PLAYERS, GameState
 
@@ -44,8 +50,6 @@ POLICY_CHANNELS = len(CHANNELS)
 NUM_MOVE_TYPES = len(mt.MOVE_TYPES)
 _C = {name: i for i, name in enumerate(CHANNELS)}
 _TYPE = {t: i for i, t in enumerate(mt.MOVE_TYPES)}
-_CAPTURES = frozenset({mt.OVERTAKING_CAPTURE, mt.CONTINUE_CAPTURE_SEGMENT})
-_ELIMINATIONS = frozenset({mt.ELIMINATE_RINGS_FROM_STACK, mt.FORCED_ELIMINATION})
 _LINES = frozenset({mt.PROCESS_LINE, mt.CHOOSE_LINE_OPTION})
 
 
@@ -61,7 +65,6 @@ def input_batch(states: list[GameState]) -> tuple[np.ndarray, np.ndarray]:
 
 # Per move type: the (channel, Move field) pairs whose map values add to its logit.
 _SLOTS: dict[str, tuple[tuple[int, int], ...]] = {
-    mt.PLACE_RING: (),  # its channel depends on the count: handled apart
     mt.MOVE_STACK: ((_C["move_from"], 2), (_C["move_to"], 3)),
     mt.OVERTAKING_CAPTURE: ((_C["capture_from"], 2), (_C["capture_over"], 4),
                             (_C["capture_to"], 3)),
@@ -72,14 +75,93 @@ _SLOTS: dict[str, tuple[tuple[int, int], ...]] = {
     mt.ELIMINATE_RINGS_FROM_STACK: ((_C["eliminate"], 3),),
     mt.FORCED_ELIMINATION: ((_C["eliminate"], 3),),
 }
-_CELL_AVERAGED = frozenset({_TYPE[mt.PROCESS_LINE], _TYPE[mt.CHOOSE_LINE_OPTION],
-                            _TYPE[mt.CHOOSE_TERRITORY_OPTION]})
-_PLACE = _TYPE[mt.PLACE_RING]
-_FIRST = itemgetter(0)
+MAX_SLOTS = 3  # map terms of a move with fixed cells (captures, recovery slides)
+_CELL_AVERAGED = np.zeros(NUM_MOVE_TYPES, dtype=bool)
+_CELL_AVERAGED[[_TYPE[mt.PROCESS_LINE], _TYPE[mt.CHOOSE_LINE_OPTION],
+                _TYPE[mt.CHOOSE_TERRITORY_OPTION]]] = True
+MOVE_TABLE_LIMIT = 1 << 16  # distinct moves remembered per board (~200 bytes each)
+
+
+def _score_layout(cfg: BoardConfig) -> tuple[int, int]:
+    """A position's score vector: its policy maps flattened (``POLICY_CHANNELS * area``
+    values), one zero, then its type logits. Returns (the zero's index, the width)."""
+    zero = POLICY_CHANNELS * cfg.size * cfg.size
+    return zero, zero + 1 + NUM_MOVE_TYPES
+
+
+@cache
+def _move_table(board_type: str) -> RowCache:
+    """Per board: each distinct move's row of ``1 + MAX_SLOTS`` indices into a position's
+    score vector (``_score_layout``), whose values add up to the move's logit: its type
+    logit, then its map values (unused slots, and cell-averaged moves' slots, point at the
+    zero)."""
+    cfg = board_config(board_type)
+    area = cfg.size * cfg.size
+    grid = grid_positions(board_type).tolist()
+    zero, _ = _score_layout(cfg)
+
+    def row(move: Move) -> np.ndarray:
+        out = [zero + 1 + _TYPE[move.type], zero, zero, zero]
+        if move.type == mt.PLACE_RING:
+            out[1] = (_C["place1"] + move.count - 1) * area + grid[move.dst]
+        else:
+            k = 1
+            for channel, field in _SLOTS.get(move.type, ()):
+                cell = move[field]
+                if cell >= 0:  # recovery's extract is optional
+                    out[k] = channel * area + grid[cell]
+                    k += 1
+        return np.array(out, dtype=np.int64)
+
+    return RowCache((1 + MAX_SLOTS,), np.int64, row, MOVE_TABLE_LIMIT)
+
+
+def _averaged_terms(move: Move, cfg: BoardConfig) -> tuple[np.ndarray, float]:
+    """A line or region move's map slots (one per cell) and the weight of each."""
+    channel = _C[f"line{move.option}"] if move.type in _LINES else _C["region"]
+    cells = grid_positions(cfg.name)[np.array(move.cells, dtype=np.int64)]
+    return channel * cfg.size * cfg.size + cells, 1.0 / len(move.cells)
+
+
+def move_rows(legal: list[list[Move]], cfg: BoardConfig
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Move]]:
+    """The batch's legal moves as rows ``(M, 1 + MAX_SLOTS)`` of score-vector indices
+    (see ``_move_table``), their types ``(M,)``, the offsets of each position's moves
+    (position b's are ``offsets[b]:offsets[b + 1]``) and the moves in that order."""
+    moves = list(chain.from_iterable(legal))
+    counts = np.fromiter(map(len, legal), dtype=np.int64, count=len(legal))
+    offsets = np.zeros(len(legal) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    ids, table = _move_table(cfg.name).lookup_objects(moves)
+    rows = table[ids]
+    return rows, rows[:, 0] - (_score_layout(cfg)[0] + 1), offsets, moves
+
+
+def policy_logits(maps: np.ndarray, type_logits: np.ndarray, legal: list[list[Move]],
+                  cfg: BoardConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Every legal move's logit ``(M,)`` from the policy head's outputs, maps ``(B,
+    POLICY_CHANNELS, size, size)`` and type logits ``(B, NUM_MOVE_TYPES)``, with the offsets
+    of each position's moves (as ``move_rows``)."""
+    batch = len(legal)
+    zero, width = _score_layout(cfg)
+    scores = np.empty((batch, width), dtype=np.float32)
+    scores[:, :zero] = maps.reshape(batch, zero)
+    scores[:, zero] = 0.0
+    scores[:, zero + 1:] = type_logits
+    rows, types, offsets, moves = move_rows(legal, cfg)
+    base = np.repeat(np.arange(0, batch * width, width), np.diff(offsets))
+    flat = scores.reshape(-1)
+    logits = flat.take(rows + base[:, None]).sum(axis=1)
+    for j in np.flatnonzero(_CELL_AVERAGED[types]).tolist():
+        if moves[j].cells:
+            slots, weight = _averaged_terms(moves[j], cfg)
+            logits[j] += flat[base[j] + slots].sum() * weight
+    return logits, offsets
 
 
 def move_terms(legal: list[list[Move]], cfg: BoardConfig) -> tuple[np.ndarray, ...]:
-    """Index arrays scoring a batch's legal moves from the policy head's outputs.
+    """Index arrays scoring a batch's legal moves from the policy head's outputs (what
+    ``policy_logits`` computes, as arrays a differentiable scorer can use).
 
     Returns ``(types, term_move, term_index, term_weight, offsets)``: move j (numbered
     across the batch) has type logit ``types[j]``, plus ``term_weight[t] *
@@ -87,46 +169,19 @@ def move_terms(legal: list[list[Move]], cfg: BoardConfig) -> tuple[np.ndarray, .
     the batch's policy maps flattened to ``(B * POLICY_CHANNELS * size * size)``; position
     b's moves are ``offsets[b]:offsets[b + 1]``.
     """
-    grid = grid_positions(cfg.name)
-    area = cfg.size * cfg.size
-    counts = np.fromiter(map(len, legal), dtype=np.int64, count=len(legal))
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    moves = [m for ms in legal for m in ms]
-    if not moves:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty, np.zeros(0, dtype=np.float32), offsets
-    # Move fields as columns (C-level maps), so the terms are found per type with array
-    # operations instead of a Python step per move.
-    m = len(moves)
-    types = np.fromiter(map(_TYPE.__getitem__, map(_FIRST, moves)), dtype=np.int64, count=m)
-    field = {k: np.fromiter(map(itemgetter(k), moves), dtype=np.int64, count=m)
-             for k in (2, 3, 4, 5, 10)}
-    base = np.repeat(np.arange(len(legal), dtype=np.int64) * POLICY_CHANNELS * area, counts)
-    parts_move: list[np.ndarray] = []
-    parts_index: list[np.ndarray] = []
-    parts_weight: list[np.ndarray] = []
-
-    def add(which: np.ndarray, channel: np.ndarray | int, cells: np.ndarray) -> None:
-        parts_move.append(which)
-        parts_index.append(base[which] + channel * area + grid[cells])
-        parts_weight.append(np.ones(len(which), dtype=np.float32))
-
-    place = np.flatnonzero(types == _PLACE)
-    add(place, _C["place1"] + field[5][place] - 1, field[3][place])
-    for kind, slots in _SLOTS.items():
-        which = np.flatnonzero(types == _TYPE[kind])
-        for channel, k in slots:
-            chosen = which[field[k][which] >= 0]  # recovery's extract is optional
-            add(chosen, channel, field[k][chosen])
-    for j in np.flatnonzero(np.isin(types, list(_CELL_AVERAGED))).tolist():
-        move = moves[j]
-        if move.cells:
-            kind = move.type
-            channel = _C[f"line{move.option}"] if kind in _LINES else _C["region"]
-            cells = np.array(move.cells, dtype=np.int64)
+    zero, _ = _score_layout(cfg)
+    rows, types, offsets, moves = move_rows(legal, cfg)
+    position = np.repeat(np.arange(len(legal)), np.diff(offsets))
+    which, slots = np.nonzero(rows[:, 1:] != zero)
+    parts_move = [which]
+    parts_index = [position[which] * zero + rows[which, 1 + slots]]
+    parts_weight = [np.ones(len(which), dtype=np.float32)]
+    for j in np.flatnonzero(_CELL_AVERAGED[types]).tolist():
+        if moves[j].cells:
+            cells, weight = _averaged_terms(moves[j], cfg)
             parts_move.append(np.full(len(cells), j, dtype=np.int64))
-            parts_index.append(base[j] + channel * area + grid[cells])
-            parts_weight.append(np.full(len(cells), 1.0 / len(cells), dtype=np.float32))
+            parts_index.append(position[j] * zero + cells)
+            parts_weight.append(np.full(len(cells), weight, dtype=np.float32))
     return (types, np.concatenate(parts_move), np.concatenate(parts_index),
             np.concatenate(parts_weight), offsets)
 

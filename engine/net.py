@@ -14,7 +14,9 @@ API (what selfplay, training and evaluation use):
   ``parent`` set to the sha it started from.
 - ``Evaluator(model, device)``: ``evaluate(states, legal) -> (priors, values)`` scores a batch
   of positions in one forward pass (mixed precision on CUDA); ``parity_error`` measures the
-  device path against float32 CPU on a fixed batch.
+  device path against float32 CPU on a fixed batch. It runs ``_Inference``, the module's
+  forward pass with batch norm folded and only the live input planes (same outputs up to
+  float rounding; tests/engine/test_net.py holds it to the module on all 12 configs).
 
 Network: a residual tower (3x3 convolutions, batch norm) over the input planes, the scalar
 features added as a per-channel bias after the stem; heads as ``engine.encoding`` describes.
@@ -23,26 +25,30 @@ features added as a per-channel bias after the stem; heads as ``engine.encoding`
 from __future__ import annotations
 
 import copy
+import ctypes
 import hashlib
 import io
 import struct
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import msgpack
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .boards import BOARD_TYPES, board_config
-from .encoding import (
-    NUM_MOVE_TYPES,
-    POLICY_CHANNELS,
-    input_batch,
-    move_terms,
-    seat_values,
+from .encoding import NUM_MOVE_TYPES, POLICY_CHANNELS, policy_logits, seat_values
+from .features import (
+    NUM_PLANES,
+    NUM_SCALARS,
+    ON_BOARD,
+    batch_planes,
+    live_planes,
+    on_board_plane,
 )
-from .features import NUM_PLANES, NUM_SCALARS
 from .moves import Move
 from .state import MAX_PLAYERS, GameState
 
@@ -72,8 +78,10 @@ class Arch:
                 raise ModelBlobError(f"arch {name} {value!r} is not an int in {lo}..{hi}")
 
 
-# 16 channels x 1 block: ~0.9 MFLOP a square8 position, ~30 us on one core, which keeps
-# policy-only selfplay within 3x of bare random playouts (tools.bench selfplay).
+# 16 channels x 1 block: ~0.85 MFLOP a square8 2p position as the evaluator runs it, ~11 us
+# on one core in batches of 128 (tools.bench selfplay: net_cpu_default_positions_per_s),
+# which keeps policy-only selfplay within 3x of bare random playouts. Narrower towers gain
+# little on this path (8 and 12 channels: ~8 and ~9 us a position, measured alike).
 # 128 x 10: the usual small AlphaZero-style tower, for GPUs.
 CPU_DEFAULT = Arch(channels=16, blocks=1)
 GPU_DEFAULT = Arch(channels=128, blocks=10, value_hidden=128)
@@ -124,8 +132,8 @@ class PolicyValueNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.stem_bn(self.stem(planes)) + self.scalars(scalars)[:, :, None, None]
         x = self.tower(torch.relu(x))
-        # Pool over the board's own cells only (plane 20 marks them): hex corners stay out.
-        on_board = planes[:, NUM_PLANES - 3:NUM_PLANES - 2]
+        # Pool over the board's own cells only (on_board marks them): hex corners stay out.
+        on_board = planes[:, ON_BOARD:ON_BOARD + 1]
         pooled = (x * on_board).sum((2, 3)) / on_board.sum((2, 3)).clamp(min=1.0)
         summary = torch.cat([pooled, scalars], 1)
         values = torch.tanh(self.value_out(torch.relu(self.value_hidden(summary))))
@@ -258,26 +266,134 @@ def load_model(blob: bytes, board_type: str, num_players: int) -> Model:
     return model
 
 
+class _Inference:
+    """``PolicyValueNet.forward`` as the evaluator runs it: batch norm folded into the
+    convolutions, and the stem reading only the planes a player count can make non-zero
+    (``features.live_planes``). The other planes are zero, or ``on_board``, a constant of
+    the board whose convolution is folded into the stem's bias map, so the outputs equal
+    the module's in eval mode up to float rounding. A snapshot of the weights it is built
+    from (an evaluator serves one model; training works on a copy)."""
+
+    def __init__(self, net: PolicyValueNet, board_type: str, num_players: int,
+                 device: torch.device) -> None:
+        with torch.no_grad():
+            stem_w, stem_b = _fold(net.stem, net.stem_bn)
+            on_board = torch.from_numpy(on_board_plane(board_type))[None, None]
+            bias_map = F.conv2d(on_board, stem_w[:, ON_BOARD:ON_BOARD + 1], padding=1)[0]
+            self.stem_w = stem_w[:, torch.from_numpy(live_planes(num_players))].contiguous()
+            self.stem_bias = (bias_map + (stem_b + net.scalars.bias)[:, None, None])[None]
+            self.scalar_w = net.scalars.weight.detach().t().contiguous()
+            self.blocks = [(*_fold(b.conv1, b.bn1), *_fold(b.conv2, b.bn2)) for b in net.tower]
+            mask = on_board.flatten()
+            self.pool = (mask / mask.sum().clamp(min=1.0))[:, None]  # (area, 1): a mean
+            self.linear = {name: (m.weight.detach().flatten(1).clone(), m.bias.detach().clone())
+                           for name, m in (("maps", net.policy_maps), ("types", net.policy_types),
+                                           ("hidden", net.value_hidden),
+                                           ("value", net.value_out))}
+        for name in ("stem_w", "stem_bias", "scalar_w", "pool"):
+            setattr(self, name, getattr(self, name).to(device))
+        self.blocks = [tuple(t.to(device) for t in b) for b in self.blocks]
+        self.linear = {k: (w.to(device), b.to(device)) for k, (w, b) in self.linear.items()}
+
+    def __call__(self, planes: torch.Tensor, scalars: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = F.conv2d(planes, self.stem_w, padding=1)
+        x += self.stem_bias
+        x += (scalars @ self.scalar_w.to(x.dtype))[:, :, None, None]
+        x = torch.relu_(x)
+        for w1, b1, w2, b2 in self.blocks:
+            y = torch.relu_(F.conv2d(x, w1, b1, padding=1))
+            x = torch.relu_(F.conv2d(y, w2, b2, padding=1).add_(x))
+        pooled = (x.flatten(2) @ self.pool.to(x.dtype))[:, :, 0]
+        summary = torch.cat([pooled, scalars.to(x.dtype)], 1)
+        lin = self.linear
+        hidden = torch.relu_(F.linear(summary, *lin["hidden"]))
+        values = torch.tanh(F.linear(hidden, *lin["value"]))
+        # The 1x1 policy convolution as one batched product (half oneDNN's time here).
+        w, b = (t.to(x.dtype) for t in lin["maps"])
+        batch, _, height, width = x.shape
+        maps = torch.baddbmm(b[None, :, None].expand(batch, -1, height * width),
+                             w.expand(batch, -1, -1), x.flatten(2))
+        return (maps.view(batch, len(w), height, width), F.linear(summary, *lin["types"]),
+                values)
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight and bias of ``bn(conv(x))`` (eval mode) as one convolution."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    weight = conv.weight * scale[:, None, None, None]
+    return weight.detach().contiguous(), (bn.bias - bn.running_mean * scale).detach()
+
+
+@cache
+def retain_freed_memory() -> bool:
+    """Keep freed buffers of up to 32 MiB in the process heap, trimming it past 64 MiB.
+
+    glibc's defaults return a freed block of the size of a batch's activations (0.5 MiB at
+    128 square8 positions x 16 channels) to the kernel, so every forward pass faults its
+    pages back in: a tenth of policy-only selfplay's CPU time went to page faults (system
+    time, tools.bench selfplay). Process-wide, once; the cost is up to 64 MiB of freed
+    memory kept per malloc arena. Returns whether the C library took the settings (False
+    off glibc)."""
+    try:
+        mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    except (OSError, TypeError):  # no C library to load by that name (Windows)
+        return False
+    if mallopt is None:
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD,
+                                                                          64 << 20))
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
+
+
+def padded_batch(batch: int) -> int:
+    """The batch size a forward pass of ``batch`` positions runs at: exact up to 8, then
+    rounded up to a multiple of 8 (to 64), 16 (to 256) or 64: at most 1/8 more work."""
+    step = 1 if batch <= 8 else 8 if batch <= 64 else 16 if batch <= 256 else 64
+    return -(-batch // step) * step
+
+
 class Evaluator:
-    """Scores batches of positions with one model on one device."""
+    """Scores batches of positions with one model on one device (``retain_freed_memory``
+    is applied to the process when the first one is built)."""
 
     def __init__(self, model: Model, device: str = "cpu") -> None:
+        retain_freed_memory()
         self.model = model
         self.device = torch.device(device)
         self.net = model.net.to(self.device).eval()
         self.cfg = board_config(model.info.board_type)
+        self._inference = _Inference(self.net, model.info.board_type, model.info.num_players,
+                                     self.device)
         self.positions_evaluated = 0
 
-    def _forward(self, planes: np.ndarray, scalars: np.ndarray, autocast: bool
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, planes: np.ndarray, scalars: np.ndarray, autocast: bool
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The network's outputs (policy maps, type logits, seat values) as float32 arrays
+        for ``features.batch_planes(states, live_only=True)``.
+
+        The batch is padded with empty positions to ``padded_batch`` size: oneDNN compiles
+        a kernel per input shape (milliseconds each), and selfplay's batch shrinks one game
+        at a time as a run ends; padding bounds the shapes it ever sees."""
+        batch = len(planes)
+        size = padded_batch(batch)
+        if size > batch:
+            planes = np.concatenate([planes, np.zeros((size - batch, *planes.shape[1:]),
+                                                      dtype=planes.dtype)])
+            scalars = np.concatenate([scalars, np.zeros((size - batch, *scalars.shape[1:]),
+                                                        dtype=scalars.dtype)])
         p = torch.from_numpy(planes).to(self.device, non_blocking=True)
         s = torch.from_numpy(scalars).to(self.device, non_blocking=True)
-        with torch.inference_mode(), torch.autocast(
-            self.device.type, dtype=torch.float16 if self.device.type == "cuda"
-            else torch.bfloat16, enabled=autocast,
-        ):
-            maps, types, values = self.net(p, s)
-        return maps.float().flatten().cpu(), types.float().cpu(), values.float().cpu()
+        with torch.inference_mode():
+            if autocast:
+                with torch.autocast(self.device.type, dtype=torch.float16
+                                    if self.device.type == "cuda" else torch.bfloat16):
+                    out = self._inference(p, s)
+            else:
+                out = self._inference(p, s)
+            return tuple(t[:batch].float().cpu().numpy() for t in out)  # type: ignore[return-value]
 
     def evaluate(
         self, states: list[GameState], legal: list[list[Move]], *, autocast: bool | None = None,
@@ -286,24 +402,21 @@ class Evaluator:
         players 1..n for each position, ``(B, num_players)``. Mixed precision on CUDA."""
         if not states:
             return [], np.zeros((0, self.model.info.num_players), dtype=np.float32)
-        planes, scalars = input_batch(states)
-        maps, type_logits, values = self._forward(
+        planes, scalars = batch_planes(states, live_only=True)
+        maps, type_logits, values = self.forward(
             planes, scalars, self.device.type == "cuda" if autocast is None else autocast)
-        types, t_move, t_index, t_weight, offsets = move_terms(legal, self.cfg)
+        logits, offsets = policy_logits(maps, type_logits, legal, self.cfg)
         counts = np.diff(offsets)
-        batch_of_move = torch.from_numpy(np.repeat(np.arange(len(states)), counts))
-        logits = type_logits[batch_of_move, torch.from_numpy(types)]
-        logits.index_add_(0, torch.from_numpy(t_move),
-                          maps[torch.from_numpy(t_index)] * torch.from_numpy(t_weight))
-        # Softmax within each position's moves (every active position has at least one).
-        peak = torch.full((len(states),), -torch.inf).scatter_reduce(
-            0, batch_of_move, logits, "amax")
-        e = torch.exp(logits - peak[batch_of_move])
-        total = torch.zeros(len(states)).index_add_(0, batch_of_move, e)
-        flat = (e / total[batch_of_move]).numpy()
-        priors = [flat[offsets[b]:offsets[b + 1]] for b in range(len(states))]
+        if not counts.all():
+            raise ValueError(f"position {int(np.argmin(counts))} has no legal moves to score")
+        # Softmax within each position's moves, as segment reductions over the flat logits.
+        starts = offsets[:-1]
+        e = np.exp(logits - np.repeat(np.maximum.reduceat(logits, starts), counts))
+        flat = e / np.repeat(np.add.reduceat(e, starts), counts)
+        bounds = offsets.tolist()
+        priors = [flat[a:b] for a, b in zip(bounds, bounds[1:])]
         current = np.fromiter((s.current for s in states), dtype=np.int64, count=len(states))
-        absolute = seat_values(values.numpy(), current, self.model.info.num_players)
+        absolute = seat_values(values, current, self.model.info.num_players)
         self.positions_evaluated += len(states)
         return priors, absolute
 

@@ -22,10 +22,8 @@ on the root priors, the move drawn from visit counts with a temperature for the 
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from collections.abc import Generator
 from dataclasses import dataclass
-from itertools import accumulate
 
 import numpy as np
 
@@ -242,23 +240,48 @@ def policy_move(
 ) -> Generator[Request, Reply, SearchResult]:
     """No search: one evaluation, the move drawn from the priors with the temperature all
     game long (a game of argmax moves from an untrained net is one long rut), or the most
-    likely move with ``noise=False``."""
+    likely move with ``noise=False``. (Selfplay picks a batch's policy moves at once with
+    ``policy_picks``, which this is the one-position case of.)"""
     if legal is None:
         legal = legal_moves(state)
     priors, values = yield state, legal
     if noise:
-        weights = priors if config.temperature == 1.0 else priors ** (1.0 / config.temperature)
-        move = _draw(weights, rng)
+        move = int(policy_picks(priors, np.array([0, len(priors)]), np.array([rng.random()]),
+                                config.temperature)[0])
     else:
         move = int(np.argmax(priors))
     return SearchResult(move, None, float(values[state.current - 1]), 1)
 
 
+def policy_picks(priors: np.ndarray, offsets: np.ndarray, uniforms: np.ndarray,
+                 temperature: float) -> np.ndarray:
+    """Policy-only moves of a batch: position b (priors ``priors[offsets[b]:offsets[b + 1]]``)
+    gets the index drawn in proportion to its priors ** (1 / temperature), by inverse CDF
+    from ``uniforms[b]`` in [0, 1) (one draw from the game's own generator, so a game's moves
+    do not depend on the batch it was evaluated in)."""
+    weights = priors.astype(np.float64)
+    if temperature != 1.0:
+        weights **= 1.0 / temperature
+    return _draw_segments(weights, offsets, uniforms)
+
+
+def _draw_segments(weights: np.ndarray, offsets: np.ndarray, uniforms: np.ndarray
+                   ) -> np.ndarray:
+    """Per segment ``offsets[b]:offsets[b + 1]`` of ``weights`` (non-negative), the index
+    whose cumulative weight first exceeds ``uniforms[b]`` times the segment's total: one
+    cumulative sum over the whole batch and one binary search for every segment."""
+    cumulative = np.cumsum(weights)
+    ends = cumulative[offsets[1:] - 1]
+    starts = np.zeros_like(ends)
+    starts[1:] = ends[:-1]
+    found = np.searchsorted(cumulative, starts + uniforms * (ends - starts), side="right")
+    return np.minimum(found - offsets[:-1], np.diff(offsets) - 1)
+
+
 def _draw(weights: np.ndarray, rng: np.random.Generator) -> int:
-    """An index drawn in proportion to ``weights`` (Generator.choice with p checks and
-    copies more than a hot loop can afford)."""
-    cumulative = list(accumulate(weights.tolist()))
-    return min(bisect_right(cumulative, rng.random() * cumulative[-1]), len(weights) - 1)
+    """An index drawn in proportion to ``weights``."""
+    return int(_draw_segments(weights, np.array([0, len(weights)]),
+                              np.array([rng.random()]))[0])
 
 
 def _counting(gen: Generator[Request, Reply, None]) -> Generator[Request, Reply, int]:

@@ -9,11 +9,16 @@ unfinished games: nothing half-played ever leaves the runner.
 
 A move with a single legal option (bookkeeping moves, forced replies) is played without
 asking the network; its policy target is empty and its value byte 0.
+
+Policy-only games (no search) leave the pick to the runner: it draws every position's move
+of a batch at once (``search.policy_picks``, one uniform from each game's own generator),
+and the game is sent ``(move index, root value)`` instead of the priors. That is the same
+draw as ``search.policy_move`` without a search generator and a Python loop per position.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +26,7 @@ import numpy as np
 from .moves import Move
 from .records import encode_move, encode_policy, encode_value, start_state
 from .rules import apply_move_in_place, legal_moves
-from .search import Reply, Request, SearchConfig, search
+from .search import Reply, Request, SearchConfig, policy_picks, search
 from .state import ACTIVE, GameState
 
 Evaluate = Callable[[list[GameState], list[list[Move]]], tuple[list[np.ndarray], np.ndarray]]
@@ -68,9 +73,12 @@ def play(
     board_type: str, num_players: int, swap_rule: bool, config: SearchConfig,
     rng: np.random.Generator, max_moves: int, counters: Counters,
 ) -> Generator[Request, Reply, PlayedGame | None]:
+    """One game. Policy-only: each request is answered with ``(move index, root value)``
+    (``SelfplayRunner`` picks); otherwise with ``(priors, values)`` (engine.search)."""
     state = start_state(board_type, num_players, swap_rule)
     moves: list[bytes] = []
-    policy: list[bytes] | None = None if config.algorithm == "policy" else []
+    policy_only = config.algorithm == "policy"
+    policy: list[bytes] | None = None if policy_only else []
     values = bytearray()
     while state.status == ACTIVE:
         if len(moves) >= max_moves:
@@ -79,6 +87,9 @@ def play(
         legal = legal_moves(state)
         if len(legal) == 1:
             move, target, value = legal[0], b"", 0
+        elif policy_only:
+            index, root = yield state, legal
+            move, target, value = legal[index], b"", encode_value(root)
         else:
             result = yield from search(state, config, rng, len(moves), legal=legal)
             move = legal[result.move]
@@ -100,6 +111,14 @@ def play(
 class _Game:
     gen: Generator[Request, Reply, PlayedGame | None]
     request: Request
+    uniforms: Iterator[float]  # policy-only picks' draws from the game's generator
+
+
+def _uniforms(rng: np.random.Generator) -> Iterator[float]:
+    """``rng.random()`` draws, taken from it 64 at a time (the same stream: a call per
+    draw costs more than the pick it serves)."""
+    while True:
+        yield from rng.random(64).tolist()
 
 
 @dataclass(slots=True)
@@ -135,7 +154,7 @@ class SelfplayRunner:
             gen = play(self.board_type, self.num_players, swap, self.config, rng,
                        self.max_moves, self.counters)
             try:
-                self._active.append(_Game(gen, next(gen)))
+                self._active.append(_Game(gen, next(gen), _uniforms(rng)))
             except StopIteration as stop:
                 if stop.value is not None:
                     ended.append(stop.value)
@@ -155,20 +174,34 @@ class SelfplayRunner:
         finished = self._fill()
         if not self._active:
             return finished
-        priors, values = self.evaluate([g.request[0] for g in self._active],
-                                       [g.request[1] for g in self._active])
+        states = [g.request[0] for g in self._active]
+        priors, values = self.evaluate(states, [g.request[1] for g in self._active])
         self.counters.positions += len(self._active)
         self.counters.batches += 1
+        replies = (self._policy_picks(states, priors, values)
+                   if self.config.algorithm == "policy" else zip(priors, values, strict=True))
         still: list[_Game] = []
-        for game, p, v in zip(self._active, priors, values, strict=True):
+        for game, reply in zip(self._active, replies, strict=True):
             try:
-                game.request = game.gen.send((p, v))
+                game.request = game.gen.send(reply)
                 still.append(game)
             except StopIteration as stop:
                 if stop.value is not None:
                     finished.append(stop.value)
         self._active = still
         return finished
+
+    def _policy_picks(self, states: list[GameState], priors: list[np.ndarray],
+                      values: np.ndarray) -> list[tuple[int, float]]:
+        """Each active game's policy-only move and root value (its mover's value)."""
+        offsets = np.zeros(len(priors) + 1, dtype=np.int64)
+        np.cumsum([len(p) for p in priors], out=offsets[1:])
+        uniforms = np.fromiter((next(g.uniforms) for g in self._active), dtype=np.float64,
+                               count=len(self._active))
+        picks = policy_picks(np.concatenate(priors), offsets, uniforms, self.config.temperature)
+        current = np.fromiter((s.current for s in states), dtype=np.int64, count=len(states))
+        roots = values[np.arange(len(states)), current - 1]
+        return list(zip(picks.tolist(), roots.tolist()))
 
     def run(self) -> list[PlayedGame]:
         """Play every game to its end (needs ``games``)."""

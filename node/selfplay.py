@@ -170,14 +170,17 @@ class SelfplayWorker:
             torch.set_num_threads(s.torch_threads)
         while not stop.is_set():
             config, self.allocated = await self.assigned_config()
+            previous = self.model
             if config != self.config:
                 log.info("selfplay switches from %s %dp to %s %dp (%s)", *self.config, *config,
                          "the leader's allocation" if self.allocated else "the local default")
-                self.config, self.model = config, None  # another config's model is no fallback
-            board, n = self.config
-            previous = self.model
-            self._alias = await production_alias(self.stores, board, n)
-            self.model = await production_model(self.stores, board, n, self._alias, previous)
+                previous = None  # another config's model is no fallback
+            board, n = config
+            alias = await production_alias(self.stores, board, n)
+            model = await production_model(self.stores, board, n, alias, previous)
+            # The config and its model change together: nothing (the status page, a test)
+            # sees the new config with no model while the model loads.
+            self.config, self._alias, self.model = config, alias, model
             if self._evaluator is None or previous is None or previous[1] != self.model[1]:
                 self._evaluator = await asyncio.to_thread(choose_device, self.model[0],
                                                           self.device)

@@ -8,9 +8,20 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 
-from engine.boards import BOARD_TYPES
-from engine.encoding import relative_values, seat_values
+from engine.boards import BOARD_TYPES, board_config
+from engine.encoding import (
+    CHANNELS,
+    NUM_MOVE_TYPES,
+    POLICY_CHANNELS,
+    move_terms,
+    policy_logits,
+    relative_values,
+    seat_values,
+)
+from engine.features import batch_planes
+from engine.moves import CHOOSE_TERRITORY_OPTION, NO_LINE_ACTION, PROCESS_LINE, Move
 from engine.net import (
     MAGIC,
     Arch,
@@ -18,6 +29,7 @@ from engine.net import (
     ModelBlobError,
     initial_model,
     load_model,
+    padded_batch,
     save_model,
 )
 from engine.rules import apply_move_in_place, legal_moves
@@ -126,3 +138,81 @@ def test_the_device_parity_check_measures_reduced_precision_against_float32():
     assert evaluator.parity_error(states, legal, autocast=False) == 0.0
     error = evaluator.parity_error(states, legal, autocast=True)  # bfloat16 on the CPU
     assert 0.0 < error < 0.05
+
+
+def _with_running_statistics(model, seed):
+    """Batch-norm statistics and scales away from their initial 0/1, as training leaves
+    them (folding them into the convolutions must then matter)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0.0, 0.3, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.normal_(0.0, 0.2, generator=g)
+    return model
+
+
+def _module_priors(model, states, legal):
+    """Priors and values the plain way: the module on all the planes, moves scored with
+    move_terms' index arrays (as training scores them)."""
+    cfg = states[0].board
+    planes, scalars = batch_planes(states)
+    with torch.no_grad():
+        maps, type_logits, values = model.net(torch.from_numpy(planes),
+                                              torch.from_numpy(scalars))
+    types, t_move, t_index, t_weight, offsets = move_terms(legal, cfg)
+    logits = type_logits.numpy()[np.repeat(np.arange(len(states)), np.diff(offsets)), types]
+    np.add.at(logits, t_move, maps.numpy().reshape(-1)[t_index] * t_weight)
+    priors = []
+    for b in range(len(states)):
+        x = logits[offsets[b]:offsets[b + 1]].astype(np.float64)
+        e = np.exp(x - x.max())
+        priors.append(e / e.sum())
+    current = np.array([s.current for s in states])
+    return priors, seat_values(values.numpy(), current, model.info.num_players)
+
+
+@pytest.mark.parametrize("board", BOARD_TYPES)
+@pytest.mark.parametrize("players", [2, 3, 4])
+def test_the_evaluator_scores_as_the_module_does(board, players):
+    # The evaluator folds batch norm, reads only the live planes and scores moves from
+    # interned rows: none of it may change what the network says.
+    model = _with_running_statistics(initial_model(board, players, Arch(8, 2, 8)), players)
+    states = _positions(board, players, 9, seed=players + 10)
+    legal = [legal_moves(s) for s in states]
+    priors, values = Evaluator(model).evaluate(states, legal)
+    want_priors, want_values = _module_priors(model, states, legal)
+    assert np.abs(values - want_values).max() < 1e-5
+    for got, want in zip(priors, want_priors, strict=True):
+        assert np.abs(got - want).max() < 1e-5
+
+
+def test_a_padded_batch_scores_each_position_as_it_scores_alone():
+    evaluator = Evaluator(initial_model("hex8", 3, Arch(8, 1, 8)))
+    states = _positions("hex8", 3, 11, seed=5)  # padded to 16
+    assert padded_batch(len(states)) == 16
+    legal = [legal_moves(s) for s in states]
+    priors, values = evaluator.evaluate(states, legal)
+    for b, state in enumerate(states):
+        [alone], value = evaluator.evaluate([state], [legal[b]])
+        assert np.abs(alone - priors[b]).max() < 1e-5
+        assert np.abs(value[0] - values[b]).max() < 1e-5
+
+
+def test_line_and_region_moves_are_scored_by_the_average_of_their_cells():
+    cfg = board_config("square8")
+    cells = (3, 4, 5, 6)
+    lines = [[Move(PROCESS_LINE, 1, cells=cells, option=1), Move(NO_LINE_ACTION, 1)],
+             [Move(CHOOSE_TERRITORY_OPTION, 2, cells=cells[:2])]]
+    maps = np.random.default_rng(0).standard_normal(
+        (2, POLICY_CHANNELS, cfg.size, cfg.size)).astype(np.float32)
+    type_logits = np.zeros((2, NUM_MOVE_TYPES), dtype=np.float32)
+    logits, offsets = policy_logits(maps, type_logits, lines, cfg)
+    assert offsets.tolist() == [0, 2, 3]
+    line_channel = CHANNELS.index("line1")
+    region_channel = CHANNELS.index("region")
+    assert logits[0] == pytest.approx(maps[0, line_channel].reshape(-1)[list(cells)].mean())
+    assert logits[1] == 0.0
+    assert logits[2] == pytest.approx(maps[1, region_channel].reshape(-1)[[3, 4]].mean())

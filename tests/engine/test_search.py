@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
+from itertools import accumulate
 
 import numpy as np
 import pytest
 import torch
 
 from engine.net import Arch, Evaluator, initial_model
-from engine.records import check_finished
+from engine.records import check_finished, encode_move, start_state
 from engine.rules import apply_move, apply_move_in_place, legal_moves
-from engine.search import SearchConfig, improved_policy, run_one, search
+from engine.search import (
+    SearchConfig,
+    improved_policy,
+    policy_move,
+    policy_picks,
+    run_one,
+    search,
+)
 from engine.selfplay import SelfplayRunner
 from engine.state import ACTIVE
 from storage.rows import new_game, validate_game
@@ -132,3 +141,54 @@ def test_improved_policy_of_an_unvisited_node_is_the_prior():
     except StopIteration as stop:
         node = stop.value
     assert np.allclose(improved_policy(node, SearchConfig()), priors[0], atol=1e-5)
+
+
+def _reference_pick(weights, u):
+    """Inverse CDF one position at a time: the first index whose running total exceeds
+    u times the total."""
+    cumulative = list(accumulate(weights.tolist()))
+    return min(bisect_right(cumulative, u * cumulative[-1]), len(weights) - 1)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_a_batch_of_policy_picks_draws_as_each_position_would_alone(temperature):
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 40, size=200)
+    priors = [rng.dirichlet(np.full(k, 0.3)).astype(np.float32) for k in sizes]
+    priors[7][:] = 0.0
+    priors[7][-1] = 1.0  # all the weight on the last move
+    uniforms = rng.random(len(priors))
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    picks = policy_picks(np.concatenate(priors), offsets, uniforms, temperature)
+    want = [_reference_pick(p.astype(np.float64) ** (1.0 / temperature), u)
+            for p, u in zip(priors, uniforms, strict=True)]
+    assert picks.tolist() == want
+    assert picks[7] == sizes[7] - 1
+
+
+def test_policy_only_selfplay_repeats_from_its_seed_and_draws_from_each_games_generator():
+    evaluator = Evaluator(initial_model("square8", 2, TINY))
+
+    def games(seed):
+        return [g.moves for g in SelfplayRunner(evaluator.evaluate, "square8", 2,
+                                                SearchConfig("policy"), concurrency=4,
+                                                seed=seed, games=4).run()]
+
+    first = games(5)
+    assert games(5) == first
+    assert games(6) != first
+    # Game i draws from default_rng([seed, i]): the same draws one position at a time
+    # (policy_move, evaluated alone) give the same game.
+    state = start_state("square8", 2, True)
+    rng = np.random.default_rng([5, 0])
+    played = []
+    while state.status == ACTIVE:
+        legal = legal_moves(state)
+        if len(legal) == 1:
+            move = legal[0]
+        else:
+            move = legal[run_one(policy_move(state, SearchConfig("policy"), rng, legal=legal),
+                                 evaluator.evaluate).move]
+        played.append(encode_move(move))
+        apply_move_in_place(state, move)
+    assert played in first

@@ -3,12 +3,15 @@
 One config (square8 2p), one core: torch uses one thread and every rate is per second of
 this process's CPU time, so other load on a shared machine does not deflate it. Figures:
 
-- ``random_playout_*``: the bare rules engine, uniform random moves (the same run);
+- ``random_playout_*``: the bare rules engine, uniform random moves (the same run: half the
+  games just before the policy-only selfplay and half just after, so that both sides of the
+  ratio see the same background load on average, however it drifts during the run);
 - ``policy_only_*`` and ``gumbel16_*``: batched selfplay with the CPU default net (games,
   moves, network positions per second, average batch);
 - ``policy_only_overhead``: random playout games/s divided by policy-only games/s (goal <= 3);
-- ``net_<arch>_positions_per_s``: the network alone, forward passes of 256 square8 positions,
-  for the CPU and the GPU default nets (on the device used: the CPU here unless CUDA is seen).
+- ``net_<arch>_positions_per_s``: the network alone as the evaluator runs it (batch norm
+  folded, the live planes), forward passes of 256 square8 positions, for the CPU and the GPU
+  default nets (on the device used: the CPU here unless CUDA is seen).
 """
 
 from __future__ import annotations
@@ -18,8 +21,15 @@ import time
 
 import torch
 
-from engine.encoding import input_batch
-from engine.net import CPU_DEFAULT, GPU_DEFAULT, Arch, Evaluator, initial_model
+from engine.features import batch_planes
+from engine.net import (
+    CPU_DEFAULT,
+    GPU_DEFAULT,
+    Arch,
+    Evaluator,
+    initial_model,
+    retain_freed_memory,
+)
 from engine.rules import apply_move_in_place, legal_moves
 from engine.search import SearchConfig
 from engine.selfplay import SelfplayRunner
@@ -29,8 +39,8 @@ BOARD, PLAYERS = "square8", 2
 CONCURRENCY = 128
 
 
-def _random_playouts(games: int, seed: int = 0) -> tuple[float, float]:
-    rng = random.Random(seed)
+def _random_playouts(games: int, rng: random.Random) -> tuple[int, float]:
+    """Moves played and CPU seconds spent on ``games`` uniformly random games."""
     moves = 0
     start = time.process_time()
     for _ in range(games):
@@ -38,8 +48,7 @@ def _random_playouts(games: int, seed: int = 0) -> tuple[float, float]:
         while state.status == ACTIVE:
             apply_move_in_place(state, rng.choice(legal_moves(state)))
             moves += 1
-    elapsed = time.process_time() - start
-    return games / elapsed, moves / elapsed
+    return moves, time.process_time() - start
 
 
 def _selfplay(config: SearchConfig, games: int, device: str) -> dict[str, float]:
@@ -67,12 +76,12 @@ def _net_rate(arch: Arch, device: str, rounds: int) -> float:
             state = initial_state(BOARD, PLAYERS)
         states.append(state.copy())
         apply_move_in_place(state, rng.choice(legal_moves(state)))
-    planes, scalars = input_batch(states)
-    evaluator._forward(planes, scalars, device == "cuda")  # warm-up
+    planes, scalars = batch_planes(states, live_only=True)
+    evaluator.forward(planes, scalars, device == "cuda")  # warm-up
     clock = time.perf_counter if device == "cuda" else time.process_time
     start = clock()
     for _ in range(rounds):
-        evaluator._forward(planes, scalars, device == "cuda")
+        evaluator.forward(planes, scalars, device == "cuda")
     if device == "cuda":
         torch.cuda.synchronize()
     return len(states) * rounds / (clock() - start)
@@ -81,11 +90,18 @@ def _net_rate(arch: Arch, device: str, rounds: int) -> float:
 def run(quick: bool) -> dict[str, float | int | str]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    # The evaluators set the allocator up for the process; do it first so the random
+    # playouts run under the same settings as the selfplay they are compared with.
+    retain_freed_memory()
     try:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         games = 32 if quick else 256
-        random_games, random_moves = _random_playouts(games)
+        rng = random.Random(0)
+        moves_before, seconds_before = _random_playouts(games // 2, rng)
         policy = _selfplay(SearchConfig("policy"), games, device)
+        moves_after, seconds_after = _random_playouts(games - games // 2, rng)
+        seconds = seconds_before + seconds_after
+        random_games, random_moves = games / seconds, (moves_before + moves_after) / seconds
         gumbel = _selfplay(SearchConfig("gumbel", 16, considered=16),
                            8 if quick else 64, device)
         figures: dict[str, float | int | str] = {
