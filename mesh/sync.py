@@ -26,6 +26,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mesh.defaults import default
 from mesh.manifest import StoreSummary
 from mesh.sync_messages import (
     BLOB_STORE,
@@ -70,66 +71,58 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class SyncConfig:
-    """Every knob of the sync core, with the reason for its default."""
+    """Every knob of the sync core. Defaults and the reason for each: config/node.toml [sync],
+    the one place they live; the bounds are checked here, for the node and the simulator."""
 
-    # Tries per request before the pull from that peer is given up. Requests are reads, so a
-    # repeat is harmless; three rides out a lost packet or a busy peer without hammering a
-    # dead one (its manifest will soon be gone from membership anyway).
-    request_attempts: int = 3
-    # How long a shell waits for one reply. A sync reply is at most a few MB: on a LAN that is
-    # tens of milliseconds; 5 s leaves room for a loaded peer or a slow WAN link.
-    request_timeout_s: float = 5.0
-    # Back-off after a failed pull: base * 2**(failures-1), capped, with +-50% jitter so a
-    # crowd of pullers does not return to a recovering peer in lockstep.
-    backoff_base_s: float = 2.0
-    backoff_max_s: float = 60.0
-    # Expected entries per reply that bucket grouping aims for, below the hard cap so that a
-    # stale (low) row count in a manifest still rarely needs a second page.
-    entries_target: int = MAX_ENTRIES_PER_REPLY * 3 // 4
-    # Expected entries per bucket above which differing buckets are compared by sub-bucket
-    # digests before listing: a sub-digest reply costs ~2.3 KB a bucket, a listing ~100 bytes
-    # an entry, so past ~25 entries a bucket the sub-digests win; 64 (a 16k-row store) keeps
-    # small stores on the one-step path.
-    subdivide_above: int = 64
-    # A peer that held none of the blobs we lack is not asked for blobs again for this long:
-    # a new model reaches peers as they fetch it, which takes a while for a large one.
-    blob_retry_s: float = 30.0
-    # Requests of one pull in flight at once. One at a time, a catch-up waited a round trip
-    # plus the peer's read for every batch; 3 keep both ends busy (the responder reads the next
-    # batch while we merge the last) and stay below the transport's 4 connections a peer, so
-    # gossip always finds one free.
-    window: int = 3
-    # Merges in flight: one batch being written by SQLite while the next is validated.
-    merges_in_flight: int = 2
-    # Rows (and bytes of them, as received) waiting while both merges are busy, beyond which
-    # no new request goes out; they then go in one batch (one transaction, one fsync). 10,000
-    # rows are the batch size of the storage benchmark's local imports; 16 MiB bounds the
-    # decoded rows held at once (~3,000 long games).
-    buffer_rows: int = 10_000
-    buffer_bytes: int = 16 * 1024 * 1024
-    # Rows a range request (rows of sub-buckets we hold nothing in) aims at, by the peer's row
-    # count; a range holding more is paged. Half a reply's row cap: ranges stay few, and a
-    # count that grew since the manifest still rarely needs a second page of small rows.
-    range_rows: int = MAX_ROWS_PER_REPLY // 2
-    # Rows a run of (sub-)buckets we hold nothing in must be expected to hold for a range
-    # request of its own; shorter runs are listed with the rest. A listing costs ~170 bytes a
-    # row more (the entry, then the key asked for) but covers scattered buckets in one request;
-    # past ~64 rows a run's own request is the cheaper. A small store is then listed as before.
-    range_min_rows: int = 64
+    request_attempts: int = default("sync", "request_attempts")
+    request_timeout_s: float = default("sync", "request_timeout_s")
+    backoff_base_s: float = default("sync", "backoff_base_s")
+    backoff_max_s: float = default("sync", "backoff_max_s")
+    entries_target: int = default("sync", "entries_target")
+    subdivide_above: int = default("sync", "subdivide_above")
+    blob_retry_s: float = default("sync", "blob_retry_s")
+    window: int = default("sync", "window")
+    merges_in_flight: int = default("sync", "merges_in_flight")
+    buffer_rows: int = default("sync", "buffer_rows")
+    buffer_mib: int = default("sync", "buffer_mib")
+    range_rows: int = default("sync", "range_rows")
+    range_min_rows: int = default("sync", "range_min_rows")
+    behind_defer_s: float = default("sync", "behind_defer_s")
 
     def __post_init__(self) -> None:
-        if self.request_attempts < 1:
-            raise ValueError(f"request_attempts must be >= 1, got {self.request_attempts}")
-        if not 0 < self.backoff_base_s <= self.backoff_max_s:
-            raise ValueError(f"need 0 < backoff_base_s <= backoff_max_s, got "
-                             f"{self.backoff_base_s} and {self.backoff_max_s}")
-        if not 0 < self.entries_target <= MAX_ENTRIES_PER_REPLY:
-            raise ValueError(f"entries_target must be in 1..{MAX_ENTRIES_PER_REPLY}, "
-                             f"got {self.entries_target}")
-        for name in ("window", "merges_in_flight", "buffer_rows", "buffer_bytes", "range_rows",
-                     "range_min_rows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        # Errors start with the knob's name, as config/node.toml spells it (node.config adds
+        # the section).
+        for name, lo, hi in _BOUNDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not lo <= value <= hi:
+                raise ValueError(f"{name} = {value!r}: expected a number in {lo}..{hi}")
+        if self.backoff_base_s > self.backoff_max_s:
+            raise ValueError(f"backoff_base_s = {self.backoff_base_s}: expected at most "
+                             f"backoff_max_s ({self.backoff_max_s})")
+
+    @property
+    def buffer_bytes(self) -> int:
+        return self.buffer_mib << 20
+
+
+# (knob, lowest, highest): wide enough for any sane cluster, narrow enough that a typo (a
+# window of 10,000 requests, a zero timeout) stops start-up instead of the mesh.
+_BOUNDS = (
+    ("request_attempts", 1, 10),
+    ("request_timeout_s", 0.01, 600),
+    ("backoff_base_s", 0.01, 3600),
+    ("backoff_max_s", 0.01, 3600),
+    ("entries_target", 1, MAX_ENTRIES_PER_REPLY),
+    ("subdivide_above", 0, 1_000_000),
+    ("blob_retry_s", 0, 86_400),
+    ("window", 1, 32),
+    ("merges_in_flight", 1, 8),
+    ("buffer_rows", 1, 1_000_000),
+    ("buffer_mib", 1, 4096),
+    ("range_rows", 1, MAX_ROWS_PER_REPLY),
+    ("range_min_rows", 1, 10_000_000),
+    ("behind_defer_s", 0, 3600),
+)
 
 
 # --- responder -----------------------------------------------------------------------------
@@ -216,6 +209,14 @@ class SyncScheduler:
     hold everything P held at R (stores only grow, in merge order). Until P's root for S
     changes, pulling S from P again could bring nothing, so P is not a candidate for S even
     though its root differs from ours (it is P that lacks our rows; P pulls them from us).
+
+    Behind: a peer holding fewer rows of S than we do is most likely catching up, from us or
+    from another node. Pulling S from it would have it list back, page by page, the rows it
+    has just taken, on the very node that is behind, and again each round while it catches
+    up. Such a pull is put off for `behind_defer_s`: the peer meanwhile pulls what it lacks,
+    and once it holds as many rows as we do, its rows are pulled at once. A pull from a peer
+    still behind after that goes ahead (and the wait starts again), so rows only it holds
+    always arrive, if later.
     """
 
     def __init__(self, rng: random.Random, config: SyncConfig | None = None) -> None:
@@ -225,6 +226,9 @@ class SyncScheduler:
         self._failures: dict[str, int] = {}
         self._retry_at: dict[str, float] = {}
         self._no_blobs_until: dict[str, float] = {}
+        # (peer, store) -> when pulls of a store from a peer holding fewer of its rows were
+        # first put off (or last allowed): see the class docstring.
+        self._behind_since: dict[tuple[str, str], float] = {}
         # Pulls a peer ended by a bad or missing answer, by reason (`mesh.sync_pull.REASONS`):
         # each cost only its own pull, and the peer is backed off so the next goes elsewhere.
         self.refusals: dict[str, int] = dict.fromkeys(REASONS, 0)
@@ -240,15 +244,16 @@ class SyncScheduler:
         """
         self._forget_absent(peers)
         candidates: list[tuple[str, tuple[str, ...]]] = []
-        mine = [(name, local[name].root) for name in sorted(local)]
+        mine = [(name, local[name]) for name in sorted(local)]
         covered = self._covered
         for peer in sorted(peers):  # sorted: the rng alone decides, so a seed replays a run
             if not self._may_ask(peer, now):
                 continue
             theirs = peers[peer]
-            stores = tuple(name for name, root in mine
-                           if (t := theirs.get(name)) is not None and t.root != root
-                           and covered.get((peer, name)) != t.root)
+            stores = tuple(name for name, ours in mine
+                           if (t := theirs.get(name)) is not None and t.root != ours.root
+                           and covered.get((peer, name)) != t.root
+                           and not self._put_off(peer, name, t.count < ours.count, now))
             if stores:
                 candidates.append((peer, stores))
         if not candidates and blobs_missing:
@@ -257,6 +262,9 @@ class SyncScheduler:
         if not candidates:
             return None
         peer, stores = self._rng.choice(candidates)
+        for store in stores:
+            if (peer, store) in self._behind_since:
+                self._behind_since[(peer, store)] = now  # allowed once: the wait starts again
         theirs = peers[peer]
         return PullPlan(peer, stores, tuple(theirs[s].root for s in stores),
                         tuple(theirs[s].count for s in stores),
@@ -287,6 +295,15 @@ class SyncScheduler:
         for key in [k for k in self._covered if k[1] == store]:
             del self._covered[key]
 
+    def _put_off(self, peer: str, store: str, behind: bool, now: float) -> bool:
+        """Whether pulling `store` from `peer`, which differs from ours, waits for now."""
+        key = (peer, store)
+        if not behind:
+            self._behind_since.pop(key, None)
+            return False
+        since = self._behind_since.setdefault(key, now)
+        return now - since < self._config.behind_defer_s
+
     def _may_ask(self, peer: str, now: float) -> bool:
         return self._retry_at.get(peer, -math.inf) <= now
 
@@ -306,3 +323,5 @@ class SyncScheduler:
             self._retry_at.pop(peer, None)
         for peer in [p for p in self._no_blobs_until if p not in peers]:
             del self._no_blobs_until[peer]
+        for key in [k for k in self._behind_since if k[0] not in peers]:
+            del self._behind_since[key]

@@ -10,10 +10,11 @@ Per store: the peer's 256 bucket digests against ours name the buckets that diff
 
 Requests go out `window` at a time (background steps, `mesh.sync_steps`) and every reply makes
 the next ones. Rows go to a merge as soon as one is free (`merges_in_flight`: one batch is
-written while the next is validated); what arrives while both are busy waits and goes in one
-batch, so batches grow with the load, and requests pause while too much waits. A catch-up is
-thus bound by SQLite and the network, not by round trips. A pull cut short keeps what it
-merged, and the next one only sees what still differs.
+written while the next is validated); what arrives while both are busy waits, as the byte
+streams received, and goes in one batch, decoded then (one C-level decode per row, no other
+work per row here), so batches grow with the load, and requests pause while too much waits. A
+catch-up is thus bound by SQLite and the network, not by round trips. A pull cut short keeps
+what it merged, and the next one only sees what still differs.
 
 A peer that gives no reply, refuses, answers out of protocol, sends a row stream that does not
 decode, or rows that fail validation ends the pull with it: its other requests are abandoned,
@@ -257,7 +258,9 @@ class _StorePull:
         self.requests = 0  # of pending, how many are requests (the rest are merges)
         # Steps a shell ran to their end at once, with their results.
         self.finished: deque[tuple[_Job | _Merge, SyncRequest | None, Any]] = deque()
-        self.buffer: list[object] = []
+        # Row streams as received, decoded when they go to a merge (see `_merge`).
+        self.buffer: list[tuple[bytes, int]] = []
+        self.buffered_rows = 0
         self.buffered_bytes = 0
         self.failure: PullFailed | None = None
         # Sub-buckets per range request: about `range_rows` of the peer's rows.
@@ -308,7 +311,7 @@ class _StorePull:
             while (self.failure is None and self.queue
                    and self.requests + len(self.finished) < cfg.window
                    and self.buffered_bytes < cfg.buffer_bytes
-                   and len(self.buffer) < cfg.buffer_rows):
+                   and self.buffered_rows < cfg.buffer_rows):
                 yield from self._send(self.queue.popleft())
             merges = len(self.pending) - self.requests
             if self.buffer and merges < cfg.merges_in_flight:
@@ -344,7 +347,22 @@ class _StorePull:
         self._started(job, request, started)
 
     def _merge(self) -> Steps[None]:
-        rows, self.buffer, self.buffered_bytes = self.buffer, [], 0
+        # Decoded here, not on arrival: a stream decoded while a merge is writing would hold
+        # the event loop the merge's statements go through, one at a time, and the write
+        # waited on every decode. A stream that does not decode ends the pull; the rows before
+        # it are merged.
+        streams, self.buffer, self.buffered_rows, self.buffered_bytes = self.buffer, [], 0, 0
+        rows: list[object] = []
+        for data, count in streams:
+            try:
+                rows += unpack_stream(data, count)
+            except BadStream as bad:
+                self.failure = self.failure or PullFailed(
+                    MALFORMED, f"{self.peer} sent rows of {self.store}: {bad}")
+                break
+            self.tally.rows_pulled += count
+        if not rows:
+            return
         started = yield LocalQuery(self.store, "merge", (rows,), background=True)
         self._started(_Merge(len(rows)), None, started)
 
@@ -385,13 +403,9 @@ class _StorePull:
                                                             EntriesReply))
 
     def _rows(self, data: bytes, count: int) -> None:
-        try:
-            rows = unpack_stream(data, count)
-        except BadStream as bad:
-            raise PullFailed(MALFORMED, f"{self.peer} sent rows of {self.store}: {bad}") from None
-        self.buffer += rows
+        self.buffer.append((data, count))
+        self.buffered_rows += count
         self.buffered_bytes += len(data)
-        self.tally.rows_pulled += count
 
     def _take_range(self, job: _Range, reply: RangeRowsReply) -> None:
         self._rows(reply.rows, reply.count)

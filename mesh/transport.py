@@ -33,6 +33,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from mesh import codec
+from mesh.defaults import default
 from mesh.manifest import is_address
 from mesh.wire import REASONS, Refusal, Wire
 from storage.blobs import MAX_BLOB_BYTES, TEMP_PREFIX, check_sha
@@ -88,13 +89,9 @@ class TransportConfig:
     sync_kinds: tuple[str, ...] = ("sync.",)
     # Simultaneous outgoing connections per peer: gossip and sync in parallel, not a flood.
     connections_per_peer: int = 4
-    # A whole request body must arrive within this: 8 MiB at a slow 10 Mbit/s takes 7 s. A
-    # sender that trickles its body is cut off here instead of holding its buffer forever.
-    body_timeout_s: float = 15.0
-    # Bytes of request bodies being received at once, over all connections. A body that would
-    # pass it is refused with 503 (the sender retries later): 200 senders of 8 MiB bodies then
-    # hold at most this, not 1.6 GiB. Eight full sync batches in parallel fit.
-    bodies_in_flight_bytes: int = 64 * 1024 * 1024
+    # The operator's knobs among these: config/node.toml [mesh] has their defaults and reasons.
+    body_timeout_s: float = default("mesh", "body_timeout_s")
+    bodies_in_flight_bytes: int = default("mesh", "bodies_in_flight_mib") << 20
 
     def __post_init__(self) -> None:
         for name in ("gossip_max_bytes", "sync_max_bytes", "blob_max_bytes", "blob_chunk_bytes",

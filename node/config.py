@@ -21,6 +21,7 @@ from engine.boards import BOARD_TYPES
 from engine.promotion import PromotionCriteria
 from mesh.manifest import is_address
 from mesh.manifest import MAX_VOTERS
+from mesh.sync import SyncConfig
 
 ENV_PREFIX = "RINGRIFT_"
 PROFILES = ("lan", "wan")
@@ -58,6 +59,17 @@ class MeshSection:
     stores_refresh_s: float
     body_timeout_s: float
     bodies_in_flight_mib: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySection:
+    """How the replay checker runs (node.replay_check)."""
+
+    batch: int
+    idle_s: float
+    nice: int
+    restart_s: float
+    restart_max_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +163,9 @@ class ResourcesSection:
 class Config:
     node: NodeSection
     mesh: MeshSection
+    # The sync core's own config object: its fields are the [sync] keys, its bounds its own.
+    sync: SyncConfig
+    replay: ReplaySection
     election: ElectionSection
     leader: LeaderSection
     storage: StorageSection
@@ -164,6 +179,8 @@ class Config:
 _SECTIONS: dict[str, type] = {
     "node": NodeSection,
     "mesh": MeshSection,
+    "sync": SyncConfig,
+    "replay": ReplaySection,
     "election": ElectionSection,
     "leader": LeaderSection,
     "storage": StorageSection,
@@ -276,8 +293,14 @@ def _build(merged: Mapping[str, Mapping[str, Any]]) -> Config:
     for name, cls in _SECTIONS.items():
         values = merged[name]
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        if set(values) != set(fields):  # node.toml and the section's fields name the same keys
+            raise AssertionError(f"[{name}] keys {sorted(set(values) ^ set(fields))} are in one "
+                                 "of config/node.toml and its section class, not both")
         kwargs = {key: _typed(f"{name}.{key}", values[key], fields[key].type) for key in fields}
-        sections[name] = cls(**kwargs)
+        try:
+            sections[name] = cls(**kwargs)
+        except ValueError as exc:  # a section that checks its own bounds (SyncConfig)
+            raise ConfigError(f"{name}.{exc}") from None
     config = Config(**sections)
     _validate(config)
     return config
@@ -346,6 +369,7 @@ def _validate(config: Config) -> None:
             "expected milliseconds in 1..86400000"
         )
     _check_limits(config)
+    _validate_replay(config.replay)
     _validate_monitoring(config.monitoring)
     _validate_pipeline(config.pipeline, config.promotion)
     _validate_selfplay(config.selfplay, config.resources)
@@ -376,6 +400,16 @@ def _check_limits(config: Config) -> None:
     ):
         if not lo <= value <= hi:
             raise ConfigError(f"{key} = {value}: expected a number in {lo}..{hi}")
+
+
+def _validate_replay(replay: ReplaySection) -> None:
+    for key, lo, hi in (("batch", 1, 1024), ("idle_s", 0.05, 3600), ("nice", 0, 19),
+                        ("restart_s", 0.01, 3600)):
+        if not lo <= getattr(replay, key) <= hi:
+            raise ConfigError(f"replay.{key} = {getattr(replay, key)}: expected {lo}..{hi}")
+    if not replay.restart_s <= replay.restart_max_s <= 86_400:
+        raise ConfigError(f"replay.restart_max_s = {replay.restart_max_s}: expected seconds "
+                          "from restart_s up to 86400")
 
 
 SELFPLAY_BOARDS = ("square8", "square19", "hex8", "hexagonal")

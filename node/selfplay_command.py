@@ -21,22 +21,22 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from tqdm import tqdm
-
-from engine.net import Model, initial_model, load_model, save_model
-from engine.search import SearchConfig
-from engine.selfplay import SelfplayRunner
 from node.config import SELFPLAY_ALGORITHMS, SELFPLAY_BOARDS, Config
 from node.datadir import open_data_dir
 from node.importer.command import running_node
 from node.local_games import LocalGamesError, post_games
-from node.selfplay import choose_device
 from storage.blobs import BlobStore
 from storage.rows import MAX_MOVES
 from storage.stores import BLOB_DIR
+
+if TYPE_CHECKING:
+    from engine.net import Model
+
+# torch and the engine's net are imported by `run` only: `node.cli` imports this module for
+# its parser, and every command (and every child process the agent spawns, which imports the
+# main module again) would otherwise pay a second of torch import.
 
 
 class SelfplayRefused(RuntimeError):
@@ -75,11 +75,21 @@ def _node_model(address: str, data_dir: Path, board: str, n: int) -> tuple[Model
     sha = selfplay.get("production_model")
     if not sha or (selfplay.get("board_type"), selfplay.get("num_players")) != (board, n):
         return None
+    from engine.net import load_model
+
     blob = asyncio.run(BlobStore(data_dir / BLOB_DIR).get(sha))
     return load_model(blob, board, n), sha
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from engine.net import initial_model, save_model
+    from engine.search import SearchConfig
+    from engine.selfplay import SelfplayRunner
+    from node.selfplay import choose_device
+
     if args.games < 1:
         raise SelfplayRefused(f"--games {args.games}: expected at least 1")
     sp = config.selfplay

@@ -683,3 +683,17 @@ def test_a_rows_reply_that_does_not_decode_costs_that_pull_and_stores_nothing_of
     outcome = drive(pull_session(plan, RANGES), a.by_name(), ask)
     assert not outcome.ok and outcome.reason == "malformed"
     assert len(a.games) == 0
+
+
+def test_a_peer_behind_us_is_pulled_from_only_once_it_caught_up_or_the_wait_is_over() -> None:
+    config = SyncConfig(behind_defer_s=10.0)
+    scheduler = SyncScheduler(random.Random(1), config)
+    local = _summary("aa", count=1000)
+    catching_up = {"x": _summary("b1", count=400)}
+    assert scheduler.plan(0.0, local, catching_up) is None
+    assert scheduler.plan(9.0, local, {"x": _summary("b2", count=900)}) is None  # still behind
+    plan = scheduler.plan(10.0, local, {"x": _summary("b3", count=950)})
+    assert plan is not None and plan.stores == ("games",)  # its own rows arrive, if later
+    assert scheduler.plan(11.0, local, {"x": _summary("b4", count=960)}) is None  # waits again
+    caught_up = {"x": _summary("b5", count=1001)}
+    assert scheduler.plan(12.0, local, caught_up) is not None  # as many rows as ours: at once

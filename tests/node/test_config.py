@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,40 @@ def test_unwritable_data_dir_is_refused(tmp_path):
     blocker.write_text("not a dir")
     with pytest.raises(ConfigError, match="node.data_dir = .*expected a writable directory"):
         check_data_dir_writable(blocker / "data")
+
+
+def test_a_sync_knob_in_the_config_file_reaches_the_sync_config_the_mesh_runs_with(tmp_path):
+    from node.agent import runtime_config
+
+    config = load_config(write(tmp_path, "[sync]\nwindow = 5\nbehind_defer_s = 7.5\n"), env={})
+    runtime = runtime_config(config, join_peers=("10.0.0.9:7420",), wants_voter=False)
+    # The pulls (MeshRuntime._pull) and the scheduler in the node core (NodeConfig.sync).
+    assert runtime.sync.window == 5 and runtime.sync.behind_defer_s == 7.5
+    assert runtime.node_config().sync == runtime.sync
+    assert load_config(env={"RINGRIFT_SYNC_MERGES_IN_FLIGHT": "3"}).sync.merges_in_flight == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[sync]\nwindow = 0\n", "sync.window = 0: expected a number in 1..32"),
+        ("[sync]\nwindow = 1000\n", "sync.window = 1000: expected a number in 1..32"),
+        ('[sync]\nwindow = "3"\n', "sync.window = '3': expected an integer"),
+        ("[sync]\nbuffer_mib = 0\n", "sync.buffer_mib = 0"),
+        ("[sync]\nrequest_timeout_s = 0\n", "sync.request_timeout_s = 0.0"),
+        ("[sync]\nbackoff_base_s = 90\n", "sync.backoff_base_s = 90.0: expected at most"),
+        ("[sync]\nwidnow = 3\n", "unknown key sync.widnow"),
+        ("[replay]\nnice = 20\n", "replay.nice = 20: expected 0..19"),
+        ("[replay]\nbatch = 0\n", "replay.batch = 0"),
+        ("[replay]\nrestart_max_s = 0.5\n", "replay.restart_max_s = 0.5"),
+    ],
+)
+def test_bad_sync_and_replay_values_stop_start_up_naming_the_key(tmp_path, text, expected):
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(write(tmp_path, text), env={})
+
+
+def test_the_sync_core_built_without_arguments_runs_with_node_toml_defaults():
+    from mesh.sync import SyncConfig
+
+    assert SyncConfig() == load_config(env={}).sync

@@ -152,6 +152,18 @@ class _Node:
                 [sys.executable, "-m", "node.cli", "start", "--data-dir", str(data_dir),
                  "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
 
+    def cpu_s(self) -> tuple[float, float] | None:
+        """CPU seconds (user + system, all threads) used by the node process and by its child
+        processes now running (the replay checker's), or None where /proc is not there."""
+        own = _proc_cpu(Path(f"/proc/{self.proc.pid}/stat"))
+        if own is None:
+            return None
+        children = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            found = _proc_cpu(stat, parent=self.proc.pid)
+            children += found[1] if found is not None else 0.0
+        return own[1], children
+
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
@@ -184,6 +196,19 @@ class _Node:
                 self.proc.wait()
 
 
+def _proc_cpu(stat: Path, parent: int | None = None) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds) of the process whose /proc stat file this is; None when
+    it is gone, or is not a child of `parent` when that is given."""
+    try:
+        fields = stat.read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    ppid = int(fields[1])
+    if parent is not None and ppid != parent:
+        return None
+    return ppid, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait(predicate: Callable[[], object], timeout: float, what: str,
           interval: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
@@ -195,7 +220,8 @@ def _wait(predicate: Callable[[], object], timeout: float, what: str,
 
 def catch_up(root: Path, games: list[dict], matches: list[dict], timeout: float
              ) -> dict[str, float]:
-    """Seconds for an empty node to reach a loaded node's games and match rows."""
+    """Seconds for an empty node to reach a loaded node's games and match rows (and, where
+    /proc tells, the CPU seconds each node spent meanwhile)."""
     loaded, empty = root / "loaded", root / "empty"
     founder = init_data_dir(loaded)
     port = _free_port()
@@ -208,6 +234,7 @@ def catch_up(root: Path, games: list[dict], matches: list[dict], timeout: float
         nodes[0].wait_up(timeout=60)
         nodes.append(_Node(empty, _free_port()))
         nodes[1].wait_up(timeout=60)
+        cpu_before = [node.cpu_s() for node in nodes]
         start = time.perf_counter()
         done: dict[str, float] = {}
         # The status page would do (a leaderboard over all match rows each time they change,
@@ -225,6 +252,8 @@ def catch_up(root: Path, games: list[dict], matches: list[dict], timeout: float
             _wait(caught_up, timeout, "the empty node to catch up")
         finally:
             db.close()
+        cpu = [None if b is None or (a := node.cpu_s()) is None else (a[0] - b[0], a[1] - b[1])
+               for node, b in zip(nodes, cpu_before, strict=True)]
         # Not timed: the rows are the same ones (equal roots), not merely as many.
         _wait(lambda: _roots(nodes[0]) == _roots(nodes[1]), 300, "equal roots")
     finally:
@@ -233,9 +262,15 @@ def catch_up(root: Path, games: list[dict], matches: list[dict], timeout: float
     games_s = done["games"]
     # The pull takes the stores one after the other, games first.
     matches_s = done["matches"] - games_s if done["matches"] > games_s else done["matches"]
-    return {"local_games_s": local_games_s, "local_matches_s": local_matches_s,
-            "sync_games_s": games_s, "sync_matches_s": matches_s,
-            "sync_total_s": max(done.values())}
+    times = {"local_games_s": local_games_s, "local_matches_s": local_matches_s,
+             "sync_games_s": games_s, "sync_matches_s": matches_s,
+             "sync_total_s": max(done.values())}
+    # CPU the two processes spent while the clock ran: what the catch-up costs, which a
+    # machine shared with other work does not change as much as it changes the wall clock.
+    if cpu[0] is not None and cpu[1] is not None:
+        times.update(responder_cpu_s=cpu[0][0], puller_cpu_s=cpu[1][0],
+                     puller_children_cpu_s=cpu[1][1])
+    return times
 
 
 def _roots(node: _Node) -> dict[str, str]:
@@ -264,6 +299,8 @@ def run(quick: bool) -> dict[str, float | int | str]:
         "sync_game_rows_per_s": round(sync_games),
         "sync_match_rows_per_s": round(sync_matches),
         "sync_total_s": round(t["sync_total_s"], 2),
+        **{key: round(t[key], 2) for key in ("responder_cpu_s", "puller_cpu_s",
+                                             "puller_children_cpu_s") if key in t},
         "game_ratio_to_local_merge": round(sync_games / local_games, 3),
         "match_ratio_to_local_merge": round(sync_matches / local_matches, 3),
     }
