@@ -3,8 +3,9 @@
 A store serves rows to a peer as one byte string: the msgpack encodings of their wire dicts,
 one after the other. The SQLite stores keep each row's wire dict already encoded (`body`, and
 a game's moves apart as their own encoded list, `tables.py`), so serving rows is reading them
-and joining bytes: no row is decoded or encoded on the way out. The receiver decodes the whole
-stream in one C call and validates each row as it would a local one.
+and joining bytes: no row is decoded or encoded on the way out. The receiver decodes the
+stream value by value (a count it was promised, no bytes left over) when the rows go to a
+merge, and validates each row as it would a local one.
 
 Rows are also served by key-hash range, for a puller that holds nothing there: sub-bucket ids
 (the top 16 bits of the key hash, `storage.digests.SUBS_PER_BUCKET`) name the range, and a
